@@ -1,0 +1,1 @@
+//! The reference model (written next).
