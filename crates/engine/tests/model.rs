@@ -180,8 +180,8 @@ impl Gen {
                 CommandKind::Amend(Amend {
                     order_id: OrderId(id),
                     participant: self.who(id, who),
-                    quantity: lots.map(|l| Qty(l * if id % 2 == 0 { 10 } else { 1 })),
-                    price: ticks.map(|t| Price(t * if id % 3 == 0 { 1 } else { 5 })),
+                    quantity: lots.map(|l| Qty(l * if id.is_multiple_of(2) { 10 } else { 1 })),
+                    price: ticks.map(|t| Price(t * if id.is_multiple_of(3) { 1 } else { 5 })),
                     stop_price: stop_ticks.map(|t| Price(t * 5)),
                 })
             }

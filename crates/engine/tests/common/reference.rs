@@ -604,10 +604,8 @@ impl Reference {
         ev: &mut Vec<Event>,
         reason: Option<CancelReason>,
     ) -> Result<(), Reject> {
-        if let Some(p) = product {
-            if !self.products.contains_key(&p.0) {
-                return Err(Reject::UnknownProduct);
-            }
+        if product.is_some_and(|p| !self.products.contains_key(&p.0)) {
+            return Err(Reject::UnknownProduct);
         }
         ev.push(Event::Accepted);
         let in_scope = |x: u32| product.is_none_or(|p| p.0 == x);
