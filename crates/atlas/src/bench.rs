@@ -1,7 +1,9 @@
 //! `atlas bench`: performance figures, printed (never asserted).
 
 use anyhow::{Context, bail};
-use atlas_bench::{Kind, clock_cost_ns, latency_closed, latency_open, memory_per_order, percentiles, throughput};
+use atlas_bench::{
+    Kind, clock_cost_ns, latency_closed, latency_open, memory_per_order, percentiles, throughput,
+};
 use clap::{Args, Subcommand};
 
 /// What to benchmark.
@@ -29,6 +31,9 @@ pub struct EngineArgs {
     /// Commands per second for the open-loop latency run.
     #[arg(long, default_value_t = 1_000_000)]
     rate: u64,
+    /// Only measure throughput (skip the latency runs).
+    #[arg(long)]
+    throughput_only: bool,
     /// Resting orders for the memory measurement (0 skips it).
     #[arg(long, default_value_t = 1_000_000)]
     memory_orders: usize,
@@ -114,6 +119,9 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
             rates[rates.len() - 1] / 1e6,
             rates.len()
         );
+        if args.throughput_only {
+            continue;
+        }
         println!("{}", row("closed loop", percentiles(&latency_closed(&w))));
         let open = latency_open(&w, args.rate);
         println!(

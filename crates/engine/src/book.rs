@@ -112,31 +112,50 @@ pub(crate) fn crosses(side: Side, limit: Price, level_price: Price) -> bool {
     }
 }
 
+/// How many empty levels a ladder may keep beyond the number of live ones before
+/// it is compacted.
+pub(crate) const EMPTY_LEVELS_SLACK: usize = 64;
+
 /// One side of a book: its levels sorted worst to best.
+///
+/// A level emptied anywhere but at the best end stays in the vector, empty, so that
+/// removing it costs no memmove and an order arriving at that price again reuses
+/// it; the best (last) level is never empty. Empty levels are compacted away when
+/// they outnumber live ones by [`EMPTY_LEVELS_SLACK`], which bounds the memory.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ladder {
     pub levels: Vec<LevelRef>,
+    /// Empty levels kept in `levels`.
+    pub empty: u32,
 }
 
+/// How many levels at the best end `find` checks one by one before it falls back
+/// to a binary search: activity clusters at the touch.
+const FIND_LINEAR: usize = 8;
+
 impl Ladder {
+    /// The best level; never an empty one.
     #[inline]
     pub fn best(&self) -> Option<LevelRef> {
         self.levels.last().copied()
     }
 
-    /// Finds a level's position by key, looking at the best level first because
-    /// that is where most activity is.
+    /// Finds a level's position by key (`Err`: where it would be inserted),
+    /// scanning the few levels at the best end first.
     #[inline]
     pub fn find(&self, key: i64) -> Result<usize, usize> {
-        if let Some(last) = self.levels.last() {
-            if last.key == key {
-                return Ok(self.levels.len() - 1);
+        let n = self.levels.len();
+        let linear = n.min(FIND_LINEAR);
+        for i in (n - linear..n).rev() {
+            let k = self.levels[i].key;
+            if k == key {
+                return Ok(i);
             }
-            if last.key < key {
-                return Err(self.levels.len());
+            if k < key {
+                return Err(i + 1);
             }
         }
-        self.levels.binary_search_by(|l| l.key.cmp(&key))
+        self.levels[..n - linear].binary_search_by(|l| l.key.cmp(&key))
     }
 }
 

@@ -6,8 +6,8 @@ use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Side, TradeId};
 use rustc_hash::FxHashMap;
 
 use crate::book::{
-    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, LevelRef, NIL, Resting, STOP_BIT, Slab, StopOrder, crosses,
-    key_of, price_of,
+    Book, EMPTY_LEVELS_SLACK, FLAG_MARKET, FLAG_POST_ONLY, Level, LevelRef, NIL, Resting, STOP_BIT, Slab,
+    StopOrder, crosses, key_of, price_of,
 };
 use crate::{
     Amend, CancelReason, Command, CommandKind, Event, NewOrder, OrderType, ProductSpec, ProductStatus,
@@ -44,6 +44,9 @@ struct Touch {
     book: u32,
     side: Side,
     key: i64,
+    /// The level's slot: valid until the command ends, because levels dropped
+    /// during a command are only released after it.
+    level: u32,
     before: Qty,
     /// Order of first touch, so that the first (true "before") entry wins a tie.
     ord: u32,
@@ -80,6 +83,8 @@ pub struct Engine {
     // Scratch space, reused across commands so that the hot path does not allocate.
     cur_seq: u64,
     touched: Vec<Touch>,
+    /// Levels dropped from a ladder during this command, released after it.
+    dead_levels: Vec<u32>,
     triggered: Vec<(u64, u32)>,
     scratch_ids: Vec<OrderId>,
 }
@@ -151,6 +156,7 @@ impl Engine {
             next_trade_id: 1,
             cur_seq: 0,
             touched: Vec::with_capacity(64),
+            dead_levels: Vec::with_capacity(64),
             triggered: Vec::with_capacity(64),
             scratch_ids: Vec::new(),
         }
@@ -535,10 +541,9 @@ impl Engine {
                 m = next;
             }
             // The level may have emptied (fills or self-trade cancels): it is the
-            // best one, so removing it is a pop.
+            // best one, so dropping it is a pop.
             if self.levels.get(lv).count == 0 {
-                self.book_mut(b).ladder_mut(opp).levels.pop();
-                self.levels.remove(lv);
+                self.level_emptied(b, opp, lv);
             }
         }
         if let Some(p) = last_price {
@@ -623,6 +628,10 @@ impl Engine {
             Ok(pos) => {
                 let lv = self.book(b).ladder(o.side).levels[pos].level;
                 self.touch(lv, product, b, o.side, key);
+                if self.levels.get(lv).count == 0 {
+                    // An empty level kept in the ladder comes back to life.
+                    self.book_mut(b).ladder_mut(o.side).empty -= 1;
+                }
                 lv
             }
             Err(pos) => {
@@ -635,7 +644,15 @@ impl Engine {
                     touched: cur_seq,
                 });
                 let ord = self.touched.len() as u32;
-                self.touched.push(Touch { product, book: b, side: o.side, key, before: Qty::ZERO, ord });
+                self.touched.push(Touch {
+                    product,
+                    book: b,
+                    side: o.side,
+                    key,
+                    level: lv,
+                    before: Qty::ZERO,
+                    ord,
+                });
                 self.book_mut(b).ladder_mut(o.side).levels.insert(pos, LevelRef { key, level: lv });
                 lv
             }
@@ -679,14 +696,41 @@ impl Engine {
         l.total -= o.open;
         self.resting_live -= 1;
         if l.count == 0 {
-            let ladder = self.book_mut(o.book).ladder_mut(o.side);
-            match ladder.find(key) {
-                Ok(pos) => {
-                    ladder.levels.remove(pos);
+            self.level_emptied(o.book, o.side, lv);
+        }
+    }
+
+    /// A level's last order left. At the best end the level is dropped (with any
+    /// empty levels behind it, so the best level is never empty); elsewhere it stays,
+    /// empty, until the ladder is compacted.
+    fn level_emptied(&mut self, b: u32, side: Side, lv: u32) {
+        let Engine { books, levels, dead_levels, .. } = self;
+        let Some(book) = books[b as usize].as_mut() else { invariant_broken("level of a removed book") };
+        let ladder = book.ladder_mut(side);
+        if ladder.levels.last().map(|l| l.level) == Some(lv) {
+            ladder.levels.pop();
+            dead_levels.push(lv);
+            while let Some(last) = ladder.levels.last().copied() {
+                if levels.get(last.level).count != 0 {
+                    break;
                 }
-                Err(_) => invariant_broken("level missing from its ladder"),
+                ladder.levels.pop();
+                ladder.empty -= 1;
+                dead_levels.push(last.level);
             }
-            self.levels.remove(lv);
+        } else {
+            ladder.empty += 1;
+            let empty = ladder.empty as usize;
+            if empty > EMPTY_LEVELS_SLACK + (ladder.levels.len() - empty) {
+                ladder.levels.retain(|l| {
+                    let live = levels.get(l.level).count != 0;
+                    if !live {
+                        dead_levels.push(l.level);
+                    }
+                    live
+                });
+                ladder.empty = 0;
+            }
         }
     }
 
@@ -697,7 +741,7 @@ impl Engine {
         if l.touched != self.cur_seq {
             l.touched = self.cur_seq;
             let ord = self.touched.len() as u32;
-            self.touched.push(Touch { product, book, side, key, before: l.total, ord });
+            self.touched.push(Touch { product, book, side, key, level: lv, before: l.total, ord });
         }
     }
 
@@ -1110,49 +1154,54 @@ impl Engine {
     // ----- after each command ---------------------------------------------------------
 
     /// Emits one [`Event::Level`] per level whose total changed in this command:
-    /// per product, bids then offers, best first.
+    /// per product, bids then offers, best first. Then releases dropped levels.
     fn flush_levels(&mut self, out: &mut Vec<Event>) {
         if self.touched.is_empty() {
             return;
         }
         let mut touched = std::mem::take(&mut self.touched);
         if touched.len() > 1 {
-            // Best first: larger key first; ties keep the first touch.
+            // Best first: larger key first; ties keep the order of first touch.
             touched.sort_unstable_by_key(|t| (t.product, t.side, std::cmp::Reverse(t.key), t.ord));
-            touched.dedup_by(|later, first| {
-                later.product == first.product && later.side == first.side && later.key == first.key
-            });
         }
-        for t in &touched {
-            let now = match self.books.get(t.book as usize).and_then(Option::as_ref) {
-                Some(book) if book.spec.id == t.product => {
-                    let ladder = book.ladder(t.side);
-                    match ladder.find(t.key) {
-                        Ok(pos) => self.levels.get(ladder.levels[pos].level).total,
-                        Err(_) => Qty::ZERO,
-                    }
-                }
-                _ => Qty::ZERO,
-            };
-            if now != t.before {
+        let same = |a: &Touch, b: &Touch| a.product == b.product && a.side == b.side && a.key == b.key;
+        let mut i = 0;
+        while i < touched.len() {
+            // A price touched twice (a level dropped and created again in one
+            // command): the first entry has the total before, the last one the
+            // level that exists now.
+            let mut j = i;
+            while j + 1 < touched.len() && same(&touched[i], &touched[j + 1]) {
+                j += 1;
+            }
+            let (first, last) = (touched[i], touched[j]);
+            let now = self.levels.get(last.level).total;
+            if now != first.before {
                 out.push(Event::Level {
-                    product: t.product,
-                    side: t.side,
-                    price: price_of(t.side, t.key),
+                    product: first.product,
+                    side: first.side,
+                    price: price_of(first.side, first.key),
                     quantity: now,
                 });
             }
+            i = j + 1;
         }
         // The books just touched must not be crossed.
+        let mut last_book = u32::MAX;
         for t in &touched {
-            if let Some(Some(book)) = self.books.get(t.book as usize)
+            if t.book != last_book
+                && let Some(Some(book)) = self.books.get(t.book as usize)
                 && book.crossed()
             {
                 invariant_broken("book is crossed");
             }
+            last_book = t.book;
         }
         touched.clear();
         self.touched = touched;
+        for lv in self.dead_levels.drain(..) {
+            self.levels.remove(lv);
+        }
     }
 
     /// The O(1) checks that run after every command, in release builds too. The

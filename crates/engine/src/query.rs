@@ -139,6 +139,7 @@ impl Engine {
                 .levels
                 .iter()
                 .rev()
+                .filter(|lr| self.levels.get(lr.level).count > 0)
                 .take(levels_max)
                 .map(|lr| {
                     let l = self.levels.get(lr.level);
@@ -258,10 +259,21 @@ impl Engine {
                         return Err(format!("{product} {side:?} ladder not strictly sorted"));
                     }
                 }
+                if ladder.best().is_some_and(|lr| self.levels.get(lr.level).count == 0) {
+                    return Err(format!("{product} {side:?} best level is empty"));
+                }
+                let mut empty = 0;
                 for lr in &ladder.levels {
                     let level = self.levels.get(lr.level);
                     if key_of(side, level.price) != lr.key {
                         return Err(format!("{product} level key differs from its price"));
+                    }
+                    if level.count == 0 {
+                        if level.total.0 != 0 || level.head != NIL || level.tail != NIL {
+                            return Err(format!("{product} empty level {} is not empty", level.price.0));
+                        }
+                        empty += 1;
+                        continue;
                     }
                     if level.price.0 % book.spec.tick.0 != 0 {
                         return Err(format!("{product} level {} off tick", level.price.0));
@@ -293,6 +305,12 @@ impl Engine {
                         ));
                     }
                     resting += count as usize;
+                }
+                if empty != ladder.empty {
+                    return Err(format!(
+                        "{product} {side:?} counts {} empty levels, has {empty}",
+                        ladder.empty
+                    ));
                 }
                 for (&(stop_key, arrival), &s) in book.stops(side) {
                     let st = self.stops.get(s);
