@@ -2,14 +2,13 @@
 //!
 //! A resting order is a slab slot in a doubly linked FIFO list per price level, so
 //! cancelling or filling one is O(1) and never moves other orders. A side's levels
-//! live in a vector sorted from worst to best price, so the best level is the last
-//! element: matching pops from the end, and the busy part of the book (near the
-//! touch) is where inserts and removals happen, which makes their memmove short.
+//! are found through its [`Ladder`].
 
 use std::collections::BTreeMap;
 
 use atlas_types::{OrderId, ParticipantId, Price, Qty, Side};
 
+use crate::ladder::Ladder;
 use crate::{OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
 
 /// The "no slot" link value.
@@ -112,53 +111,6 @@ pub(crate) fn crosses(side: Side, limit: Price, level_price: Price) -> bool {
     }
 }
 
-/// How many empty levels a ladder may keep beyond the number of live ones before
-/// it is compacted.
-pub(crate) const EMPTY_LEVELS_SLACK: usize = 64;
-
-/// One side of a book: its levels sorted worst to best.
-///
-/// A level emptied anywhere but at the best end stays in the vector, empty, so that
-/// removing it costs no memmove and an order arriving at that price again reuses
-/// it; the best (last) level is never empty. Empty levels are compacted away when
-/// they outnumber live ones by [`EMPTY_LEVELS_SLACK`], which bounds the memory.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Ladder {
-    pub levels: Vec<LevelRef>,
-    /// Empty levels kept in `levels`.
-    pub empty: u32,
-}
-
-/// How many levels at the best end `find` checks one by one before it falls back
-/// to a binary search: activity clusters at the touch.
-const FIND_LINEAR: usize = 8;
-
-impl Ladder {
-    /// The best level; never an empty one.
-    #[inline]
-    pub fn best(&self) -> Option<LevelRef> {
-        self.levels.last().copied()
-    }
-
-    /// Finds a level's position by key (`Err`: where it would be inserted),
-    /// scanning the few levels at the best end first.
-    #[inline]
-    pub fn find(&self, key: i64) -> Result<usize, usize> {
-        let n = self.levels.len();
-        let linear = n.min(FIND_LINEAR);
-        for i in (n - linear..n).rev() {
-            let k = self.levels[i].key;
-            if k == key {
-                return Ok(i);
-            }
-            if k < key {
-                return Err(i + 1);
-            }
-        }
-        self.levels[..n - linear].binary_search_by(|l| l.key.cmp(&key))
-    }
-}
-
 /// A stop order waiting for its trigger.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StopOrder {
@@ -196,8 +148,8 @@ impl Book {
         Book {
             spec,
             halted: false,
-            bids: Ladder::default(),
-            asks: Ladder::default(),
+            bids: Ladder::new(spec.tick.0),
+            asks: Ladder::new(spec.tick.0),
             buy_stops: BTreeMap::new(),
             sell_stops: BTreeMap::new(),
             last_trade: None,
@@ -309,19 +261,5 @@ mod tests {
     fn resting_order_stays_small() {
         // The memory budget per resting order is 128 bytes, index included.
         assert!(std::mem::size_of::<Resting>() <= 72, "{}", std::mem::size_of::<Resting>());
-    }
-
-    #[test]
-    fn ladder_find() {
-        let mut l = Ladder::default();
-        for k in [1, 3, 5] {
-            let pos = l.find(k).unwrap_err();
-            l.levels.insert(pos, LevelRef { key: k, level: 0 });
-        }
-        assert_eq!(l.find(5), Ok(2));
-        assert_eq!(l.find(3), Ok(1));
-        assert_eq!(l.find(4), Err(2));
-        assert_eq!(l.find(9), Err(3));
-        assert_eq!(l.find(0), Err(0));
     }
 }

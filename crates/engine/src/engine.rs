@@ -6,8 +6,8 @@ use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Side, TradeId};
 use rustc_hash::FxHashMap;
 
 use crate::book::{
-    Book, EMPTY_LEVELS_SLACK, FLAG_MARKET, FLAG_POST_ONLY, Level, LevelRef, NIL, Resting, STOP_BIT, Slab,
-    StopOrder, crosses, key_of, price_of,
+    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, NIL, Resting, STOP_BIT, Slab, StopOrder, crosses, key_of,
+    price_of,
 };
 use crate::{
     Amend, CancelReason, Command, CommandKind, Event, NewOrder, OrderType, ProductSpec, ProductStatus,
@@ -417,7 +417,7 @@ impl Engine {
     fn fok_fillable(&self, b: u32, order: &Resting) -> bool {
         let ladder = self.book(b).ladder(order.side.opposite());
         let mut need = order.open.0;
-        for lr in ladder.levels.iter().rev() {
+        for lr in ladder.iter_best_first() {
             if !crosses(order.side, order.price, price_of(order.side.opposite(), lr.key)) {
                 break;
             }
@@ -543,7 +543,7 @@ impl Engine {
             // The level may have emptied (fills or self-trade cancels): it is the
             // best one, so dropping it is a pop.
             if self.levels.get(lv).count == 0 {
-                self.level_emptied(b, opp, lv);
+                self.level_emptied(b, opp, lv, best.key);
             }
         }
         if let Some(p) = last_price {
@@ -624,17 +624,12 @@ impl Engine {
         let key = key_of(o.side, o.price);
         let product = self.book(b).spec.id;
         let cur_seq = self.cur_seq;
-        let lv = match self.book(b).ladder(o.side).find(key) {
-            Ok(pos) => {
-                let lv = self.book(b).ladder(o.side).levels[pos].level;
+        let lv = match self.book(b).ladder(o.side).get(key) {
+            Some(lv) => {
                 self.touch(lv, product, b, o.side, key);
-                if self.levels.get(lv).count == 0 {
-                    // An empty level kept in the ladder comes back to life.
-                    self.book_mut(b).ladder_mut(o.side).empty -= 1;
-                }
                 lv
             }
-            Err(pos) => {
+            None => {
                 let lv = self.levels.insert(Level {
                     price: o.price,
                     total: Qty::ZERO,
@@ -653,7 +648,7 @@ impl Engine {
                     before: Qty::ZERO,
                     ord,
                 });
-                self.book_mut(b).ladder_mut(o.side).levels.insert(pos, LevelRef { key, level: lv });
+                self.book_mut(b).ladder_mut(o.side).insert(key, lv);
                 lv
             }
         };
@@ -696,42 +691,15 @@ impl Engine {
         l.total -= o.open;
         self.resting_live -= 1;
         if l.count == 0 {
-            self.level_emptied(o.book, o.side, lv);
+            self.level_emptied(o.book, o.side, lv, key);
         }
     }
 
-    /// A level's last order left. At the best end the level is dropped (with any
-    /// empty levels behind it, so the best level is never empty); elsewhere it stays,
-    /// empty, until the ladder is compacted.
-    fn level_emptied(&mut self, b: u32, side: Side, lv: u32) {
-        let Engine { books, levels, dead_levels, .. } = self;
-        let Some(book) = books[b as usize].as_mut() else { invariant_broken("level of a removed book") };
-        let ladder = book.ladder_mut(side);
-        if ladder.levels.last().map(|l| l.level) == Some(lv) {
-            ladder.levels.pop();
-            dead_levels.push(lv);
-            while let Some(last) = ladder.levels.last().copied() {
-                if levels.get(last.level).count != 0 {
-                    break;
-                }
-                ladder.levels.pop();
-                ladder.empty -= 1;
-                dead_levels.push(last.level);
-            }
-        } else {
-            ladder.empty += 1;
-            let empty = ladder.empty as usize;
-            if empty > EMPTY_LEVELS_SLACK + (ladder.levels.len() - empty) {
-                ladder.levels.retain(|l| {
-                    let live = levels.get(l.level).count != 0;
-                    if !live {
-                        dead_levels.push(l.level);
-                    }
-                    live
-                });
-                ladder.empty = 0;
-            }
-        }
+    /// A level's last order left: drop it from the ladder. Its slot is released
+    /// after the command, so the L2 diff can still read it.
+    fn level_emptied(&mut self, b: u32, side: Side, lv: u32, key: i64) {
+        self.book_mut(b).ladder_mut(side).remove(key);
+        self.dead_levels.push(lv);
     }
 
     /// Records a level's total before this command changes it (once per command).
@@ -1027,7 +995,7 @@ impl Engine {
         for b in slots {
             let book = self.book(b);
             for side in [Side::Buy, Side::Sell] {
-                for lr in &book.ladder(side).levels {
+                for lr in book.ladder(side).iter_worst_first() {
                     let mut m = self.levels.get(lr.level).head;
                     while m != NIL {
                         let o = self.orders.get(m);
@@ -1141,7 +1109,7 @@ impl Engine {
         }
         self.scratch_ids = ids;
         let book = self.book(b);
-        if !book.bids.levels.is_empty() || !book.asks.levels.is_empty() {
+        if !book.bids.is_empty() || !book.asks.is_empty() {
             invariant_broken("removed product still has levels");
         }
         self.books[b as usize] = None;

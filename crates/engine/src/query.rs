@@ -136,10 +136,7 @@ impl Engine {
         let book = self.book(b);
         let side_view = |side: Side| {
             book.ladder(side)
-                .levels
-                .iter()
-                .rev()
-                .filter(|lr| self.levels.get(lr.level).count > 0)
+                .iter_best_first()
                 .take(levels_max)
                 .map(|lr| {
                     let l = self.levels.get(lr.level);
@@ -154,7 +151,7 @@ impl Engine {
     pub fn orders_by_priority(&self, product: ProductId, side: Side) -> Option<Vec<RestingView>> {
         let b = *self.book_of.get(&product)?;
         let mut out = Vec::new();
-        for lr in self.book(b).ladder(side).levels.iter().rev() {
+        for lr in self.book(b).ladder(side).iter_best_first() {
             let mut m = self.levels.get(lr.level).head;
             while m != NIL {
                 out.push(self.resting_view(m));
@@ -231,12 +228,8 @@ impl Engine {
         let cap = self.index.capacity();
         let buckets = if cap == 0 { 0 } else { (cap * 8 / 7).next_power_of_two() };
         let index = buckets * (std::mem::size_of::<(OrderId, u32)>() + 1) + 16;
-        let ladders: usize = self
-            .books
-            .iter()
-            .flatten()
-            .map(|b| (b.bids.levels.capacity() + b.asks.levels.capacity()) * 16)
-            .sum();
+        let ladders: usize =
+            self.books.iter().flatten().map(|b| b.bids.heap_bytes() + b.asks.heap_bytes()).sum();
         self.orders.heap_bytes() + self.levels.heap_bytes() + self.stops.heap_bytes() + index + ladders
     }
 
@@ -254,26 +247,21 @@ impl Engine {
             }
             for side in [Side::Buy, Side::Sell] {
                 let ladder = book.ladder(side);
-                for w in ladder.levels.windows(2) {
-                    if w[0].key >= w[1].key {
+                ladder.check().map_err(|e| format!("{product} {side:?}: {e}"))?;
+                let mut last_key = i64::MIN;
+                let mut levels_seen = 0;
+                for lr in ladder.iter_worst_first() {
+                    let level = self.levels.get(lr.level);
+                    if lr.key <= last_key {
                         return Err(format!("{product} {side:?} ladder not strictly sorted"));
                     }
-                }
-                if ladder.best().is_some_and(|lr| self.levels.get(lr.level).count == 0) {
-                    return Err(format!("{product} {side:?} best level is empty"));
-                }
-                let mut empty = 0;
-                for lr in &ladder.levels {
-                    let level = self.levels.get(lr.level);
+                    last_key = lr.key;
+                    levels_seen += 1;
                     if key_of(side, level.price) != lr.key {
                         return Err(format!("{product} level key differs from its price"));
                     }
-                    if level.count == 0 {
-                        if level.total.0 != 0 || level.head != NIL || level.tail != NIL {
-                            return Err(format!("{product} empty level {} is not empty", level.price.0));
-                        }
-                        empty += 1;
-                        continue;
+                    if ladder.get(lr.key) != Some(lr.level) {
+                        return Err(format!("{product} level {} not found by its key", level.price.0));
                     }
                     if level.price.0 % book.spec.tick.0 != 0 {
                         return Err(format!("{product} level {} off tick", level.price.0));
@@ -306,10 +294,10 @@ impl Engine {
                     }
                     resting += count as usize;
                 }
-                if empty != ladder.empty {
+                if levels_seen != ladder.len() {
                     return Err(format!(
-                        "{product} {side:?} counts {} empty levels, has {empty}",
-                        ladder.empty
+                        "{product} {side:?}: ladder has {} levels, walked {levels_seen}",
+                        ladder.len()
                     ));
                 }
                 for (&(stop_key, arrival), &s) in book.stops(side) {

@@ -168,10 +168,10 @@ impl Engine {
             w.i64(book.last_trade.map_or(0, |p| p.0));
             for side in [Side::Buy, Side::Sell] {
                 let ladder = book.ladder(side);
-                let n: u32 = ladder.levels.iter().map(|lr| self.levels.get(lr.level).count).sum();
+                let n: u32 = ladder.iter_worst_first().map(|lr| self.levels.get(lr.level).count).sum();
                 w.count(n as usize);
-                // Worst level first, so that restoring appends levels in order.
-                for lr in &ladder.levels {
+                // Worst level first, then each level's queue in time order.
+                for lr in ladder.iter_worst_first() {
                     let mut m = self.levels.get(lr.level).head;
                     while m != NIL {
                         let o = self.orders.get(m);
