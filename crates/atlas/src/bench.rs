@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use atlas_bench::{
-    Kind, clock_cost_ns, latency_closed, latency_open, memory_per_order, percentiles, throughput,
+    Kind, clock_cost_ns, jitter_open, latency_closed, latency_open, memory_per_order, percentiles, throughput,
 };
 use clap::{Args, Subcommand};
 
@@ -87,6 +87,14 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         args.seed, args.commands
     );
     println!("clock read cost (included in every latency below): {}", fmt_ns(clock_cost_ns()));
+    if !args.throughput_only {
+        let floor = jitter_open(args.commands, args.rate);
+        println!("machine floor: the open loop around an empty command, same rate and count:");
+        println!(
+            "{}",
+            row(&format!("empty {:.2} M/s", floor.achieved_per_sec / 1e6), percentiles(&floor.latency))
+        );
+    }
     for kind in kinds {
         let w = kind.generate(args.seed, args.commands);
         let s = &w.stats;

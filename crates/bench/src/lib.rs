@@ -105,6 +105,26 @@ pub fn latency_open(w: &Workload, rate_per_sec: u64) -> OpenLoop {
     OpenLoop { latency: h, achieved_per_sec }
 }
 
+/// The same open loop as [`latency_open`] around an empty command: what the
+/// machine alone adds (timer interrupts, the hypervisor taking the core). Engine
+/// figures cannot be better than this floor.
+pub fn jitter_open(commands: usize, rate_per_sec: u64) -> OpenLoop {
+    let mut h = histogram();
+    let interval_ns = 1_000_000_000f64 / rate_per_sec.max(1) as f64;
+    let start = Instant::now();
+    for i in 0..commands {
+        let planned = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
+        while Instant::now() < planned {
+            std::hint::spin_loop();
+        }
+        black_box(i);
+        let ns = Instant::now().saturating_duration_since(planned).as_nanos() as u64;
+        h.saturating_record(ns.max(1));
+    }
+    let achieved_per_sec = commands as f64 / start.elapsed().as_secs_f64();
+    OpenLoop { latency: h, achieved_per_sec }
+}
+
 /// The median cost of one `Instant::now()` pair, in ns: the floor under every
 /// latency figure above.
 pub fn clock_cost_ns() -> u64 {

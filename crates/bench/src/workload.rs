@@ -66,7 +66,8 @@ pub enum Kind {
     /// Liquibook's stream: alternating buy/sell limit orders, bids 1880–1889,
     /// asks 1884–1893, quantity 100–1000; the book grows.
     Liquibook,
-    /// 60% new limit orders, 40% cancels of live orders.
+    /// 60% new limit orders, 40% cancels of live orders, in a book held near
+    /// 10,000 orders.
     NewCancel,
 }
 
@@ -351,11 +352,14 @@ fn liquibook(seed: u64, n: usize) -> Workload {
     sim.finish(Kind::Liquibook.name(), setup_len)
 }
 
+/// The steady book size of the new/cancel workload.
+const NC_TARGET_ORDERS: usize = 10_000;
+
 fn new_cancel(seed: u64, n: usize) -> Workload {
-    let mut sim = Sim::new(seed, n);
-    while sim.live.len() < 1_000 {
+    let mut sim = Sim::new(seed, NC_TARGET_ORDERS * 2);
+    while sim.live.len() < NC_TARGET_ORDERS {
         let side = sim.side();
-        let price = sim.price_for(side, 200, 0);
+        let price = sim.price_for(side, 2_000, 0);
         let qty = sim.rng.range(1, 100);
         sim.limit(side, price, qty, TimeInForce::Gtc);
     }
@@ -364,7 +368,11 @@ fn new_cancel(seed: u64, n: usize) -> Workload {
         if sim.rng.below(100) < 60 || sim.live.is_empty() {
             sim.stats.mix[0] += 1;
             let side = sim.side();
-            let price = sim.price_for(side, 200, 500);
+            // 60% in and 40% out would grow the book without end; new orders
+            // that cross the spread (and so take liquidity out) hold it near its
+            // target size instead, keeping the figure independent of the run length.
+            let aggressive = if sim.live.len() > NC_TARGET_ORDERS { 5_000 } else { 1_000 };
+            let price = sim.price_for(side, 2_000, aggressive);
             let qty = sim.rng.range(1, 100);
             sim.limit(side, price, qty, TimeInForce::Gtc);
         } else {

@@ -3,11 +3,10 @@
 use std::collections::BTreeMap;
 
 use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Side, TradeId};
-use rustc_hash::FxHashMap;
 
 use crate::book::{
-    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, NIL, Resting, STOP_BIT, Slab, StopOrder, crosses, key_of,
-    price_of,
+    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, NIL, OrderIndex, Resting, STOP_BIT, Slab, StopOrder, crosses,
+    key_of, price_of,
 };
 use crate::{
     Amend, CancelReason, Command, CommandKind, Event, NewOrder, OrderType, ProductSpec, ProductStatus,
@@ -74,7 +73,7 @@ pub struct Engine {
     pub(crate) levels: Slab<Level>,
     pub(crate) stops: Slab<StopOrder>,
     /// Open order id → slot (with [`STOP_BIT`] for stops). Looked up, never iterated.
-    pub(crate) index: FxHashMap<OrderId, u32>,
+    pub(crate) index: OrderIndex,
     pub(crate) resting_live: usize,
     pub(crate) stops_live: usize,
     pub(crate) last_seq: u64,
@@ -138,7 +137,7 @@ impl Engine {
     /// An empty engine with no products.
     pub fn new(config: EngineConfig) -> Engine {
         let reserve = config.orders_reserved.min(config.orders_max) as usize;
-        let mut index = FxHashMap::default();
+        let mut index = OrderIndex::default();
         index.reserve(reserve);
         Engine {
             config,

@@ -238,12 +238,12 @@ impl Ladder {
         let k = key / self.tick;
         match &mut self.mode {
             Mode::Dense(d) => {
-                if d.cover(k).is_ok() {
-                    if let Some(i) = d.index(k) {
-                        debug_assert_eq!(d.slots[i], NIL);
-                        d.set(i, level);
-                        return;
-                    }
+                if d.cover(k).is_ok()
+                    && let Some(i) = d.index(k)
+                {
+                    debug_assert_eq!(d.slots[i], NIL);
+                    d.set(i, level);
+                    return;
                 }
                 // Too wide for a dense window: fall back to a sorted vector.
                 let mut v: Vec<LevelRef> = self.iter_worst_first().collect();
