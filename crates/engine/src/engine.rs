@@ -94,12 +94,19 @@ impl Default for Engine {
     }
 }
 
+/// Is `v` a multiple of `m` (positive)? Tick and lot are usually 1, where this
+/// needs no division (a 64-bit division costs tens of cycles).
+#[inline]
+fn multiple_of(v: i64, m: i64) -> bool {
+    m == 1 || v % m == 0
+}
+
 #[inline]
 fn check_qty(q: Qty, lot: Qty) -> Result<(), Reject> {
     if q.0 <= 0 || q > Qty::MAX {
         return Err(Reject::InvalidQuantity);
     }
-    if q.0 % lot.0 != 0 {
+    if !multiple_of(q.0, lot.0) {
         return Err(Reject::QuantityNotOnLot);
     }
     Ok(())
@@ -110,7 +117,7 @@ fn check_price(p: Price, tick: Price) -> Result<(), Reject> {
     if p.0 <= 0 || p > Price::MAX {
         return Err(Reject::InvalidPrice);
     }
-    if p.0 % tick.0 != 0 {
+    if !multiple_of(p.0, tick.0) {
         return Err(Reject::PriceNotOnTick);
     }
     Ok(())
@@ -363,10 +370,10 @@ impl Engine {
     /// matches it, then books or cancels the rest. `indexed` says whether the order
     /// is already in the index (a re-priced order is).
     fn execute(&mut self, b: u32, t: u32, indexed: bool, out: &mut Vec<Event>) -> Option<Prints> {
-        let order = *self.orders.get(t);
-        let fok_killed = order.tif == TimeInForce::Fok && !self.fok_fillable(b, &order);
+        let fok = self.orders.get(t).tif == TimeInForce::Fok;
+        let fok_killed = fok && !self.fok_fillable(b, self.orders.get(t));
         let prints = if fok_killed { None } else { self.match_order(b, t, out) };
-        if order.tif == TimeInForce::Fok && !fok_killed && self.orders.get(t).open.0 > 0 {
+        if fok && !fok_killed && self.orders.get(t).open.0 > 0 {
             // The pre-check promised a complete fill; a partial one must never print.
             invariant_broken("fill-or-kill order filled partially");
         }
@@ -391,17 +398,18 @@ impl Engine {
                 out.push(Event::Booked { order_id: o.id, price: o.price, open: o.open });
             }
         }
-        let order = *self.orders.get(t);
+        let order = self.orders.get(t);
         if !order.accounts() {
             invariant_broken("order quantities do not add up");
         }
+        let id = order.id;
         if resting {
             if !indexed {
-                self.index.insert(order.id, t);
+                self.index.insert(id, t);
             }
         } else {
             if indexed {
-                self.index.remove(&order.id);
+                self.index.remove(&id);
             }
             self.orders.remove(t);
         }
@@ -450,6 +458,14 @@ impl Engine {
     /// Matches the order in slot `t` against the other side, best price first and
     /// oldest first within a price, applying self-trade prevention.
     fn match_order(&mut self, b: u32, t: u32, out: &mut Vec<Event>) -> Option<Prints> {
+        // Most incoming orders do not cross at all: find out before any set-up.
+        let (side, limit) = {
+            let o = self.orders.get(t);
+            (o.side, o.price)
+        };
+        if !self.book(b).would_trade(side, limit) {
+            return None;
+        }
         let taker = *self.orders.get(t);
         let side = taker.side;
         let opp = side.opposite();
@@ -596,6 +612,7 @@ impl Engine {
     }
 
     /// Unlinks slot `m` from its level's list (the level's total is the caller's).
+    #[inline]
     fn unlink(&mut self, m: u32) {
         let Resting { prev, next, level, .. } = *self.orders.get(m);
         if prev != NIL {
@@ -696,6 +713,7 @@ impl Engine {
 
     /// A level's last order left: drop it from the ladder. Its slot is released
     /// after the command, so the L2 diff can still read it.
+    #[inline]
     fn level_emptied(&mut self, b: u32, side: Side, lv: u32, key: i64) {
         self.book_mut(b).ladder_mut(side).remove(key);
         self.dead_levels.push(lv);
@@ -1127,12 +1145,36 @@ impl Engine {
             return;
         }
         let mut touched = std::mem::take(&mut self.touched);
-        if touched.len() > 1 {
-            // Best first: larger key first; ties keep the order of first touch.
-            touched.sort_unstable_by_key(|t| (t.product, t.side, std::cmp::Reverse(t.key), t.ord));
+        // Best first: larger key first; ties keep the order of first touch.
+        let order_key = |t: &Touch| (t.product, t.side, std::cmp::Reverse(t.key), t.ord);
+        match touched.len() {
+            1 => {}
+            2 => {
+                if order_key(&touched[0]) > order_key(&touched[1]) {
+                    touched.swap(0, 1);
+                }
+            }
+            _ => touched.sort_unstable_by_key(order_key),
         }
         let same = |a: &Touch, b: &Touch| a.product == b.product && a.side == b.side && a.key == b.key;
+        let emit = |out: &mut Vec<Event>, first: &Touch, now: Qty| {
+            if now != first.before {
+                out.push(Event::Level {
+                    product: first.product,
+                    side: first.side,
+                    price: price_of(first.side, first.key),
+                    quantity: now,
+                });
+            }
+        };
         let mut i = 0;
+        if touched.len() <= 2 && !(touched.len() == 2 && same(&touched[0], &touched[1])) {
+            // The common case (one or two distinct levels): no grouping needed.
+            for t in &touched {
+                emit(out, t, self.levels.get(t.level).total);
+            }
+            i = touched.len();
+        }
         while i < touched.len() {
             // A price touched twice (a level dropped and created again in one
             // command): the first entry has the total before, the last one the
@@ -1142,15 +1184,7 @@ impl Engine {
                 j += 1;
             }
             let (first, last) = (touched[i], touched[j]);
-            let now = self.levels.get(last.level).total;
-            if now != first.before {
-                out.push(Event::Level {
-                    product: first.product,
-                    side: first.side,
-                    price: price_of(first.side, first.key),
-                    quantity: now,
-                });
-            }
+            emit(out, &first, self.levels.get(last.level).total);
             i = j + 1;
         }
         // The books just touched must not be crossed.

@@ -154,3 +154,13 @@ pub enum ProductStatus {
     /// Delisted: the book is gone.
     Removed,
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every command writes several events on the hot path: keep them one cache
+    /// line each.
+    #[test]
+    fn events_fit_a_cache_line() {
+        assert!(std::mem::size_of::<super::Event>() <= 64, "{}", std::mem::size_of::<super::Event>());
+    }
+}
