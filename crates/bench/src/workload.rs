@@ -175,10 +175,10 @@ impl Sim {
                 _ => {}
             }
         }
-        if let CommandKind::Amend(a) = &cmd.kind {
-            if self.engine.order(a.order_id).is_none() {
-                self.remove_live(a.order_id);
-            }
+        if let CommandKind::Amend(a) = &cmd.kind
+            && self.engine.order(a.order_id).is_none()
+        {
+            self.remove_live(a.order_id);
         }
         self.out = events;
         if self.measuring && traded {
