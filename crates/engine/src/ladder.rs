@@ -328,7 +328,9 @@ impl Ladder {
         matches!(self.mode, Mode::Sparse(_))
     }
 
-    /// Checks the internal bookkeeping (bitmaps, summary, best, count).
+    /// Checks the internal bookkeeping (bitmaps, summary, best, count) slot by
+    /// slot: O(window), so for tests.
+    #[cfg(test)]
     pub fn check(&self) -> Result<(), String> {
         match &self.mode {
             Mode::Dense(d) => {

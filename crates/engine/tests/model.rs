@@ -35,6 +35,8 @@ enum Op {
         stale_id: bool,
         /// Make one field invalid (0: none).
         corrupt: u8,
+        /// A far price in ticks instead of `ticks` (wide streams only).
+        far: Option<i64>,
     },
     Cancel {
         target: u64,
@@ -46,6 +48,7 @@ enum Op {
         lots: Option<i64>,
         ticks: Option<i64>,
         stop_ticks: Option<i64>,
+        far: Option<i64>,
     },
     MassCancel {
         participant: u32,
@@ -58,18 +61,23 @@ enum Op {
     Remove(u32),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// Random ops. In `wide` streams a quarter of the prices are far away (up to 3M
+/// ticks), so the dense ladder moves, grows and falls back to its sparse form.
+fn op(wide: bool) -> impl Strategy<Value = Op> {
     let product = prop_oneof![6 => Just(1u32), 3 => Just(2u32), 1 => Just(3u32)];
+    let far = move || {
+        if wide { prop::option::weighted(0.25, 1i64..=3_000_000).boxed() } else { Just(None).boxed() }
+    };
     prop_oneof![
         60 => (product.clone(), any::<bool>(), 0u8..10, 0u8..8, 1i64..=6, 1i64..=12, 1i64..=12,
-               prop::bool::weighted(0.15), 0u8..10, prop::bool::weighted(0.03), 0u8..40)
-            .prop_map(|(product, buy, kind, tif, lots, ticks, stop_ticks, post_only, stp, stale_id, corrupt)| {
-                Op::New { product, buy, kind, tif, lots, ticks, stop_ticks, post_only, stp, stale_id, corrupt }
+               prop::bool::weighted(0.15), 0u8..10, prop::bool::weighted(0.03), 0u8..40, far())
+            .prop_map(|(product, buy, kind, tif, lots, ticks, stop_ticks, post_only, stp, stale_id, corrupt, far)| {
+                Op::New { product, buy, kind, tif, lots, ticks, stop_ticks, post_only, stp, stale_id, corrupt, far }
             }),
         10 => (0u64..6, 0u8..10).prop_map(|(target, who)| Op::Cancel { target, who }),
         14 => (0u64..6, 0u8..10, prop::option::of(1i64..=8), prop::option::of(1i64..=12),
-               prop::option::weighted(0.2, 1i64..=12))
-            .prop_map(|(target, who, lots, ticks, stop_ticks)| Op::Amend { target, who, lots, ticks, stop_ticks }),
+               prop::option::weighted(0.2, 1i64..=12), far())
+            .prop_map(|(target, who, lots, ticks, stop_ticks, far)| Op::Amend { target, who, lots, ticks, stop_ticks, far }),
         2 => (1..=PARTICIPANTS, prop::option::of(1u32..=3))
             .prop_map(|(participant, product)| Op::MassCancel { participant, product }),
         1 => (1u32..=3).prop_map(Op::Halt),
@@ -119,7 +127,9 @@ impl Gen {
                 stp,
                 stale_id,
                 corrupt,
+                far,
             } => {
+                let ticks = far.unwrap_or(ticks);
                 let s = spec(product);
                 let id = if stale_id && self.next_id > 1 { self.next_id - 1 } else { self.next_id };
                 self.next_id += 1;
@@ -173,7 +183,8 @@ impl Gen {
                 let id = self.next_id.saturating_sub(1 + target).max(1);
                 CommandKind::Cancel { order_id: OrderId(id), participant: self.who(id, who) }
             }
-            Op::Amend { target, who, lots, ticks, stop_ticks } => {
+            Op::Amend { target, who, lots, ticks, stop_ticks, far } => {
+                let ticks = far.or(ticks);
                 let id = self.next_id.saturating_sub(1 + target).max(1);
                 // Amend in product 1's units: other products' orders then get
                 // off-lot and off-tick values now and then, which must be rejected.
@@ -238,25 +249,17 @@ proptest! {
     #![proptest_config(ProptestConfig { max_shrink_iters: 20_000, ..ProptestConfig::default() })]
 
     #[test]
-    fn engine_matches_reference(ops in prop::collection::vec(op(), 1..300)) {
-        let (mut engine, mut reference, mut g, setup_cmds) = setup();
-        let mut out = Vec::new();
-        let mut commands = setup_cmds;
-        commands.extend(ops.iter().map(|o| g.command(o)));
-        for cmd in &commands {
-            out.clear();
-            engine.apply(cmd, &mut out);
-            let expected = reference.apply(cmd);
-            prop_assert_eq!(&out, &expected, "command {:?}", cmd);
-            if let Err(e) = engine.check_invariants() {
-                return Err(TestCaseError::fail(format!("after {cmd:?}: {e}")));
-            }
-        }
-        assert_same_books(&engine, &reference)?;
+    fn engine_matches_reference(ops in prop::collection::vec(op(false), 1..300)) {
+        check_against_reference(&ops)?;
     }
 
     #[test]
-    fn snapshot_restore_continues_identically(ops in prop::collection::vec(op(), 1..200), cut in 0usize..200) {
+    fn engine_matches_reference_with_far_prices(ops in prop::collection::vec(op(true), 1..300)) {
+        check_against_reference(&ops)?;
+    }
+
+    #[test]
+    fn snapshot_restore_continues_identically(ops in prop::collection::vec(op(true), 1..200), cut in 0usize..200) {
         let (mut engine, _, mut g, setup_cmds) = setup();
         let config = engine.config();
         let mut commands = setup_cmds;
@@ -286,6 +289,25 @@ proptest! {
     }
 }
 
+/// Applies the ops to the engine and the reference; every command's events, every
+/// invariant and the final books must agree.
+fn check_against_reference(ops: &[Op]) -> Result<(), TestCaseError> {
+    let (mut engine, mut reference, mut g, setup_cmds) = setup();
+    let mut out = Vec::new();
+    let mut commands = setup_cmds;
+    commands.extend(ops.iter().map(|o| g.command(o)));
+    for cmd in &commands {
+        out.clear();
+        engine.apply(cmd, &mut out);
+        let expected = reference.apply(cmd);
+        prop_assert_eq!(&out, &expected, "command {:?}", cmd);
+        if let Err(e) = engine.check_invariants() {
+            return Err(TestCaseError::fail(format!("after {cmd:?}: {e}")));
+        }
+    }
+    assert_same_books(&engine, &reference)
+}
+
 /// The generator must actually reach every behaviour, or the property above proves
 /// little: count what 300 random streams produce.
 #[test]
@@ -296,7 +318,7 @@ fn generated_streams_cover_every_behaviour() {
 
     let mut runner =
         TestRunner::new_with_rng(Config::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]));
-    let strategy = prop::collection::vec(op(), 100..300);
+    let strategy = prop::collection::vec(op(false), 100..300);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..300 {
         let ops = strategy.new_tree(&mut runner).unwrap().current();

@@ -611,3 +611,26 @@ fn a_sequence_gap_stops_the_engine() {
     let mut out = Vec::new();
     e.apply(&Command { seq: Seq(2), time: Timestamp(0), kind: CommandKind::Halt { product: P1 } }, &mut out);
 }
+
+#[test]
+fn prices_far_apart_still_match_in_price_order() {
+    // Wider than the dense ladder's window: the side falls back to a sorted vector
+    // and comes back once the far order is gone. Behaviour must not change.
+    let mut h = Harness::new();
+    h.order(lim(1, 1, Sell, 5, 5_000_000));
+    h.order(lim(2, 1, Sell, 5, 100));
+    h.order(lim(3, 1, Sell, 5, 2_000_000));
+    h.order(lim(4, 2, Buy, 5, 1));
+    assert_eq!(h.depth(P1), (vec![(1, 5, 1)], vec![(100, 5, 1), (2_000_000, 5, 1), (5_000_000, 5, 1)]));
+    let ev = h.order(lim(5, 3, Buy, 12, 4_000_000));
+    assert_eq!(trades(&ev), vec![(2, 5, 100, 5), (3, 5, 2_000_000, 5)]);
+    assert_eq!(h.depth(P1), (vec![(4_000_000, 2, 1), (1, 5, 1)], vec![(5_000_000, 5, 1)]));
+    h.cancel(1, 1);
+    // The sell crosses the 4,000,000 bid, then rests 3,999,999 ticks above the other.
+    let ev = h.order(lim(6, 1, Sell, 5, 2_000_001));
+    assert_eq!(trades(&ev), vec![(5, 6, 4_000_000, 2)]);
+    assert_eq!(h.depth(P1), (vec![(1, 5, 1)], vec![(2_000_001, 3, 1)]));
+    let ev = h.order(lim(7, 2, Buy, 4, 2_000_001));
+    assert_eq!(trades(&ev), vec![(6, 7, 2_000_001, 3)]);
+    assert_eq!(h.depth(P1), (vec![(2_000_001, 1, 1), (1, 5, 1)], vec![]));
+}
