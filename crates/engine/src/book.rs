@@ -205,38 +205,6 @@ impl Book {
     }
 }
 
-/// Hashes order ids for the index. Ids come from the sequencer and increase, so
-/// the id's own low bits pick the bucket: consecutive orders land in neighbouring
-/// buckets, and the index entries of recent orders share cache lines. The top
-/// seven bits, which hashbrown uses to tell keys in a probe group apart, are mixed
-/// from the whole id so that probing stays short.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct OrderIdHasher(u64);
-
-impl std::hash::Hasher for OrderIdHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline]
-    fn write_u64(&mut self, id: u64) {
-        let mixed = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = (id & (u64::MAX >> 7)) | (mixed & !(u64::MAX >> 7));
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by `OrderId` (it hashes as one u64); kept correct regardless.
-        for &b in bytes {
-            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
-        }
-    }
-}
-
-/// The index from open order id to slot.
-pub(crate) type OrderIndex =
-    std::collections::HashMap<OrderId, u32, std::hash::BuildHasherDefault<OrderIdHasher>>;
-
 /// A slab: a vector of slots plus a free list. Slots are reused, so once the
 /// engine has reached its peak size it allocates nothing more.
 #[derive(Clone, Debug, Default)]

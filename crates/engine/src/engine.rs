@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Side, TradeId};
 
 use crate::book::{
-    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, NIL, OrderIndex, Resting, STOP_BIT, Slab, StopOrder, crosses,
-    key_of, price_of,
+    Book, FLAG_MARKET, FLAG_POST_ONLY, Level, NIL, Resting, STOP_BIT, Slab, StopOrder, crosses, key_of,
+    price_of,
 };
+use crate::index::OrderIndex;
 use crate::{
     Amend, CancelReason, Command, CommandKind, Event, NewOrder, OrderType, ProductSpec, ProductStatus,
     Reject, SelfTradePrevention, TimeInForce,
@@ -144,8 +145,7 @@ impl Engine {
     /// An empty engine with no products.
     pub fn new(config: EngineConfig) -> Engine {
         let reserve = config.orders_reserved.min(config.orders_max) as usize;
-        let mut index = OrderIndex::default();
-        index.reserve(reserve);
+        let index = OrderIndex::with_capacity(reserve);
         Engine {
             config,
             books: Vec::new(),

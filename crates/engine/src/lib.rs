@@ -35,6 +35,7 @@ mod book;
 mod command;
 mod engine;
 mod event;
+mod index;
 mod ladder;
 mod query;
 mod reject;

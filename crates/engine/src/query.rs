@@ -222,12 +222,7 @@ impl Engine {
     /// Heap bytes held by the engine's order, level and index structures. Used to
     /// measure memory per resting order.
     pub fn heap_bytes(&self) -> usize {
-        // hashbrown keeps a power-of-two number of buckets, at most 7/8 full, each
-        // holding the entry plus one control byte, and one extra group of 16
-        // control bytes.
-        let cap = self.index.capacity();
-        let buckets = if cap == 0 { 0 } else { (cap * 8 / 7).next_power_of_two() };
-        let index = buckets * (std::mem::size_of::<(OrderId, u32)>() + 1) + 16;
+        let index = self.index.heap_bytes();
         let ladders: usize =
             self.books.iter().flatten().map(|b| b.bids.heap_bytes() + b.asks.heap_bytes()).sum();
         self.orders.heap_bytes() + self.levels.heap_bytes() + self.stops.heap_bytes() + index + ladders

@@ -270,6 +270,9 @@ impl Engine {
                     if o.flags & !(FLAG_POST_ONLY | FLAG_MARKET) != 0 || o.is_market() {
                         return Err(SnapshotError::Invalid("order flags"));
                     }
+                    if o.id.0 == 0 {
+                        return Err(SnapshotError::Invalid("order id"));
+                    }
                     if !o.accounts() || o.open.0 <= 0 || o.original > Qty::MAX {
                         return Err(SnapshotError::Invalid("order quantities"));
                     }
@@ -303,6 +306,9 @@ impl Engine {
                     let stop_price = Price(r.i64()?);
                     let arrival = r.u64()?;
                     let price = has_price.then_some(price);
+                    if id.0 == 0 {
+                        return Err(SnapshotError::Invalid("order id"));
+                    }
                     if has_price != (order_type == OrderType::StopLimit) {
                         return Err(SnapshotError::Invalid("stop price fields"));
                     }
