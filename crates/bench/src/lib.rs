@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use atlas_engine::{Engine, EngineConfig};
 use hdrhistogram::Histogram;
+use quanta::Clock;
 
 pub use workload::{Kind, Workload, WorkloadStats, bench_config, resting_book};
 
@@ -58,16 +59,18 @@ fn histogram() -> Histogram<u64> {
 }
 
 /// Per-command service time (closed loop: each command starts when the previous
-/// one ends). Includes the cost of reading the clock twice (see [`clock_cost_ns`]).
+/// one ends), timed with the CPU's time-stamp counter. Includes the cost of reading
+/// it twice (see [`clock_cost_ns`]).
 pub fn latency_closed(w: &Workload) -> Histogram<u64> {
     let mut engine = prepared(w, config_for(w));
     let mut out = Vec::with_capacity(256);
     let mut h = histogram();
+    let clock = Clock::new();
     for cmd in &w.commands {
         out.clear();
-        let t0 = Instant::now();
+        let t0 = clock.raw();
         engine.apply(cmd, &mut out);
-        let ns = t0.elapsed().as_nanos() as u64;
+        let ns = clock.delta_as_nanos(t0, clock.raw());
         h.saturating_record(ns.max(1));
     }
     h
@@ -82,56 +85,55 @@ pub struct OpenLoop {
     pub achieved_per_sec: f64,
 }
 
+/// Runs `step(i)` for `n` steps at a fixed rate whatever each step costs (open
+/// loop), and records each step's completion time against its planned start:
+/// coordinated omission cannot hide a stall.
+fn open_loop(n: usize, rate_per_sec: u64, mut step: impl FnMut(usize)) -> OpenLoop {
+    let mut h = histogram();
+    let clock = Clock::new();
+    let interval_ns = 1_000_000_000f64 / rate_per_sec.max(1) as f64;
+    let start = clock.raw();
+    for i in 0..n {
+        let planned_ns = (i as f64 * interval_ns) as u64;
+        while clock.delta_as_nanos(start, clock.raw()) < planned_ns {
+            std::hint::spin_loop();
+        }
+        step(i);
+        let done_ns = clock.delta_as_nanos(start, clock.raw());
+        h.saturating_record(done_ns.saturating_sub(planned_ns).max(1));
+    }
+    let elapsed_ns = clock.delta_as_nanos(start, clock.raw()).max(1);
+    OpenLoop { latency: h, achieved_per_sec: n as f64 * 1e9 / elapsed_ns as f64 }
+}
+
 /// Sends commands at a fixed rate whatever the engine does (open loop) and
-/// measures each from its planned send time: coordinated omission cannot hide a
-/// stall.
+/// measures each from its planned send time.
 pub fn latency_open(w: &Workload, rate_per_sec: u64) -> OpenLoop {
     let mut engine = prepared(w, config_for(w));
     let mut out = Vec::with_capacity(256);
-    let mut h = histogram();
-    let interval_ns = 1_000_000_000f64 / rate_per_sec.max(1) as f64;
-    let start = Instant::now();
-    for (i, cmd) in w.commands.iter().enumerate() {
-        let planned = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
-        while Instant::now() < planned {
-            std::hint::spin_loop();
-        }
+    open_loop(w.commands.len(), rate_per_sec, |i| {
         out.clear();
-        engine.apply(cmd, &mut out);
-        let ns = Instant::now().saturating_duration_since(planned).as_nanos() as u64;
-        h.saturating_record(ns.max(1));
-    }
-    let achieved_per_sec = w.commands.len() as f64 / start.elapsed().as_secs_f64();
-    OpenLoop { latency: h, achieved_per_sec }
+        engine.apply(&w.commands[i], &mut out);
+    })
 }
 
 /// The same open loop as [`latency_open`] around an empty command: what the
 /// machine alone adds (timer interrupts, the hypervisor taking the core). Engine
 /// figures cannot be better than this floor.
 pub fn jitter_open(commands: usize, rate_per_sec: u64) -> OpenLoop {
-    let mut h = histogram();
-    let interval_ns = 1_000_000_000f64 / rate_per_sec.max(1) as f64;
-    let start = Instant::now();
-    for i in 0..commands {
-        let planned = start + Duration::from_nanos((i as f64 * interval_ns) as u64);
-        while Instant::now() < planned {
-            std::hint::spin_loop();
-        }
+    open_loop(commands, rate_per_sec, |i| {
         black_box(i);
-        let ns = Instant::now().saturating_duration_since(planned).as_nanos() as u64;
-        h.saturating_record(ns.max(1));
-    }
-    let achieved_per_sec = commands as f64 / start.elapsed().as_secs_f64();
-    OpenLoop { latency: h, achieved_per_sec }
+    })
 }
 
-/// The median cost of one `Instant::now()` pair, in ns: the floor under every
-/// latency figure above.
+/// The median cost of reading the time-stamp counter twice, in ns: the floor
+/// under every latency figure above.
 pub fn clock_cost_ns() -> u64 {
     let mut h = histogram();
+    let clock = Clock::new();
     for _ in 0..100_000 {
-        let t0 = Instant::now();
-        let ns = black_box(t0).elapsed().as_nanos() as u64;
+        let t0 = clock.raw();
+        let ns = clock.delta_as_nanos(black_box(t0), clock.raw());
         h.saturating_record(ns.max(1));
     }
     h.value_at_quantile(0.5)
