@@ -8,6 +8,9 @@
 //! Replaying the entries through a fresh engine rebuilds the exact state.
 
 pub mod codec;
+pub mod memory;
+pub mod sequencer;
+pub mod storage;
 
 use atlas_engine::{Command, CommandKind};
 use atlas_types::{ParticipantId, Seq, Timestamp};
@@ -16,6 +19,8 @@ use std::fmt;
 use thiserror::Error;
 
 pub use codec::{CLIENT_ORDER_ID_BYTES_MAX, DecodeError, ENTRY_VERSION};
+pub use sequencer::{Receipt, Sequencer, SequencerConfig, SequencerHandle, SubmitError, Ticket};
+pub use storage::{Recovered, RecoveryError, Snapshot, Storage, StorageError, VerifyReport, recover, verify};
 
 /// Who sent a command: the journal's audit of every state change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,0 +1,405 @@
+//! The sequencer: one per shard. Stamps commands, applies them to the engine in
+//! batches, persists each batch, and answers only after the commit.
+//!
+//! Two threads. The engine thread drains the bounded request queue into a batch,
+//! gives each command its sequence number, time and (for new orders) order id,
+//! applies it, and hands the encoded batch to the writer thread through a channel
+//! of depth [`SequencerConfig::pipeline_batches`]: while batch k commits, batch
+//! k+1 is being matched. The writer commits each batch and only then answers the
+//! requests in it. If a commit fails, the shard stops accepting (submissions fail
+//! at once with [`SubmitError::StorageUnavailable`]), everything in flight is
+//! answered with that error and never acknowledged, and the writer keeps trying to
+//! rebuild the state from storage; when it succeeds, the engine thread continues
+//! from the rebuilt state. An epoch number on every batch makes sure nothing
+//! computed before the failure is ever committed after it: the engine never runs
+//! ahead of its journal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
+use atlas_types::{OrderId, Seq, Timestamp};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::storage::{Recovered, RecoveryError, Snapshot, Storage, recover};
+use crate::{Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, valid_client_order_id};
+
+/// Sizing and timing of a sequencer.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerConfig {
+    /// The engine's limits.
+    pub engine: EngineConfig,
+    /// Requests waiting for the engine thread, at most; beyond it submissions
+    /// fail at once with [`SubmitError::Overloaded`].
+    pub queue_max: usize,
+    /// Commands per batch, at most.
+    pub batch_max: usize,
+    /// Batches matched but not yet committed, at most (pipelining depth).
+    pub pipeline_batches: usize,
+    /// Take a snapshot after this many committed commands (0: never).
+    pub snapshot_every_commands: u64,
+    /// How often to retry storage after a failure.
+    pub retry_every: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> SequencerConfig {
+        SequencerConfig {
+            engine: EngineConfig::default(),
+            queue_max: 65_536,
+            batch_max: 4_096,
+            pipeline_batches: 2,
+            snapshot_every_commands: 1_000_000,
+            retry_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a committed command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its sequence number.
+    pub seq: Seq,
+    /// Its time.
+    pub time: Timestamp,
+    /// The id given to a new order.
+    pub order_id: Option<OrderId>,
+    /// The engine's events for it (`Rejected` alone if it was refused).
+    pub events: Vec<Event>,
+}
+
+/// Why a command was not (or not yet) committed. None of these is an
+/// acknowledgement: the command may be retried (with the same client order id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum SubmitError {
+    /// Storage failed; the shard is recovering. Retry later.
+    #[error("storage unavailable")]
+    StorageUnavailable,
+    /// The request queue is full. Retry later.
+    #[error("sequencer overloaded")]
+    Overloaded,
+    /// The sequencer is shutting down.
+    #[error("sequencer stopped")]
+    Stopped,
+    /// The client order id is not acceptable.
+    #[error("invalid client order id")]
+    InvalidClientOrderId,
+}
+
+/// The answer to one submission, delivered after the commit.
+pub type Ticket = oneshot::Receiver<Result<Receipt, SubmitError>>;
+
+struct Request {
+    actor: Actor,
+    client_order_id: Option<String>,
+    command: CommandKind,
+    reply: oneshot::Sender<Result<Receipt, SubmitError>>,
+}
+
+const HEALTH_OK: u8 = 0;
+const HEALTH_FAILED: u8 = 1;
+const HEALTH_STOPPING: u8 = 2;
+
+/// Shared state between the handles and the threads.
+struct Shared {
+    health: AtomicU8,
+    /// Bumped when the state is rebuilt after a failure.
+    epoch: AtomicU64,
+    committed_seq: AtomicU64,
+}
+
+/// A cheap, cloneable way to submit commands.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Request>,
+    shared: Arc<Shared>,
+}
+
+impl SequencerHandle {
+    /// Queues a command. Fails at once when the shard cannot take it; otherwise
+    /// the ticket resolves after the command is committed (or definitely not).
+    pub fn submit(
+        &self,
+        actor: Actor,
+        client_order_id: Option<String>,
+        command: CommandKind,
+    ) -> Result<Ticket, SubmitError> {
+        match self.shared.health.load(Ordering::Acquire) {
+            HEALTH_OK => {}
+            HEALTH_FAILED => return Err(SubmitError::StorageUnavailable),
+            _ => return Err(SubmitError::Stopped),
+        }
+        if client_order_id.as_deref().is_some_and(|id| !valid_client_order_id(id)) {
+            return Err(SubmitError::InvalidClientOrderId);
+        }
+        let (reply, ticket) = oneshot::channel();
+        match self.tx.try_send(Request { actor, client_order_id, command, reply }) {
+            Ok(()) => Ok(ticket),
+            Err(std::sync::mpsc::TrySendError::Full(_)) => Err(SubmitError::Overloaded),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
+        }
+    }
+
+    /// Submits and blocks until the outcome is known (for tools and tests; async
+    /// code awaits the ticket instead).
+    pub fn submit_wait(
+        &self,
+        actor: Actor,
+        client_order_id: Option<String>,
+        command: CommandKind,
+    ) -> Result<Receipt, SubmitError> {
+        let ticket = self.submit(actor, client_order_id, command)?;
+        ticket.blocking_recv().unwrap_or(Err(SubmitError::Stopped))
+    }
+
+    /// True while the shard accepts commands.
+    pub fn available(&self) -> bool {
+        self.shared.health.load(Ordering::Acquire) == HEALTH_OK
+    }
+
+    /// The sequence number of the last committed command.
+    pub fn committed_seq(&self) -> u64 {
+        self.shared.committed_seq.load(Ordering::Acquire)
+    }
+}
+
+/// A running sequencer. Dropping it does not stop the threads; call
+/// [`Sequencer::shutdown`].
+pub struct Sequencer {
+    handle: SequencerHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// A matched batch on its way to the writer.
+struct Work {
+    epoch: u64,
+    batch: Batch,
+    entries: Vec<Entry>,
+    answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>,
+    next_order_id: u64,
+}
+
+impl Sequencer {
+    /// Rebuilds the shard from `storage` and starts the threads.
+    pub fn start<S: Storage>(mut storage: S, config: SequencerConfig) -> Result<Sequencer, RecoveryError> {
+        let recovered = recover(&mut storage, config.engine)?;
+        let shared = Arc::new(Shared {
+            health: AtomicU8::new(HEALTH_OK),
+            epoch: AtomicU64::new(0),
+            committed_seq: AtomicU64::new(recovered.engine.last_seq()),
+        });
+        let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
+        let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.max(1));
+        let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered)>(1);
+        let replica = recovered.engine.clone();
+        let engine_thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("atlas-engine".into())
+                .spawn(move || engine_loop(recovered, rx, work_tx, rebuilt_rx, shared, config))
+                .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?
+        };
+        let writer_thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("atlas-journal".into())
+                .spawn(move || writer_loop(storage, replica, work_rx, rebuilt_tx, shared, config))
+                .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?
+        };
+        Ok(Sequencer { handle: SequencerHandle { tx, shared }, threads: vec![engine_thread, writer_thread] })
+    }
+
+    /// A handle for submitting commands.
+    pub fn handle(&self) -> SequencerHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking commands, lets queued ones finish and joins the threads.
+    pub fn shutdown(self) {
+        self.handle.shared.health.store(HEALTH_STOPPING, Ordering::Release);
+        drop(self.handle);
+        for t in self.threads {
+            // A panicked thread already reported itself; nothing more to do.
+            let _ = t.join();
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    let ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    Timestamp(i64::try_from(ns).unwrap_or(i64::MAX))
+}
+
+fn engine_loop(
+    recovered: Recovered,
+    rx: Receiver<Request>,
+    work_tx: SyncSender<Work>,
+    rebuilt_rx: Receiver<(u64, Recovered)>,
+    shared: Arc<Shared>,
+    config: SequencerConfig,
+) {
+    let mut engine: Engine = recovered.engine;
+    let mut chain = recovered.chain_hash;
+    let mut last_time = recovered.last_time;
+    let mut next_order_id = recovered.next_order_id;
+    let mut epoch = 0u64;
+    let batch_max = config.batch_max.clamp(1, BATCH_ENTRIES_MAX);
+    let mut requests: Vec<Request> = Vec::with_capacity(batch_max);
+    let mut events: Vec<Event> = Vec::with_capacity(256);
+    loop {
+        if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
+            // Take the rebuilt state when the writer has it; meanwhile refuse.
+            if let Ok((new_epoch, state)) = rebuilt_rx.try_recv() {
+                engine = state.engine;
+                chain = state.chain_hash;
+                last_time = state.last_time;
+                next_order_id = state.next_order_id;
+                epoch = new_epoch;
+                shared.health.store(HEALTH_OK, Ordering::Release);
+                continue;
+            }
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(r) => {
+                    let _ = r.reply.send(Err(SubmitError::StorageUnavailable));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            continue;
+        }
+        let first = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.health.load(Ordering::Acquire) == HEALTH_STOPPING {
+                    // Handles may outlive the sequencer; stop once idle.
+                    return;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        requests.push(first);
+        while requests.len() < batch_max {
+            match rx.try_recv() {
+                Ok(r) => requests.push(r),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let mut entries = Vec::with_capacity(requests.len());
+        let mut answers = Vec::with_capacity(requests.len());
+        for r in requests.drain(..) {
+            let seq = Seq(engine.last_seq() + 1);
+            // The journal's clock never goes backwards, whatever the wall clock does.
+            let time = Timestamp(now().0.max(last_time.0));
+            last_time = time;
+            let mut command = r.command;
+            let order_id = if let CommandKind::NewOrder(o) = &mut command {
+                o.order_id = OrderId(next_order_id);
+                next_order_id += 1;
+                Some(o.order_id)
+            } else {
+                None
+            };
+            let entry = Entry { seq, time, actor: r.actor, client_order_id: r.client_order_id, command };
+            events.clear();
+            engine.apply(&entry.to_command(), &mut events);
+            answers.push((r.reply, Receipt { seq, time, order_id, events: events.clone() }));
+            entries.push(entry);
+        }
+        let batch = Batch::encode(&entries, chain);
+        chain = batch.hash;
+        if work_tx.send(Work { epoch, batch, entries, answers, next_order_id }).is_err() {
+            return;
+        }
+    }
+}
+
+fn fail_all(answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>) {
+    for (reply, _) in answers {
+        let _ = reply.send(Err(SubmitError::StorageUnavailable));
+    }
+}
+
+fn writer_loop<S: Storage>(
+    mut storage: S,
+    mut replica: Engine,
+    work_rx: Receiver<Work>,
+    rebuilt_tx: SyncSender<(u64, Recovered)>,
+    shared: Arc<Shared>,
+    config: SequencerConfig,
+) {
+    let mut epoch = 0u64;
+    let mut since_snapshot = 0u64;
+    let mut events = Vec::with_capacity(256);
+    while let Ok(work) = work_rx.recv() {
+        if work.epoch != epoch {
+            // Matched on a state that was thrown away: never commit it.
+            fail_all(work.answers);
+            continue;
+        }
+        match storage.append(&work.batch) {
+            Ok(()) => {
+                for e in &work.entries {
+                    events.clear();
+                    replica.apply(&e.to_command(), &mut events);
+                }
+                shared.committed_seq.store(work.batch.last_seq.0, Ordering::Release);
+                for (reply, receipt) in work.answers {
+                    let _ = reply.send(Ok(receipt));
+                }
+                since_snapshot += work.entries.len() as u64;
+                if config.snapshot_every_commands > 0 && since_snapshot >= config.snapshot_every_commands {
+                    since_snapshot = 0;
+                    let last = &work.entries[work.entries.len() - 1];
+                    let snapshot = Snapshot {
+                        seq: last.seq,
+                        time: last.time,
+                        chain_hash: work.batch.hash,
+                        state_hash: replica.state_hash(),
+                        next_order_id: work.next_order_id,
+                        engine: replica.snapshot(),
+                    };
+                    // A failed snapshot costs recovery time, not correctness.
+                    let _ = storage.save_snapshot(&snapshot);
+                }
+            }
+            Err(_) => {
+                shared.health.store(HEALTH_FAILED, Ordering::Release);
+                fail_all(work.answers);
+                epoch += 1;
+                shared.epoch.store(epoch, Ordering::Release);
+                // Rebuild from what storage really holds (the failed batch may or
+                // may not have landed), refusing everything meanwhile.
+                let rebuilt = loop {
+                    let deadline = Instant::now() + config.retry_every;
+                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                        match work_rx.recv_timeout(left) {
+                            Ok(stale) => fail_all(stale.answers),
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    if shared.health.load(Ordering::Acquire) == HEALTH_STOPPING {
+                        return;
+                    }
+                    if let Ok(state) = recover(&mut storage, config.engine) {
+                        break state;
+                    }
+                };
+                replica = rebuilt.engine.clone();
+                shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
+                since_snapshot = 0;
+                if rebuilt_tx.send((epoch, rebuilt)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The chain hash a fresh journal starts from; re-exported for storage backends.
+pub const GENESIS: ChainHash = ChainHash::GENESIS;

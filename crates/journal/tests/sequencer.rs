@@ -1,0 +1,241 @@
+//! The sequencer acknowledges only what is committed, fails fast and recovers by
+//! replay when storage fails, and its journal verifies.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use atlas_engine::{CommandKind, Event, NewOrder, OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
+use atlas_journal::memory::MemoryStorage;
+use atlas_journal::{
+    Actor, Batch, RecoveryError, Sequencer, SequencerConfig, Storage, SubmitError, recover, verify,
+};
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side};
+
+const P: ProductId = ProductId(1);
+
+fn config() -> SequencerConfig {
+    SequencerConfig {
+        snapshot_every_commands: 0,
+        retry_every: Duration::from_millis(10),
+        ..Default::default()
+    }
+}
+
+fn order(participant: u32, side: Side, price: i64) -> CommandKind {
+    CommandKind::NewOrder(NewOrder {
+        order_id: OrderId(0), // assigned by the sequencer
+        participant: ParticipantId(participant),
+        product: P,
+        side,
+        order_type: OrderType::Limit,
+        time_in_force: TimeInForce::Gtc,
+        quantity: Qty(10),
+        price: Some(Price(price)),
+        stop_price: None,
+        post_only: false,
+        self_trade_prevention: SelfTradePrevention::None,
+    })
+}
+
+fn trader(p: u32) -> Actor {
+    Actor { user: u64::from(p), participant: Some(ParticipantId(p)) }
+}
+
+fn list_product(s: &Sequencer) {
+    let r = s
+        .handle()
+        .submit_wait(
+            Actor::SYSTEM,
+            None,
+            CommandKind::AddProduct(ProductSpec { id: P, tick: Price(1), lot: Qty(1) }),
+        )
+        .unwrap();
+    assert_eq!(r.events[0], Event::Accepted);
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn concurrent_producers_get_contiguous_committed_receipts() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let mut threads = Vec::new();
+    for p in 1..=8u32 {
+        let h = s.handle();
+        threads.push(std::thread::spawn(move || {
+            (0..500)
+                .map(|i| {
+                    let side = if (i + p) % 2 == 0 { Side::Buy } else { Side::Sell };
+                    h.submit_wait(
+                        trader(p),
+                        Some(format!("p{p}-{i}")),
+                        order(p, side, 100 + i64::from(i % 7)),
+                    )
+                    .unwrap()
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut receipts: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    s.shutdown();
+    receipts.sort_by_key(|r| r.seq);
+    // Every receipt names a distinct, contiguous sequence number and order id.
+    for (i, r) in receipts.iter().enumerate() {
+        assert_eq!(r.seq, Seq(i as u64 + 2));
+        assert_eq!(r.order_id, Some(OrderId(i as u64 + 1)));
+    }
+    // Everything acknowledged is in storage, and replay agrees with the receipts.
+    let stored: Vec<_> = storage.batches().iter().flat_map(|b| b.decode().unwrap()).collect();
+    assert_eq!(stored.len(), receipts.len() + 1);
+    let mut st = storage.clone();
+    let rec = recover(&mut st, config().engine).unwrap();
+    let trades_in_receipts =
+        receipts.iter().flat_map(|r| &r.events).filter(|e| matches!(e, Event::Trade { .. })).count();
+    let report = verify(&mut st, config().engine).unwrap();
+    assert_eq!(report.entries, 4_001);
+    assert_eq!(report.state_hash, rec.engine.state_hash());
+    assert!(trades_in_receipts > 0);
+    // Times never go backwards.
+    assert!(stored.windows(2).all(|w| w[0].time <= w[1].time));
+}
+
+#[test]
+fn storage_failure_fails_fast_acks_nothing_and_recovers_by_replay() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    for i in 0..10 {
+        h.submit_wait(trader(1), None, order(1, Side::Buy, 90 + i)).unwrap();
+    }
+    let committed = storage.last_seq();
+    storage.down.store(true, Ordering::Release);
+    // The next command cannot commit: its producer hears an error, not an ack.
+    assert_eq!(h.submit_wait(trader(1), None, order(1, Side::Buy, 50)), Err(SubmitError::StorageUnavailable));
+    // From now on the shard refuses at once.
+    wait_until("unavailable", || !h.available());
+    let t0 = Instant::now();
+    assert_eq!(
+        h.submit(trader(1), None, order(1, Side::Buy, 50)).err(),
+        Some(SubmitError::StorageUnavailable)
+    );
+    assert!(t0.elapsed() < Duration::from_millis(50));
+    assert_eq!(storage.last_seq(), committed);
+    // Storage returns: the shard rebuilds from it and continues where it left off.
+    storage.down.store(false, Ordering::Release);
+    wait_until("available", || h.available());
+    let r = h.submit_wait(trader(1), None, order(1, Side::Sell, 95)).unwrap();
+    assert_eq!(r.seq, Seq(committed + 1), "the failed command left no trace");
+    assert!(r.events.iter().any(|e| matches!(e, Event::Trade { .. })));
+    s.shutdown();
+    let mut st = storage.clone();
+    assert_eq!(verify(&mut st, config().engine).unwrap().entries, committed + 1);
+}
+
+#[test]
+fn a_commit_that_landed_but_reported_failure_is_recovered_not_duplicated() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    storage.fail_after_append.store(true, Ordering::Release);
+    assert_eq!(
+        h.submit_wait(trader(1), None, order(1, Side::Buy, 100)),
+        Err(SubmitError::StorageUnavailable)
+    );
+    storage.fail_after_append.store(false, Ordering::Release);
+    wait_until("available", || h.available());
+    // The order did land; recovery found it, so the book holds it and the next
+    // command follows it.
+    let r = h.submit_wait(trader(2), None, order(2, Side::Sell, 100)).unwrap();
+    assert_eq!(r.seq, Seq(3));
+    assert_eq!(r.order_id, Some(OrderId(2)));
+    assert!(r.events.iter().any(|e| matches!(e, Event::Trade { maker_order: OrderId(1), .. })));
+    s.shutdown();
+}
+
+#[test]
+fn snapshots_bound_replay_and_verify_checks_them() {
+    let storage = MemoryStorage::default();
+    let cfg = SequencerConfig { snapshot_every_commands: 100, batch_max: 16, ..config() };
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    for i in 0..1_000 {
+        let side = if i % 3 == 0 { Side::Sell } else { Side::Buy };
+        h.submit_wait(trader(1 + i % 5), None, order(1 + i % 5, side, 100 + i64::from(i % 11))).unwrap();
+    }
+    s.shutdown();
+    let mut st = storage.clone();
+    let rec = recover(&mut st, cfg.engine).unwrap();
+    assert!(rec.snapshot_seq.is_some());
+    assert!(rec.replayed < 200, "replayed {} entries despite snapshots", rec.replayed);
+    let report = verify(&mut st, cfg.engine).unwrap();
+    assert!(report.snapshots_checked >= 5);
+    assert_eq!(report.state_hash, rec.engine.state_hash());
+    // A restart continues exactly where the journal ends.
+    let s2 = Sequencer::start(storage.clone(), cfg).unwrap();
+    let r = s2.handle().submit_wait(trader(1), None, order(1, Side::Buy, 1)).unwrap();
+    assert_eq!(r.seq, Seq(1_002));
+    assert_eq!(r.order_id, Some(OrderId(1_001)));
+    s2.shutdown();
+}
+
+#[test]
+fn tampering_is_detected() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), SequencerConfig { batch_max: 4, ..config() }).unwrap();
+    list_product(&s);
+    for i in 0..20 {
+        s.handle().submit_wait(trader(1), None, order(1, Side::Buy, 100 + i)).unwrap();
+    }
+    s.shutdown();
+    let batches = storage.batches();
+    assert!(batches.len() > 3);
+    // Re-encode a middle batch with a different price: well-formed, but the chain breaks.
+    let mut entries = batches[2].decode().unwrap();
+    if let CommandKind::NewOrder(o) = &mut entries[0].command {
+        o.price = Some(Price(1));
+    }
+    let forged = Batch::encode(&entries, batches[2].prev_hash);
+    storage.replace_batch(2, forged);
+    let mut st = storage.clone();
+    assert!(matches!(verify(&mut st, config().engine), Err(RecoveryError::Journal(_))));
+    assert!(Sequencer::start(storage.clone(), config()).is_err(), "a damaged journal must not start");
+}
+
+#[test]
+fn a_full_queue_is_refused_at_once() {
+    let storage = MemoryStorage::default();
+    let cfg = SequencerConfig { queue_max: 4, batch_max: 1, pipeline_batches: 1, ..config() };
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    storage.stalled.store(true, Ordering::Release);
+    let mut tickets = Vec::new();
+    let mut refused = 0;
+    for i in 0..50 {
+        match h.submit(trader(1), None, order(1, Side::Buy, 100 + i)) {
+            Ok(t) => tickets.push(t),
+            Err(SubmitError::Overloaded) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(refused > 0 && tickets.len() <= 4 + 3, "accepted {}, refused {refused}", tickets.len());
+    storage.stalled.store(false, Ordering::Release);
+    for t in tickets {
+        assert!(t.blocking_recv().unwrap().is_ok());
+    }
+    s.shutdown();
+    let mut st: Box<dyn Storage> = Box::new(storage);
+    assert!(recover(st.as_mut(), cfg.engine).is_ok());
+}
