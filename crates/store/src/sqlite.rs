@@ -1,0 +1,211 @@
+//! The journal on SQLite: one file in the data directory, write-ahead logging with
+//! `synchronous = FULL`, so a batch acknowledged as committed survives a crash or a
+//! power cut.
+//!
+//! The journal's `Storage` trait is synchronous (the sequencer's writer thread
+//! calls it), so this store drives its connection on a private current-thread
+//! runtime.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use atlas_engine::StateHash;
+use atlas_journal::{Batch, ChainHash, RecoveryError, Snapshot, Storage, StorageError};
+use atlas_types::{Seq, Timestamp};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::runtime::Runtime;
+
+/// How many snapshots keep their engine bytes; older ones keep only their hashes.
+const SNAPSHOTS_KEPT: i64 = 3;
+/// Journal rows read per query while replaying.
+const REPLAY_PAGE_ROWS: i64 = 512;
+
+/// One shard's journal and snapshots in a SQLite database file.
+pub struct SqliteStore {
+    rt: Runtime,
+    pool: SqlitePool,
+    shard: i64,
+}
+
+fn err(e: impl std::fmt::Display) -> StorageError {
+    StorageError(e.to_string())
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], StorageError> {
+    bytes.try_into().map_err(|_| StorageError(format!("stored {what} is not 32 bytes")))
+}
+
+fn seq(v: i64) -> Result<Seq, StorageError> {
+    u64::try_from(v).map(Seq).map_err(|_| StorageError("stored sequence number is negative".into()))
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` for shard 0 and brings
+    /// its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StorageError> {
+        SqliteStore::open_shard(path, 0)
+    }
+
+    /// Opens the database at `path` for one shard.
+    pub fn open_shard(path: &Path, shard: u32) -> Result<SqliteStore, StorageError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(err)?;
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        // One writer per shard; SQLite serialises writers anyway.
+        let pool =
+            rt.block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options)).map_err(err)?;
+        rt.block_on(sqlx::migrate!("migrations/sqlite").run(&pool)).map_err(err)?;
+        Ok(SqliteStore { rt, pool, shard: i64::from(shard) })
+    }
+}
+
+impl Storage for SqliteStore {
+    fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
+        let (first, last) =
+            (i64::try_from(batch.first_seq.0).map_err(err)?, i64::try_from(batch.last_seq.0).map_err(err)?);
+        // One statement is one transaction: the batch lands whole or not at all.
+        self.rt
+            .block_on(
+                sqlx::query(
+                    "INSERT INTO journal (shard, first_seq, last_seq, prev_hash, hash, entries) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(self.shard)
+                .bind(first)
+                .bind(last)
+                .bind(&batch.prev_hash.0[..])
+                .bind(&batch.hash.0[..])
+                .bind(&batch.blob)
+                .execute(&self.pool),
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
+        let shard = self.shard;
+        let pool = self.pool.clone();
+        let seq = i64::try_from(s.seq.0).map_err(err)?;
+        let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
+        self.rt.block_on(async move {
+            let mut tx = pool.begin().await.map_err(err)?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO snapshot \
+                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(shard)
+            .bind(seq)
+            .bind(s.time.0)
+            .bind(&s.chain_hash.0[..])
+            .bind(&s.state_hash.0[..])
+            .bind(next_order_id)
+            .bind(&s.engine)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            sqlx::query(
+                "UPDATE snapshot SET engine = NULL WHERE shard = ? AND engine IS NOT NULL AND seq < \
+                 (SELECT seq FROM snapshot WHERE shard = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            )
+            .bind(shard)
+            .bind(shard)
+            .bind(SNAPSHOTS_KEPT - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let row = self
+            .rt
+            .block_on(
+                sqlx::query(
+                    "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine FROM snapshot \
+                     WHERE shard = ? AND engine IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(self.shard)
+                .fetch_optional(&self.pool),
+            )
+            .map_err(err)?;
+        let Some(row) = row else { return Ok(None) };
+        let next_order_id: i64 = row.try_get("next_order_id").map_err(err)?;
+        Ok(Some(Snapshot {
+            seq: seq(row.try_get("seq").map_err(err)?)?,
+            time: Timestamp(row.try_get("time_ns").map_err(err)?),
+            chain_hash: ChainHash(hash32(row.try_get("chain_hash").map_err(err)?, "chain hash")?),
+            state_hash: StateHash(hash32(row.try_get("state_hash").map_err(err)?, "state hash")?),
+            next_order_id: u64::try_from(next_order_id).map_err(err)?,
+            engine: row.try_get("engine").map_err(err)?,
+        }))
+    }
+
+    fn snapshot_hashes(&mut self) -> Result<Vec<(Seq, StateHash)>, StorageError> {
+        let rows = self
+            .rt
+            .block_on(
+                sqlx::query("SELECT seq, state_hash FROM snapshot WHERE shard = ? ORDER BY seq")
+                    .bind(self.shard)
+                    .fetch_all(&self.pool),
+            )
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    seq(r.try_get("seq").map_err(err)?)?,
+                    StateHash(hash32(r.try_get("state_hash").map_err(err)?, "state hash")?),
+                ))
+            })
+            .collect()
+    }
+
+    fn for_each_batch(
+        &mut self,
+        after: Seq,
+        visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
+    ) -> Result<(), RecoveryError> {
+        let mut cursor = i64::try_from(after.0).map_err(err)?;
+        loop {
+            let rows = self
+                .rt
+                .block_on(
+                    sqlx::query(
+                        "SELECT first_seq, last_seq, prev_hash, hash, entries FROM journal \
+                         WHERE shard = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
+                    )
+                    .bind(self.shard)
+                    .bind(cursor)
+                    .bind(REPLAY_PAGE_ROWS)
+                    .fetch_all(&self.pool),
+                )
+                .map_err(err)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for r in rows {
+                let last: i64 = r.try_get("last_seq").map_err(err)?;
+                let batch = Batch {
+                    first_seq: seq(r.try_get("first_seq").map_err(err)?)?,
+                    last_seq: seq(last)?,
+                    prev_hash: ChainHash(hash32(r.try_get("prev_hash").map_err(err)?, "hash")?),
+                    hash: ChainHash(hash32(r.try_get("hash").map_err(err)?, "hash")?),
+                    blob: r.try_get("entries").map_err(err)?,
+                };
+                cursor = last;
+                visit(batch)?;
+            }
+        }
+    }
+}
