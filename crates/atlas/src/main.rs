@@ -2,6 +2,7 @@
 //! benchmarks.
 
 mod bench;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +19,16 @@ enum Command {
     /// Measure performance and print the figures.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Replay the whole journal from genesis; check its hash chain and every
+    /// snapshot's state hash. Exits non-zero on any mismatch.
+    Verify(verify::VerifyArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Bench(b) => bench::run(b),
+        Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Verify(v) => verify::run(v),
     }
 }
 

@@ -1,7 +1,7 @@
 //! What the journal needs from a database, and recovery and verification on top of
 //! it.
 
-use atlas_engine::{Engine, EngineConfig, Event, SnapshotError, StateHash};
+use atlas_engine::{Engine, EngineConfig, SnapshotError, StateHash};
 use atlas_types::{Seq, Timestamp};
 use thiserror::Error;
 
@@ -95,26 +95,84 @@ pub struct Recovered {
     pub snapshot_seq: Option<Seq>,
 }
 
-/// Replays `batch` onto the state, checking that it continues the chain.
-fn replay_batch(state: &mut Recovered, batch: &Batch, events: &mut Vec<Event>) -> Result<(), RecoveryError> {
-    let expected = state.engine.last_seq() + 1;
-    if batch.first_seq.0 != expected {
-        return Err(JournalError::Gap { expected, found: batch.first_seq.0 }.into());
-    }
-    if batch.prev_hash != state.chain_hash {
-        return Err(JournalError::ChainBroken(batch.first_seq.0).into());
-    }
-    for entry in batch.decode()? {
-        if let atlas_engine::CommandKind::NewOrder(o) = &entry.command {
-            state.next_order_id = state.next_order_id.max(o.order_id.0 + 1);
+/// A batch's metadata with its decoded, chain-verified entries.
+struct Decoded {
+    first_seq: u64,
+    prev_hash: ChainHash,
+    hash: ChainHash,
+    entries: Vec<crate::Entry>,
+}
+
+/// Batches decoded ahead of the replay, at most.
+const DECODED_AHEAD: usize = 8;
+
+/// Replays every stored batch after the state's last entry. A second thread reads
+/// and decodes each batch (checking its entries' hash chain) while this one
+/// applies the previous batch; this thread checks that each batch continues the
+/// chain and the sequence exactly where the last one ended. `after_batch` runs
+/// after each applied batch.
+fn replay(
+    storage: &mut dyn Storage,
+    state: &mut Recovered,
+    after_batch: &mut dyn FnMut(&Recovered) -> Result<(), RecoveryError>,
+) -> Result<(), RecoveryError> {
+    let after = Seq(state.engine.last_seq());
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Decoded, RecoveryError>>(DECODED_AHEAD);
+        let reader = scope.spawn(move || {
+            let result = storage.for_each_batch(after, &mut |batch| {
+                let decoded = batch.decode().map(|entries| Decoded {
+                    first_seq: batch.first_seq.0,
+                    prev_hash: batch.prev_hash,
+                    hash: batch.hash,
+                    entries,
+                });
+                let failed = decoded.is_err();
+                // A closed channel means the replay stopped on an error: stop too.
+                if tx.send(decoded.map_err(RecoveryError::from)).is_err() || failed {
+                    return Err(RecoveryError::Journal(JournalError::Malformed(batch.first_seq.0)));
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut events = Vec::new();
+        let mut outcome = Ok(());
+        for decoded in rx.iter() {
+            let step = decoded.and_then(|d| {
+                let expected = state.engine.last_seq() + 1;
+                if d.first_seq != expected {
+                    return Err(JournalError::Gap { expected, found: d.first_seq }.into());
+                }
+                if d.prev_hash != state.chain_hash {
+                    return Err(JournalError::ChainBroken(d.first_seq).into());
+                }
+                for entry in d.entries {
+                    if let atlas_engine::CommandKind::NewOrder(o) = &entry.command {
+                        state.next_order_id = state.next_order_id.max(o.order_id.0 + 1);
+                    }
+                    events.clear();
+                    state.last_time = entry.time;
+                    let command =
+                        atlas_engine::Command { seq: entry.seq, time: entry.time, kind: entry.command };
+                    state.engine.apply(&command, &mut events);
+                    state.replayed += 1;
+                }
+                state.chain_hash = d.hash;
+                after_batch(state)
+            });
+            if let Err(e) = step {
+                outcome = Err(e);
+                break;
+            }
         }
-        events.clear();
-        state.engine.apply(&entry.to_command(), events);
-        state.last_time = entry.time;
-        state.replayed += 1;
-    }
-    state.chain_hash = batch.hash;
-    Ok(())
+        drop(rx);
+        // The reader's own error, if any, was sent through the channel.
+        let _ = reader.join();
+        outcome
+    })
 }
 
 fn from_snapshot(snapshot: Option<Snapshot>, config: EngineConfig) -> Result<Recovered, RecoveryError> {
@@ -151,9 +209,7 @@ fn from_snapshot(snapshot: Option<Snapshot>, config: EngineConfig) -> Result<Rec
 pub fn recover(storage: &mut dyn Storage, config: EngineConfig) -> Result<Recovered, RecoveryError> {
     let snapshot = storage.latest_snapshot()?;
     let mut state = from_snapshot(snapshot, config)?;
-    let mut events = Vec::new();
-    let after = Seq(state.engine.last_seq());
-    storage.for_each_batch(after, &mut |batch| replay_batch(&mut state, &batch, &mut events))?;
+    replay(storage, &mut state, &mut |_| Ok(()))?;
     Ok(state)
 }
 
@@ -177,10 +233,8 @@ pub fn verify(storage: &mut dyn Storage, config: EngineConfig) -> Result<VerifyR
     let checkpoints = storage.snapshot_hashes()?;
     let mut next_checkpoint = 0;
     let mut state = from_snapshot(None, config)?;
-    let mut events = Vec::new();
     let mut checked = 0;
-    storage.for_each_batch(Seq(0), &mut |batch| {
-        replay_batch(&mut state, &batch, &mut events)?;
+    replay(storage, &mut state, &mut |state| {
         // Snapshots are taken between batches, so each falls on a batch boundary.
         while let Some(&(seq, recorded)) = checkpoints.get(next_checkpoint) {
             if seq.0 > state.engine.last_seq() {

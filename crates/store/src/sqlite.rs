@@ -21,13 +21,15 @@ use tokio::runtime::Runtime;
 
 /// How many snapshots keep their engine bytes; older ones keep only their hashes.
 const SNAPSHOTS_KEPT: i64 = 3;
-/// Journal rows read per query while replaying.
-const REPLAY_PAGE_ROWS: i64 = 512;
+/// Journal rows read per query while replaying: small pages, because a batch can
+/// hold thousands of entries and huge pages cost more in allocation than in I/O.
+const REPLAY_PAGE_ROWS: i64 = 32;
 
 /// One shard's journal and snapshots in a SQLite database file.
 pub struct SqliteStore {
     rt: Runtime,
     pool: SqlitePool,
+    options: SqliteConnectOptions,
     shard: i64,
 }
 
@@ -62,10 +64,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         // One writer per shard; SQLite serialises writers anyway.
-        let pool =
-            rt.block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options)).map_err(err)?;
+        let pool = rt
+            .block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()))
+            .map_err(err)?;
         rt.block_on(sqlx::migrate!("migrations/sqlite").run(&pool)).map_err(err)?;
-        Ok(SqliteStore { rt, pool, shard: i64::from(shard) })
+        Ok(SqliteStore { rt, pool, options, shard: i64::from(shard) })
     }
 }
 
@@ -176,36 +179,97 @@ impl Storage for SqliteStore {
         after: Seq,
         visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
     ) -> Result<(), RecoveryError> {
-        let mut cursor = i64::try_from(after.0).map_err(err)?;
-        loop {
-            let rows = self
-                .rt
-                .block_on(
-                    sqlx::query(
-                        "SELECT first_seq, last_seq, prev_hash, hash, entries FROM journal \
-                         WHERE shard = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
-                    )
-                    .bind(self.shard)
-                    .bind(cursor)
-                    .bind(REPLAY_PAGE_ROWS)
-                    .fetch_all(&self.pool),
-                )
-                .map_err(err)?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            for r in rows {
-                let last: i64 = r.try_get("last_seq").map_err(err)?;
-                let batch = Batch {
-                    first_seq: seq(r.try_get("first_seq").map_err(err)?)?,
-                    last_seq: seq(last)?,
-                    prev_hash: ChainHash(hash32(r.try_get("prev_hash").map_err(err)?, "hash")?),
-                    hash: ChainHash(hash32(r.try_get("hash").map_err(err)?, "hash")?),
-                    blob: r.try_get("entries").map_err(err)?,
+        // A reader thread fetches the next pages while this one decodes and
+        // replays the current one: with two cores, replay overlaps the I/O.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Batch>, StorageError>>(REPLAY_PAGES_AHEAD);
+        // Its own connection on its own runtime: WAL lets readers run beside the
+        // writer, and a connection must not outlive the runtime driving it.
+        let options = self.options.clone().read_only(true);
+        let shard = self.shard;
+        let start = i64::try_from(after.0).map_err(err)?;
+        let reader = std::thread::Builder::new()
+            .name("atlas-replay-read".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(err(e)));
+                        return;
+                    }
                 };
-                cursor = last;
-                visit(batch)?;
+                let pool =
+                    match rt.block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options)) {
+                        Ok(pool) => pool,
+                        Err(e) => {
+                            let _ = tx.send(Err(err(e)));
+                            return;
+                        }
+                    };
+                let mut cursor = start;
+                loop {
+                    let page = rt.block_on(read_page(&pool, shard, cursor));
+                    let done = match &page {
+                        Ok(batches) => match batches.last() {
+                            Some(b) => {
+                                cursor = b.last_seq.0 as i64;
+                                false
+                            }
+                            None => true,
+                        },
+                        Err(_) => true,
+                    };
+                    // The receiver stops early on a bad batch; then so do we.
+                    if tx.send(page).is_err() || done {
+                        return;
+                    }
+                }
+            })
+            .map_err(err)?;
+        let mut result = Ok(());
+        for page in rx.iter() {
+            let batches = match page {
+                Ok(b) if b.is_empty() => break,
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            if let Err(e) = batches.into_iter().try_for_each(&mut *visit) {
+                result = Err(e);
+                break;
             }
         }
+        drop(rx);
+        let _ = reader.join();
+        result
     }
+}
+
+/// Pages the replay reader may fetch ahead of the replay.
+const REPLAY_PAGES_AHEAD: usize = 4;
+
+/// One page of journal rows after `cursor`, in order.
+async fn read_page(pool: &SqlitePool, shard: i64, cursor: i64) -> Result<Vec<Batch>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT first_seq, last_seq, prev_hash, hash, entries FROM journal \
+         WHERE shard = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
+    )
+    .bind(shard)
+    .bind(cursor)
+    .bind(REPLAY_PAGE_ROWS)
+    .fetch_all(pool)
+    .await
+    .map_err(err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Batch {
+                first_seq: seq(r.try_get("first_seq").map_err(err)?)?,
+                last_seq: seq(r.try_get("last_seq").map_err(err)?)?,
+                prev_hash: ChainHash(hash32(r.try_get("prev_hash").map_err(err)?, "hash")?),
+                hash: ChainHash(hash32(r.try_get("hash").map_err(err)?, "hash")?),
+                blob: r.try_get("entries").map_err(err)?,
+            })
+        })
+        .collect()
 }
