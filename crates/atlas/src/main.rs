@@ -2,6 +2,7 @@
 //! benchmarks.
 
 mod bench;
+mod journal_load;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,9 @@ enum Command {
     /// Replay the whole journal from genesis; check its hash chain and every
     /// snapshot's state hash. Exits non-zero on any mismatch.
     Verify(verify::VerifyArgs),
+    /// Test tool: concurrent producers against the journal, printing each ack.
+    #[command(hide = true)]
+    JournalLoad(journal_load::JournalLoadArgs),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -29,6 +33,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
         Command::Verify(v) => verify::run(v),
+        Command::JournalLoad(a) => journal_load::run(a).map(|()| std::process::ExitCode::SUCCESS),
     }
 }
 
