@@ -7,6 +7,7 @@
 //! that was altered, reordered or truncated in the middle no longer verifies.
 //! Replaying the entries through a fresh engine rebuilds the exact state.
 
+pub mod client_orders;
 pub mod codec;
 pub mod memory;
 pub mod sequencer;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 use thiserror::Error;
 
+pub use client_orders::{CLIENT_ORDER_IDS_MAX, ClientOrders};
 pub use codec::{CLIENT_ORDER_ID_BYTES_MAX, DecodeError, ENTRY_VERSION};
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SequencerHandle, SubmitError, Ticket};
 pub use storage::{Recovered, RecoveryError, Snapshot, Storage, StorageError, VerifyReport, recover, verify};

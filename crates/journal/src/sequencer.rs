@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
+use atlas_engine::{CommandKind, EngineConfig, Event};
 use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -70,6 +70,10 @@ pub struct Receipt {
     pub order_id: Option<OrderId>,
     /// The engine's events for it (`Rejected` alone if it was refused).
     pub events: Vec<Event>,
+    /// True when this was a retry of an accepted new order with the same client
+    /// order id: nothing new was journaled, `seq` and `order_id` are the
+    /// original's, `events` is empty and `time` is when the retry was answered.
+    pub duplicate: bool,
 }
 
 /// Why a command was not (or not yet) committed. None of these is an
@@ -88,6 +92,9 @@ pub enum SubmitError {
     /// The client order id is not acceptable.
     #[error("invalid client order id")]
     InvalidClientOrderId,
+    /// The day's client order ids are exhausted (see `CLIENT_ORDER_IDS_MAX`).
+    #[error("too many client order ids today")]
+    ClientOrderIdsExhausted,
 }
 
 /// The answer to one submission, delivered after the commit.
@@ -177,10 +184,11 @@ pub struct Sequencer {
 /// A matched batch on its way to the writer.
 struct Work {
     epoch: u64,
-    batch: Batch,
+    /// None when every request of the batch was a duplicate: nothing to write, but
+    /// the answers still wait for the batches before them.
+    batch: Option<Batch>,
     entries: Vec<Entry>,
     answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>,
-    next_order_id: u64,
 }
 
 impl Sequencer {
@@ -195,7 +203,7 @@ impl Sequencer {
         let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.max(1));
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered)>(1);
-        let replica = recovered.engine.clone();
+        let replica = recovered.clone();
         let engine_thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -235,17 +243,13 @@ fn now() -> Timestamp {
 }
 
 fn engine_loop(
-    recovered: Recovered,
+    mut st: Recovered,
     rx: Receiver<Request>,
     work_tx: SyncSender<Work>,
     rebuilt_rx: Receiver<(u64, Recovered)>,
     shared: Arc<Shared>,
     config: SequencerConfig,
 ) {
-    let mut engine: Engine = recovered.engine;
-    let mut chain = recovered.chain_hash;
-    let mut last_time = recovered.last_time;
-    let mut next_order_id = recovered.next_order_id;
     let mut epoch = 0u64;
     let batch_max = config.batch_max.clamp(1, BATCH_ENTRIES_MAX);
     let mut requests: Vec<Request> = Vec::with_capacity(batch_max);
@@ -254,10 +258,7 @@ fn engine_loop(
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
             // Take the rebuilt state when the writer has it; meanwhile refuse.
             if let Ok((new_epoch, state)) = rebuilt_rx.try_recv() {
-                engine = state.engine;
-                chain = state.chain_hash;
-                last_time = state.last_time;
-                next_order_id = state.next_order_id;
+                st = state;
                 epoch = new_epoch;
                 shared.health.store(HEALTH_OK, Ordering::Release);
                 continue;
@@ -291,28 +292,43 @@ fn engine_loop(
         }
         let mut entries = Vec::with_capacity(requests.len());
         let mut answers = Vec::with_capacity(requests.len());
+        let prev_hash = st.chain_hash;
         for r in requests.drain(..) {
-            let seq = Seq(engine.last_seq() + 1);
             // The journal's clock never goes backwards, whatever the wall clock does.
-            let time = Timestamp(now().0.max(last_time.0));
-            last_time = time;
+            let time = Timestamp(now().0.max(st.last_time.0));
             let mut command = r.command;
+            if let (CommandKind::NewOrder(o), Some(id)) = (&command, r.client_order_id.as_deref()) {
+                if let Some((order_id, seq)) = st.client_orders.get(o.participant, id) {
+                    // A retry: answer with the original, after this batch commits
+                    // (so never before the original itself is durable).
+                    let receipt =
+                        Receipt { seq, time, order_id: Some(order_id), events: Vec::new(), duplicate: true };
+                    answers.push((r.reply, receipt));
+                    continue;
+                }
+                if st.client_orders.is_full() {
+                    let _ = r.reply.send(Err(SubmitError::ClientOrderIdsExhausted));
+                    continue;
+                }
+            }
+            let seq = Seq(st.engine.last_seq() + 1);
             let order_id = if let CommandKind::NewOrder(o) = &mut command {
-                o.order_id = OrderId(next_order_id);
-                next_order_id += 1;
+                o.order_id = OrderId(st.next_order_id);
                 Some(o.order_id)
             } else {
                 None
             };
             let entry = Entry { seq, time, actor: r.actor, client_order_id: r.client_order_id, command };
-            events.clear();
-            engine.apply(&entry.to_command(), &mut events);
-            answers.push((r.reply, Receipt { seq, time, order_id, events: events.clone() }));
-            entries.push(entry);
+            entries.push(entry.clone());
+            st.apply(entry, &mut events);
+            answers
+                .push((r.reply, Receipt { seq, time, order_id, events: events.clone(), duplicate: false }));
         }
-        let batch = Batch::encode(&entries, chain);
-        chain = batch.hash;
-        if work_tx.send(Work { epoch, batch, entries, answers, next_order_id }).is_err() {
+        let batch = (!entries.is_empty()).then(|| Batch::encode(&entries, prev_hash));
+        if let Some(b) = &batch {
+            st.chain_hash = b.hash;
+        }
+        if work_tx.send(Work { epoch, batch, entries, answers }).is_err() {
             return;
         }
     }
@@ -326,7 +342,7 @@ fn fail_all(answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt
 
 fn writer_loop<S: Storage>(
     mut storage: S,
-    mut replica: Engine,
+    mut replica: Recovered,
     work_rx: Receiver<Work>,
     rebuilt_tx: SyncSender<(u64, Recovered)>,
     shared: Arc<Shared>,
@@ -341,27 +357,34 @@ fn writer_loop<S: Storage>(
             fail_all(work.answers);
             continue;
         }
-        match storage.append(&work.batch) {
+        let committed = match &work.batch {
+            Some(batch) => storage.append(batch),
+            None => Ok(()),
+        };
+        match committed {
             Ok(()) => {
-                for e in &work.entries {
-                    events.clear();
-                    replica.apply(&e.to_command(), &mut events);
+                let n = work.entries.len() as u64;
+                for e in work.entries {
+                    replica.apply(e, &mut events);
                 }
-                shared.committed_seq.store(work.batch.last_seq.0, Ordering::Release);
+                if let Some(batch) = &work.batch {
+                    replica.chain_hash = batch.hash;
+                    shared.committed_seq.store(batch.last_seq.0, Ordering::Release);
+                }
                 for (reply, receipt) in work.answers {
                     let _ = reply.send(Ok(receipt));
                 }
-                since_snapshot += work.entries.len() as u64;
+                since_snapshot += n;
                 if config.snapshot_every_commands > 0 && since_snapshot >= config.snapshot_every_commands {
                     since_snapshot = 0;
-                    let last = &work.entries[work.entries.len() - 1];
                     let snapshot = Snapshot {
-                        seq: last.seq,
-                        time: last.time,
-                        chain_hash: work.batch.hash,
-                        state_hash: replica.state_hash(),
-                        next_order_id: work.next_order_id,
-                        engine: replica.snapshot(),
+                        seq: Seq(replica.engine.last_seq()),
+                        time: replica.last_time,
+                        chain_hash: replica.chain_hash,
+                        state_hash: replica.engine.state_hash(),
+                        next_order_id: replica.next_order_id,
+                        engine: replica.engine.snapshot(),
+                        client_orders: replica.client_orders.clone(),
                     };
                     // A failed snapshot costs recovery time, not correctness.
                     let _ = storage.save_snapshot(&snapshot);
@@ -390,7 +413,7 @@ fn writer_loop<S: Storage>(
                         break state;
                     }
                 };
-                replica = rebuilt.engine.clone();
+                replica = rebuilt.clone();
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
                 since_snapshot = 0;
                 if rebuilt_tx.send((epoch, rebuilt)).is_err() {

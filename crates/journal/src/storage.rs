@@ -5,7 +5,7 @@ use atlas_engine::{Engine, EngineConfig, SnapshotError, StateHash};
 use atlas_types::{Seq, Timestamp};
 use thiserror::Error;
 
-use crate::{Batch, ChainHash, JournalError};
+use crate::{Batch, ChainHash, ClientOrders, Entry, JournalError};
 
 /// A storage failure. The message is for operators' logs: it never contains
 /// credentials (backends strip them).
@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub next_order_id: u64,
     /// `Engine::snapshot()` bytes.
     pub engine: Vec<u8>,
+    /// The client order ids of the trading day.
+    pub client_orders: ClientOrders,
 }
 
 /// Durable storage of one shard's journal and snapshots.
@@ -93,6 +95,33 @@ pub struct Recovered {
     pub replayed: u64,
     /// The snapshot used, if any.
     pub snapshot_seq: Option<Seq>,
+    /// The client order ids of the trading day.
+    pub client_orders: ClientOrders,
+}
+
+impl Recovered {
+    /// Applies one journaled entry: the engine, and the sequencer's own state (time,
+    /// order ids, client order ids). The engine thread, the writer's replica and
+    /// replay all advance through here, so they cannot drift apart.
+    pub fn apply(&mut self, entry: Entry, events: &mut Vec<atlas_engine::Event>) {
+        events.clear();
+        self.last_time = entry.time;
+        let command = atlas_engine::Command { seq: entry.seq, time: entry.time, kind: entry.command };
+        self.engine.apply(&command, events);
+        let accepted = events.first() == Some(&atlas_engine::Event::Accepted);
+        match &command.kind {
+            atlas_engine::CommandKind::NewOrder(o) => {
+                self.next_order_id = self.next_order_id.max(o.order_id.0 + 1);
+                if accepted && let Some(id) = entry.client_order_id {
+                    // Full means refused at submission; replay sees no such entry.
+                    self.client_orders.insert(o.participant, id, o.order_id, entry.seq);
+                }
+            }
+            atlas_engine::CommandKind::EndOfDay { product: None } if accepted => self.client_orders.clear(),
+            _ => {}
+        }
+        self.replayed += 1;
+    }
 }
 
 /// A batch's metadata with its decoded, chain-verified entries.
@@ -150,15 +179,7 @@ fn replay(
                     return Err(JournalError::ChainBroken(d.first_seq).into());
                 }
                 for entry in d.entries {
-                    if let atlas_engine::CommandKind::NewOrder(o) = &entry.command {
-                        state.next_order_id = state.next_order_id.max(o.order_id.0 + 1);
-                    }
-                    events.clear();
-                    state.last_time = entry.time;
-                    let command =
-                        atlas_engine::Command { seq: entry.seq, time: entry.time, kind: entry.command };
-                    state.engine.apply(&command, &mut events);
-                    state.replayed += 1;
+                    state.apply(entry, &mut events);
                 }
                 state.chain_hash = d.hash;
                 after_batch(state)
@@ -184,6 +205,7 @@ fn from_snapshot(snapshot: Option<Snapshot>, config: EngineConfig) -> Result<Rec
             next_order_id: 1,
             replayed: 0,
             snapshot_seq: None,
+            client_orders: ClientOrders::default(),
         }),
         Some(s) => {
             let engine = Engine::restore(&s.engine, config)
@@ -199,6 +221,7 @@ fn from_snapshot(snapshot: Option<Snapshot>, config: EngineConfig) -> Result<Rec
                 next_order_id: s.next_order_id,
                 replayed: 0,
                 snapshot_seq: Some(s.seq),
+                client_orders: s.client_orders,
             })
         }
     }

@@ -239,3 +239,53 @@ fn a_full_queue_is_refused_at_once() {
     let mut st: Box<dyn Storage> = Box::new(storage);
     assert!(recover(st.as_mut(), cfg.engine).is_ok());
 }
+
+fn with_client_id(s: &Sequencer, p: u32, id: &str, price: i64) -> atlas_journal::Receipt {
+    s.handle().submit_wait(trader(p), Some(id.to_owned()), order(p, Side::Buy, price)).unwrap()
+}
+
+#[test]
+fn a_retried_client_order_id_returns_the_original_and_creates_nothing() {
+    let storage = MemoryStorage::default();
+    let cfg = SequencerConfig { snapshot_every_commands: 3, ..config() };
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    list_product(&s);
+    let first = with_client_id(&s, 1, "abc", 100);
+    assert!(!first.duplicate);
+    let retry = with_client_id(&s, 1, "abc", 100);
+    assert!(retry.duplicate);
+    assert_eq!((retry.seq, retry.order_id), (first.seq, first.order_id));
+    // Another participant may use the same id.
+    let other = with_client_id(&s, 2, "abc", 100);
+    assert!(!other.duplicate && other.order_id != first.order_id);
+    // A rejected order changed nothing: its id can be used again.
+    let bad = with_client_id(&s, 1, "bad", 0);
+    assert!(matches!(bad.events[..], [Event::Rejected { .. }]));
+    assert!(!with_client_id(&s, 1, "bad", 100).duplicate);
+    let journaled = storage.batches().iter().map(|b| b.decode().unwrap().len()).sum::<usize>();
+    assert_eq!(journaled, 5, "the retry wrote nothing");
+    s.shutdown();
+    // After a restart (snapshot plus tail) the ids are still known...
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    let again = with_client_id(&s, 1, "abc", 100);
+    assert!(again.duplicate && again.order_id == first.order_id);
+    // ...until the trading day ends.
+    s.handle().submit_wait(Actor::SYSTEM, None, CommandKind::EndOfDay { product: None }).unwrap();
+    assert!(!with_client_id(&s, 1, "abc", 100).duplicate);
+    s.shutdown();
+}
+
+#[test]
+fn concurrent_retries_create_exactly_one_order() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let tickets: Vec<_> = (0..200)
+        .map(|_| s.handle().submit(trader(3), Some("same".into()), order(3, Side::Sell, 100)).unwrap())
+        .collect();
+    let receipts: Vec<_> = tickets.into_iter().map(|t| t.blocking_recv().unwrap().unwrap()).collect();
+    let originals = receipts.iter().filter(|r| !r.duplicate).count();
+    assert_eq!(originals, 1);
+    assert!(receipts.iter().all(|r| r.order_id == receipts[0].order_id));
+    s.shutdown();
+}

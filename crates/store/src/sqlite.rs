@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use atlas_engine::StateHash;
-use atlas_journal::{Batch, ChainHash, RecoveryError, Snapshot, Storage, StorageError};
+use atlas_journal::{Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, Storage, StorageError};
 use atlas_types::{Seq, Timestamp};
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -102,10 +102,11 @@ impl Storage for SqliteStore {
         let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
         self.rt.block_on(async move {
             let mut tx = pool.begin().await.map_err(err)?;
+            // Old snapshots keep only their hashes: drop their engine and id blobs.
             sqlx::query(
                 "INSERT OR REPLACE INTO snapshot \
-                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(shard)
             .bind(seq)
@@ -114,11 +115,13 @@ impl Storage for SqliteStore {
             .bind(&s.state_hash.0[..])
             .bind(next_order_id)
             .bind(&s.engine)
+            .bind(s.client_orders.encode())
             .execute(&mut *tx)
             .await
             .map_err(err)?;
             sqlx::query(
-                "UPDATE snapshot SET engine = NULL WHERE shard = ? AND engine IS NOT NULL AND seq < \
+                "UPDATE snapshot SET engine = NULL, client_orders = NULL \
+                 WHERE shard = ? AND engine IS NOT NULL AND seq < \
                  (SELECT seq FROM snapshot WHERE shard = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
             )
             .bind(shard)
@@ -136,7 +139,8 @@ impl Storage for SqliteStore {
             .rt
             .block_on(
                 sqlx::query(
-                    "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine FROM snapshot \
+                    "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders \
+                     FROM snapshot \
                      WHERE shard = ? AND engine IS NOT NULL ORDER BY seq DESC LIMIT 1",
                 )
                 .bind(self.shard)
@@ -152,6 +156,10 @@ impl Storage for SqliteStore {
             state_hash: StateHash(hash32(row.try_get("state_hash").map_err(err)?, "state hash")?),
             next_order_id: u64::try_from(next_order_id).map_err(err)?,
             engine: row.try_get("engine").map_err(err)?,
+            client_orders: match row.try_get::<Option<Vec<u8>>, _>("client_orders").map_err(err)? {
+                Some(bytes) => ClientOrders::decode(&bytes).map_err(err)?,
+                None => ClientOrders::default(),
+            },
         }))
     }
 

@@ -115,3 +115,29 @@ fn an_empty_database_recovers_to_genesis() {
     assert_eq!(r.next_order_id, 1);
     assert_eq!(verify(&mut store, config().engine).unwrap().entries, 0);
 }
+
+#[test]
+fn client_order_ids_survive_a_restart_through_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atlas.db");
+    let cfg = SequencerConfig { snapshot_every_commands: 2, batch_max: 1, ..Default::default() };
+    let actor = Actor { user: 7, participant: Some(ParticipantId(7)) };
+    let first = {
+        let s = Sequencer::start(SqliteStore::open(&path).unwrap(), cfg).unwrap();
+        let spec = ProductSpec { id: ProductId(1), tick: Price(1), lot: Qty(1) };
+        s.handle().submit_wait(Actor::SYSTEM, None, CommandKind::AddProduct(spec)).unwrap();
+        let r = s.handle().submit_wait(actor, Some("cl-1".into()), order(7, Side::Buy, 100)).unwrap();
+        for i in 0..5 {
+            s.handle().submit_wait(actor, None, order(7, Side::Buy, 90 + i)).unwrap();
+        }
+        s.shutdown();
+        r
+    };
+    let s = Sequencer::start(SqliteStore::open(&path).unwrap(), cfg).unwrap();
+    let retry = s.handle().submit_wait(actor, Some("cl-1".into()), order(7, Side::Buy, 100)).unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.order_id, first.order_id);
+    s.shutdown();
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert!(recover(&mut store, cfg.engine).unwrap().snapshot_seq.is_some());
+}
