@@ -51,6 +51,28 @@ pub trait Storage: Send + 'static {
     ) -> Result<(), RecoveryError>;
 }
 
+impl Storage for Box<dyn Storage> {
+    fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
+        (**self).append(batch)
+    }
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        (**self).save_snapshot(snapshot)
+    }
+    fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        (**self).latest_snapshot()
+    }
+    fn snapshot_hashes(&mut self) -> Result<Vec<(Seq, StateHash)>, StorageError> {
+        (**self).snapshot_hashes()
+    }
+    fn for_each_batch(
+        &mut self,
+        after: Seq,
+        visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
+    ) -> Result<(), RecoveryError> {
+        (**self).for_each_batch(after, visit)
+    }
+}
+
 /// Why a shard could not be rebuilt, or failed verification.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RecoveryError {

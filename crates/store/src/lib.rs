@@ -1,7 +1,77 @@
-//! Durable storage for Atlas. Today: the journal and snapshots on SQLite, the
-//! embedded default. PostgreSQL implements the same `atlas_journal::Storage` trait
-//! and passes the same tests (next).
+//! Durable storage for Atlas: the journal and snapshots of each shard, on SQLite
+//! (the embedded default) or PostgreSQL (production). Both implement
+//! `atlas_journal::Storage` and pass the same tests.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+
+use atlas_journal::{Batch, RecoveryError, StorageError};
+use atlas_types::Seq;
+
+/// Pages the replay reader may fetch ahead of the replay.
+const REPLAY_PAGES_AHEAD: usize = 4;
+
+/// Streams stored batches to `visit` while a reader thread fetches the next pages,
+/// so replay overlaps the database I/O. `open` runs on the reader thread and
+/// returns its page reader (its own connection on its own runtime: a connection
+/// must not outlive the runtime driving it); `read(reader, cursor)` returns the
+/// next batches after sequence number `cursor`, in order, empty at the end.
+fn stream_batches<R>(
+    after: Seq,
+    open: impl FnOnce() -> Result<R, StorageError> + Send,
+    read: fn(&mut R, i64) -> Result<Vec<Batch>, StorageError>,
+    visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
+) -> Result<(), RecoveryError> {
+    let start = i64::try_from(after.0).map_err(|e| StorageError(e.to_string()))?;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Batch>, StorageError>>(REPLAY_PAGES_AHEAD);
+        let reader = scope.spawn(move || {
+            let mut r = match open() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut cursor = start;
+            loop {
+                let page = read(&mut r, cursor);
+                let done = match &page {
+                    Ok(batches) => match batches.last() {
+                        Some(b) => {
+                            cursor = i64::try_from(b.last_seq.0).unwrap_or(i64::MAX);
+                            false
+                        }
+                        None => true,
+                    },
+                    Err(_) => true,
+                };
+                // The receiver stops early on a bad batch; then so do we.
+                if tx.send(page).is_err() || done {
+                    return;
+                }
+            }
+        });
+        let mut result = Ok(());
+        for page in rx.iter() {
+            let batches = match page {
+                Ok(b) if b.is_empty() => break,
+                Ok(b) => b,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
+                }
+            };
+            if let Err(e) = batches.into_iter().try_for_each(&mut *visit) {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(rx);
+        let _ = reader.join();
+        result
+    })
+}

@@ -187,75 +187,23 @@ impl Storage for SqliteStore {
         after: Seq,
         visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
     ) -> Result<(), RecoveryError> {
-        // A reader thread fetches the next pages while this one decodes and
-        // replays the current one: with two cores, replay overlaps the I/O.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Batch>, StorageError>>(REPLAY_PAGES_AHEAD);
-        // Its own connection on its own runtime: WAL lets readers run beside the
-        // writer, and a connection must not outlive the runtime driving it.
+        // WAL lets the reader's own connection run beside the writer's.
         let options = self.options.clone().read_only(true);
         let shard = self.shard;
-        let start = i64::try_from(after.0).map_err(err)?;
-        let reader = std::thread::Builder::new()
-            .name("atlas-replay-read".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = tx.send(Err(err(e)));
-                        return;
-                    }
-                };
-                let pool =
-                    match rt.block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options)) {
-                        Ok(pool) => pool,
-                        Err(e) => {
-                            let _ = tx.send(Err(err(e)));
-                            return;
-                        }
-                    };
-                let mut cursor = start;
-                loop {
-                    let page = rt.block_on(read_page(&pool, shard, cursor));
-                    let done = match &page {
-                        Ok(batches) => match batches.last() {
-                            Some(b) => {
-                                cursor = b.last_seq.0 as i64;
-                                false
-                            }
-                            None => true,
-                        },
-                        Err(_) => true,
-                    };
-                    // The receiver stops early on a bad batch; then so do we.
-                    if tx.send(page).is_err() || done {
-                        return;
-                    }
-                }
-            })
-            .map_err(err)?;
-        let mut result = Ok(());
-        for page in rx.iter() {
-            let batches = match page {
-                Ok(b) if b.is_empty() => break,
-                Ok(b) => b,
-                Err(e) => {
-                    result = Err(e.into());
-                    break;
-                }
-            };
-            if let Err(e) = batches.into_iter().try_for_each(&mut *visit) {
-                result = Err(e);
-                break;
-            }
-        }
-        drop(rx);
-        let _ = reader.join();
-        result
+        crate::stream_batches(
+            after,
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(err)?;
+                let pool = rt
+                    .block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options))
+                    .map_err(err)?;
+                Ok((rt, pool, shard))
+            },
+            |(rt, pool, shard), cursor| rt.block_on(read_page(pool, *shard, cursor)),
+            visit,
+        )
     }
 }
-
-/// Pages the replay reader may fetch ahead of the replay.
-const REPLAY_PAGES_AHEAD: usize = 4;
 
 /// One page of journal rows after `cursor`, in order.
 async fn read_page(pool: &SqlitePool, shard: i64, cursor: i64) -> Result<Vec<Batch>, StorageError> {

@@ -1,0 +1,229 @@
+//! The journal on PostgreSQL (production: RDS/Aurora in the cloud), through an sqlx
+//! pool. Each batch is one INSERT, so it commits whole or not at all, with
+//! PostgreSQL's ordinary durable commit.
+//!
+//! Like the SQLite store, it drives its pool on a private current-thread runtime
+//! because the journal's `Storage` trait is synchronous.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use atlas_engine::StateHash;
+use atlas_journal::{Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, Storage, StorageError};
+use atlas_types::{Seq, Timestamp};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::runtime::Runtime;
+
+/// How many snapshots keep their engine bytes; older ones keep only their hashes.
+const SNAPSHOTS_KEPT: i64 = 3;
+/// Journal rows read per query while replaying.
+const REPLAY_PAGE_ROWS: i64 = 32;
+
+/// One shard's journal and snapshots in a PostgreSQL database.
+pub struct PgStore {
+    rt: Runtime,
+    pool: PgPool,
+    options: PgConnectOptions,
+    shard: i32,
+}
+
+/// Errors lose any connection detail: the URL may carry a password.
+fn err(e: impl std::fmt::Display) -> StorageError {
+    StorageError(e.to_string())
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], StorageError> {
+    bytes.try_into().map_err(|_| StorageError(format!("stored {what} is not 32 bytes")))
+}
+
+fn seq(v: i64) -> Result<Seq, StorageError> {
+    u64::try_from(v).map(Seq).map_err(|_| StorageError("stored sequence number is negative".into()))
+}
+
+impl PgStore {
+    /// Connects to `url` for shard 0 and brings the schema up to date.
+    pub fn connect(url: &str) -> Result<PgStore, StorageError> {
+        PgStore::connect_shard(url, 0)
+    }
+
+    /// Connects to `url` for one shard.
+    pub fn connect_shard(url: &str, shard: u32) -> Result<PgStore, StorageError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
+        // Parse errors would echo the URL; report only that it is malformed.
+        let options =
+            PgConnectOptions::from_str(url).map_err(|_| StorageError("malformed PostgreSQL URL".into()))?;
+        let pool = rt
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    // A command in flight waits at most this long for a dead database
+                    // before its producer hears STORAGE_UNAVAILABLE; new commands are
+                    // refused at once while the shard recovers.
+                    .acquire_timeout(Duration::from_secs(1))
+                    .connect_with(options.clone()),
+            )
+            .map_err(err)?;
+        rt.block_on(sqlx::migrate!("migrations/postgres").run(&pool)).map_err(err)?;
+        let shard = i32::try_from(shard).map_err(err)?;
+        Ok(PgStore { rt, pool, options, shard })
+    }
+}
+
+impl Storage for PgStore {
+    fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
+        let first = i64::try_from(batch.first_seq.0).map_err(err)?;
+        let last = i64::try_from(batch.last_seq.0).map_err(err)?;
+        self.rt
+            .block_on(
+                sqlx::query(
+                    "INSERT INTO journal (shard, first_seq, last_seq, prev_hash, hash, entries) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(self.shard)
+                .bind(first)
+                .bind(last)
+                .bind(&batch.prev_hash.0[..])
+                .bind(&batch.hash.0[..])
+                .bind(&batch.blob)
+                .execute(&self.pool),
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
+        let shard = self.shard;
+        let pool = self.pool.clone();
+        let seq = i64::try_from(s.seq.0).map_err(err)?;
+        let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
+        self.rt.block_on(async move {
+            let mut tx = pool.begin().await.map_err(err)?;
+            sqlx::query(
+                "INSERT INTO snapshot \
+                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (shard, seq) DO UPDATE SET time_ns = EXCLUDED.time_ns, \
+                 chain_hash = EXCLUDED.chain_hash, state_hash = EXCLUDED.state_hash, \
+                 next_order_id = EXCLUDED.next_order_id, engine = EXCLUDED.engine, \
+                 client_orders = EXCLUDED.client_orders",
+            )
+            .bind(shard)
+            .bind(seq)
+            .bind(s.time.0)
+            .bind(&s.chain_hash.0[..])
+            .bind(&s.state_hash.0[..])
+            .bind(next_order_id)
+            .bind(&s.engine)
+            .bind(s.client_orders.encode())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            // Old snapshots keep only their hashes.
+            sqlx::query(
+                "UPDATE snapshot SET engine = NULL, client_orders = NULL \
+                 WHERE shard = $1 AND engine IS NOT NULL AND seq < \
+                 (SELECT seq FROM snapshot WHERE shard = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(shard)
+            .bind(SNAPSHOTS_KEPT - 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)
+        })
+    }
+
+    fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let row = self
+            .rt
+            .block_on(
+                sqlx::query(
+                    "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders \
+                     FROM snapshot WHERE shard = $1 AND engine IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                )
+                .bind(self.shard)
+                .fetch_optional(&self.pool),
+            )
+            .map_err(err)?;
+        let Some(row) = row else { return Ok(None) };
+        let next_order_id: i64 = row.try_get("next_order_id").map_err(err)?;
+        Ok(Some(Snapshot {
+            seq: seq(row.try_get("seq").map_err(err)?)?,
+            time: Timestamp(row.try_get("time_ns").map_err(err)?),
+            chain_hash: ChainHash(hash32(row.try_get("chain_hash").map_err(err)?, "chain hash")?),
+            state_hash: StateHash(hash32(row.try_get("state_hash").map_err(err)?, "state hash")?),
+            next_order_id: u64::try_from(next_order_id).map_err(err)?,
+            engine: row.try_get("engine").map_err(err)?,
+            client_orders: match row.try_get::<Option<Vec<u8>>, _>("client_orders").map_err(err)? {
+                Some(bytes) => ClientOrders::decode(&bytes).map_err(err)?,
+                None => ClientOrders::default(),
+            },
+        }))
+    }
+
+    fn snapshot_hashes(&mut self) -> Result<Vec<(Seq, StateHash)>, StorageError> {
+        let rows = self
+            .rt
+            .block_on(
+                sqlx::query("SELECT seq, state_hash FROM snapshot WHERE shard = $1 ORDER BY seq")
+                    .bind(self.shard)
+                    .fetch_all(&self.pool),
+            )
+            .map_err(err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    seq(r.try_get("seq").map_err(err)?)?,
+                    StateHash(hash32(r.try_get("state_hash").map_err(err)?, "state hash")?),
+                ))
+            })
+            .collect()
+    }
+
+    fn for_each_batch(
+        &mut self,
+        after: Seq,
+        visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
+    ) -> Result<(), RecoveryError> {
+        let options = self.options.clone();
+        let shard = self.shard;
+        crate::stream_batches(
+            after,
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
+                let pool = rt
+                    .block_on(PgPoolOptions::new().max_connections(1).connect_with(options))
+                    .map_err(err)?;
+                Ok((rt, pool, shard))
+            },
+            |(rt, pool, shard), cursor| rt.block_on(read_page(pool, *shard, cursor)),
+            visit,
+        )
+    }
+}
+
+/// One page of journal rows after `cursor`, in order.
+async fn read_page(pool: &PgPool, shard: i32, cursor: i64) -> Result<Vec<Batch>, StorageError> {
+    let rows = sqlx::query(
+        "SELECT first_seq, last_seq, prev_hash, hash, entries FROM journal \
+         WHERE shard = $1 AND last_seq > $2 ORDER BY first_seq LIMIT $3",
+    )
+    .bind(shard)
+    .bind(cursor)
+    .bind(REPLAY_PAGE_ROWS)
+    .fetch_all(pool)
+    .await
+    .map_err(err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(Batch {
+                first_seq: seq(r.try_get("first_seq").map_err(err)?)?,
+                last_seq: seq(r.try_get("last_seq").map_err(err)?)?,
+                prev_hash: ChainHash(hash32(r.try_get("prev_hash").map_err(err)?, "hash")?),
+                hash: ChainHash(hash32(r.try_get("hash").map_err(err)?, "hash")?),
+                blob: r.try_get("entries").map_err(err)?,
+            })
+        })
+        .collect()
+}
