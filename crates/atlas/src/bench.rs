@@ -34,6 +34,10 @@ pub struct JournalArgs {
     /// Only time the replay of an earlier run's journal in --data-dir.
     #[arg(long, requires = "data_dir")]
     replay_only: bool,
+    /// PostgreSQL URL of an empty database to use instead of SQLite files
+    /// (each run empties the journal tables first).
+    #[arg(long)]
+    database_url: Option<String>,
     /// Snapshot every this many commands in the flat-out run (0: never).
     #[arg(long, default_value_t = 1_000_000)]
     snapshot_every: u64,
@@ -194,11 +198,10 @@ fn pipeline(
     window: usize,
     rate: u64,
     snapshot_every: u64,
+    database_url: Option<&str>,
 ) -> anyhow::Result<PipelineRun> {
     use atlas_journal::{Actor, Sequencer, SequencerConfig, SubmitError};
-    let path = dir.join(format!("bench-{rate}.db"));
-    let _ = std::fs::remove_file(&path);
-    let store = atlas_store::SqliteStore::open(&path)?;
+    let store = bench_store(dir, rate, database_url, true)?;
     let config = SequencerConfig {
         engine: atlas_bench::config_for(w),
         snapshot_every_commands: snapshot_every,
@@ -272,33 +275,39 @@ fn journal(args: JournalArgs) -> anyhow::Result<()> {
         }
     };
     let w = Kind::ExchangeCore.generate(args.seed, args.commands);
-    println!(
-        "atlas bench journal: exchange-core mix, {} commands, SQLite (WAL, synchronous=FULL) in {}",
-        w.commands.len(),
-        dir.display()
-    );
+    let backend = match &args.database_url {
+        // Only the scheme: the URL may carry a password.
+        Some(_) => "PostgreSQL (--database-url)".to_owned(),
+        None => format!("SQLite (WAL, synchronous=FULL) in {}", dir.display()),
+    };
+    println!("atlas bench journal: exchange-core mix, {} commands, {backend}", w.commands.len());
     if args.replay_only {
-        return replay(&dir, &w);
+        return replay(&dir, &w, args.database_url.as_deref());
     }
-    let max = pipeline(&w, &dir, args.window, 0, args.snapshot_every)?;
+    let url = args.database_url.as_deref();
+    let max = pipeline(&w, &dir, args.window, 0, args.snapshot_every, url)?;
     println!(
         "  durable throughput: {:.0} commands/s committed ({} committed, {} failed, window {})",
         max.per_sec, max.committed, max.failed, args.window
     );
     println!("{}", row("submit-to-ack, flat out", percentiles(&max.latency)));
     let half = (max.per_sec / 2.0).max(1.0) as u64;
-    let open = pipeline(&w, &dir, args.window, half, 0)?;
+    let open = pipeline(&w, &dir, args.window, half, 0, url)?;
     println!("{}", row(&format!("open loop {:.0}k/s", open.per_sec / 1e3), percentiles(&open.latency)));
-    replay(&dir, &w)
+    // The open-loop run reused the database (PostgreSQL); replay a flat-out one.
+    if url.is_some() {
+        let again = pipeline(&w, &dir, args.window, 0, args.snapshot_every, url)?;
+        println!("  (flat-out run repeated for the replay: {:.0} commands/s)", again.per_sec);
+    }
+    replay(&dir, &w, url)
 }
 
 /// Times a restart on the flat-out run's journal (open, latest snapshot, replay
 /// of the tail) and a full verification from genesis.
-fn replay(dir: &std::path::Path, w: &atlas_bench::Workload) -> anyhow::Result<()> {
+fn replay(dir: &std::path::Path, w: &atlas_bench::Workload, url: Option<&str>) -> anyhow::Result<()> {
     let config = atlas_bench::config_for(w);
-    let path = dir.join("bench-0.db");
     let t0 = std::time::Instant::now();
-    let mut store = atlas_store::SqliteStore::open(&path)?;
+    let mut store = bench_store(dir, 0, url, false)?;
     let rec = atlas_journal::recover(&mut store, config)?;
     let restart = t0.elapsed().as_secs_f64();
     println!(
@@ -319,4 +328,39 @@ fn replay(dir: &std::path::Path, w: &atlas_bench::Workload) -> anyhow::Result<()
         report.snapshots_checked
     );
     Ok(())
+}
+
+/// The storage for one benchmark run: a SQLite file per run in `dir`, or the
+/// PostgreSQL database at `url` (emptied first when `fresh`).
+fn bench_store(
+    dir: &std::path::Path,
+    rate: u64,
+    url: Option<&str>,
+    fresh: bool,
+) -> anyhow::Result<Box<dyn atlas_journal::Storage>> {
+    match url {
+        Some(url) => {
+            if fresh {
+                // Empty the journal tables through a throwaway connection.
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    let pool = sqlx::PgPool::connect(url).await?;
+                    sqlx::query("DROP TABLE IF EXISTS journal, snapshot, _sqlx_migrations")
+                        .execute(&pool)
+                        .await?;
+                    pool.close().await;
+                    Ok::<_, sqlx::Error>(())
+                })
+                .map_err(|e| anyhow::anyhow!("emptying the benchmark database: {e}"))?;
+            }
+            Ok(Box::new(atlas_store::PgStore::connect(url)?))
+        }
+        None => {
+            let path = dir.join(format!("bench-{rate}.db"));
+            if fresh {
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(Box::new(atlas_store::SqliteStore::open(&path)?))
+        }
+    }
 }

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use atlas_engine::EngineConfig;
+use atlas_journal::Storage;
 use atlas_journal::verify;
-use atlas_store::SqliteStore;
+use atlas_store::{PgStore, SqliteStore};
 use clap::Args;
 
 /// The database file inside a data directory.
@@ -18,25 +19,41 @@ pub struct VerifyArgs {
     /// The data directory whose journal to verify.
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
-    /// A database URL instead of the data directory (`sqlite://FILE`).
+    /// A database URL instead of the data directory (`sqlite://FILE` or
+    /// `postgres://USER@HOST:PORT/DB`).
     #[arg(long)]
     database_url: Option<String>,
 }
 
+/// Opens the storage named by a database URL (`sqlite://FILE`, `postgres://…`),
+/// or the SQLite file in the data directory when there is none.
+pub fn open_store(data_dir: &std::path::Path, url: Option<&str>) -> anyhow::Result<Box<dyn Storage>> {
+    Ok(match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Box::new(PgStore::connect(url)?)
+        }
+        Some(url) if url.starts_with("sqlite://") => {
+            let path = PathBuf::from(&url["sqlite://".len()..]);
+            if !path.is_file() {
+                bail!("no database at {}", path.display());
+            }
+            Box::new(SqliteStore::open(&path)?)
+        }
+        // Never echo the URL: it may carry a password.
+        Some(_) => bail!("unsupported database URL scheme: use sqlite://FILE or postgres://..."),
+        None => {
+            let path = data_dir.join(DATABASE_FILE);
+            if !path.is_file() {
+                bail!("no database at {}", path.display());
+            }
+            Box::new(SqliteStore::open(&path)?)
+        }
+    })
+}
+
 /// Runs the verification; exit code 1 on any mismatch or damage.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let path = match args.database_url.as_deref() {
-        Some(url) if url.starts_with("sqlite://") => PathBuf::from(&url["sqlite://".len()..]),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("PostgreSQL storage is not in this build yet (issue 3 in progress)")
-        }
-        Some(_) => bail!("unsupported database URL: use sqlite://FILE"),
-        None => args.data_dir.join(DATABASE_FILE),
-    };
-    if !path.is_file() {
-        bail!("no database at {}", path.display());
-    }
-    let mut store = SqliteStore::open(&path)?;
+    let mut store = open_store(&args.data_dir, args.database_url.as_deref())?;
     // The engine's limits take part in replay; they are the defaults everywhere today.
     match verify(&mut store, EngineConfig::default()) {
         Ok(r) => {
