@@ -31,12 +31,18 @@ pub struct JournalLoadArgs {
     /// Take a snapshot every this many commands.
     #[arg(long, default_value_t = 2_000)]
     snapshot_every: u64,
+    /// A PostgreSQL URL instead of the SQLite file in the data directory.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// Runs the producers until done (or killed).
 pub fn run(args: JournalLoadArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)?;
-    let store = SqliteStore::open(&args.data_dir.join(DATABASE_FILE))?;
+    let store: Box<dyn atlas_journal::Storage> = match &args.database_url {
+        Some(url) => Box::new(atlas_store::PgStore::connect(url)?),
+        None => Box::new(SqliteStore::open(&args.data_dir.join(DATABASE_FILE))?),
+    };
     let config = SequencerConfig {
         snapshot_every_commands: args.snapshot_every,
         batch_max: 256,

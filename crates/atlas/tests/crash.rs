@@ -1,8 +1,14 @@
-//! Crash test: the real binary, eight concurrent producers, SIGKILL at staggered
-//! moments twenty times, each run recovering the last one's journal. Every command
-//! the process acknowledged must be in the journal with the same order id, the
-//! journal must verify from genesis, and recovery through snapshots must reach the
-//! same state hash as a replay from genesis.
+//! Crash test, on SQLite and on PostgreSQL: the real binary, eight concurrent
+//! producers, SIGKILL at staggered moments twenty times, each run recovering the
+//! last one's journal. Every command the process acknowledged must be in the
+//! journal with the same order id, the journal must verify from genesis, and
+//! recovery through snapshots must reach the same state hash as a replay from
+//! genesis.
+
+#![allow(clippy::expect_used)]
+
+#[path = "../../store/tests/common/mod.rs"]
+mod pg;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -11,20 +17,38 @@ use std::time::Duration;
 
 use atlas_engine::{CommandKind, EngineConfig};
 use atlas_journal::{Storage, recover, verify};
-use atlas_store::SqliteStore;
+use atlas_store::{PgStore, SqliteStore};
 use atlas_types::Seq;
 
 const ROUNDS: u64 = 20;
 
 #[test]
-fn sigkill_under_load_loses_nothing_acknowledged() {
+fn sigkill_under_load_loses_nothing_acknowledged_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let data_dir = dir.path().to_str().expect("utf-8 path").to_owned();
+    let path = dir.path().join("atlas.db");
+    crash_rounds(dir.path(), None, &mut || Box::new(SqliteStore::open(&path).expect("open")));
+}
+
+#[test]
+fn sigkill_under_load_loses_nothing_acknowledged_postgres() {
+    let cluster = pg::PgCluster::start();
+    let url = cluster.database("crash");
+    let dir = tempfile::tempdir().expect("temp dir");
+    crash_rounds(dir.path(), Some(&url), &mut || Box::new(PgStore::connect(&url).expect("connect")));
+}
+
+fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut() -> Box<dyn Storage>) {
+    let data_dir = dir.to_str().expect("utf-8 path").to_owned();
     let bin = env!("CARGO_BIN_EXE_atlas");
+    let mut args =
+        vec!["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every", "500"];
+    if let Some(url) = url {
+        args.extend(["--database-url", url]);
+    }
     let mut acked: Vec<(u64, u64)> = Vec::new();
     for round in 0..ROUNDS {
         let mut child = Command::new(bin)
-            .args(["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every", "500"])
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -56,8 +80,7 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
         acked.extend(lines);
     }
 
-    let path = dir.path().join("atlas.db");
-    let mut store = SqliteStore::open(&path).expect("open");
+    let mut store = open();
     let mut journal: HashMap<u64, u64> = HashMap::new();
     store
         .for_each_batch(Seq(0), &mut |b| {
@@ -81,7 +104,11 @@ fn sigkill_under_load_loses_nothing_acknowledged() {
     let rec = recover(&mut store, EngineConfig::default()).expect("recovery");
     assert_eq!(rec.engine.state_hash(), report.state_hash, "snapshot recovery and genesis replay agree");
     // The binary's own verification agrees.
-    let status = Command::new(bin).args(["verify", "--data-dir", &data_dir]).output().expect("atlas verify");
+    let mut verify_args = vec!["verify", "--data-dir", &data_dir];
+    if let Some(url) = url {
+        verify_args.extend(["--database-url", url]);
+    }
+    let status = Command::new(bin).args(&verify_args).output().expect("atlas verify");
     assert!(status.status.success(), "atlas verify failed: {}", String::from_utf8_lossy(&status.stderr));
     eprintln!(
         "crash test: {ROUNDS} kills, {} acknowledged commands checked, {} journal entries",
