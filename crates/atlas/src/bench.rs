@@ -176,6 +176,13 @@ fn engine(args: EngineArgs) -> anyhow::Result<()> {
         if let Some(rss) = m.rss_bytes_per_order {
             println!("  resident set growth: {rss:.1} bytes per resting order");
         }
+        println!(
+            "  snapshot: {:.1} MB; encode {:.0} ms, state hash {:.0} ms, restore {:.0} ms",
+            m.snapshot_bytes as f64 / 1e6,
+            m.snapshot_ms,
+            m.state_hash_ms,
+            m.restore_ms
+        );
     }
     Ok(())
 }

@@ -159,6 +159,14 @@ pub struct Memory {
     /// Growth of the process's resident memory while the book was built, per
     /// order: an outside check on the figure above.
     pub rss_bytes_per_order: Option<f64>,
+    /// Size of the engine snapshot of that book.
+    pub snapshot_bytes: usize,
+    /// Time to encode the snapshot, in ms.
+    pub snapshot_ms: f64,
+    /// Time to compute the state hash (encode + SHA-256), in ms.
+    pub state_hash_ms: f64,
+    /// Time to restore the snapshot (decode, rebuild, check, re-encode), in ms.
+    pub restore_ms: f64,
 }
 
 fn rss_bytes() -> Option<u64> {
@@ -181,9 +189,24 @@ pub fn memory_per_order(seed: u64, n: usize) -> Memory {
     let after = rss_bytes();
     let orders = engine.open_orders();
     let per = |b: f64| b / orders.max(1) as f64;
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let snapshot = engine.snapshot();
+    let snapshot_ms = ms(t);
+    let t = Instant::now();
+    black_box(engine.state_hash());
+    let state_hash_ms = ms(t);
+    let t = Instant::now();
+    let restored = Engine::restore(&snapshot, engine.config());
+    let restore_ms = ms(t);
+    black_box(restored.is_ok());
     Memory {
         orders,
         engine_bytes_per_order: per(engine.heap_bytes() as f64),
         rss_bytes_per_order: before.zip(after).map(|(b, a)| per(a.saturating_sub(b) as f64)),
+        snapshot_bytes: snapshot.len(),
+        snapshot_ms,
+        state_hash_ms,
+        restore_ms,
     }
 }

@@ -22,7 +22,9 @@ use thiserror::Error;
 pub use client_orders::{CLIENT_ORDER_IDS_MAX, ClientOrders};
 pub use codec::{CLIENT_ORDER_ID_BYTES_MAX, DecodeError, ENTRY_VERSION};
 pub use sequencer::{Receipt, Sequencer, SequencerConfig, SequencerHandle, SubmitError, Ticket};
-pub use storage::{Recovered, RecoveryError, Snapshot, Storage, StorageError, VerifyReport, recover, verify};
+pub use storage::{
+    Recovered, RecoveryError, Snapshot, SnapshotSink, Storage, StorageError, VerifyReport, recover, verify,
+};
 
 /// Who sent a command: the journal's audit of every state change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

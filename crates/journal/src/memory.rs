@@ -10,7 +10,7 @@ use atlas_engine::StateHash;
 use atlas_types::Seq;
 
 use crate::Batch;
-use crate::storage::{RecoveryError, Snapshot, Storage, StorageError};
+use crate::storage::{RecoveryError, Snapshot, SnapshotSink, Storage, StorageError};
 
 #[derive(Default)]
 struct Inner {
@@ -57,7 +57,19 @@ impl MemoryStorage {
     }
 }
 
+impl SnapshotSink for MemoryStorage {
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check()?;
+        self.lock().snapshots.push(snapshot.clone());
+        Ok(())
+    }
+}
+
 impl Storage for MemoryStorage {
+    fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        Ok(Box::new(self.clone()))
+    }
+
     fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
         while self.stalled.load(Ordering::Acquire) {
             std::thread::sleep(std::time::Duration::from_millis(1));
@@ -71,9 +83,7 @@ impl Storage for MemoryStorage {
     }
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        self.check()?;
-        self.lock().snapshots.push(snapshot.clone());
-        Ok(())
+        SnapshotSink::save_snapshot(self, snapshot)
     }
 
     fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {

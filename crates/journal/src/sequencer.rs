@@ -25,7 +25,7 @@ use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::storage::{Recovered, RecoveryError, Snapshot, Storage, recover};
+use crate::storage::{Recovered, RecoveryError, Snapshot, SnapshotSink, Storage, recover};
 use crate::{Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, valid_client_order_id};
 
 /// Sizing and timing of a sequencer.
@@ -203,7 +203,23 @@ impl Sequencer {
         let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.max(1));
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered)>(1);
-        let replica = recovered.clone();
+        let snapshots = if config.snapshot_every_commands > 0 {
+            let sink = storage.snapshot_sink()?;
+            let (snap_tx, snap_rx) = sync_channel::<SnapshotFeed>(SNAPSHOT_BACKLOG_BATCHES);
+            let replica = recovered.clone();
+            let every = config.snapshot_every_commands;
+            let thread = std::thread::Builder::new()
+                .name("atlas-snapshot".into())
+                .spawn(move || snapshot_loop(replica, snap_rx, sink, every))
+                .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?;
+            Some((snap_tx, thread))
+        } else {
+            None
+        };
+        let (snap_tx, snap_thread) = match snapshots {
+            Some((tx, t)) => (Some(tx), Some(t)),
+            None => (None, None),
+        };
         let engine_thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -215,10 +231,12 @@ impl Sequencer {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("atlas-journal".into())
-                .spawn(move || writer_loop(storage, replica, work_rx, rebuilt_tx, shared, config))
+                .spawn(move || writer_loop(storage, work_rx, rebuilt_tx, snap_tx, shared, config))
                 .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?
         };
-        Ok(Sequencer { handle: SequencerHandle { tx, shared }, threads: vec![engine_thread, writer_thread] })
+        let mut threads = vec![engine_thread, writer_thread];
+        threads.extend(snap_thread);
+        Ok(Sequencer { handle: SequencerHandle { tx, shared }, threads })
     }
 
     /// A handle for submitting commands.
@@ -340,17 +358,27 @@ fn fail_all(answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt
     }
 }
 
+/// Committed state for the snapshot thread.
+enum SnapshotFeed {
+    /// Entries just committed, and the chain hash after them.
+    Committed(Vec<Entry>, ChainHash),
+    /// The state was rebuilt after a storage failure: start over from it.
+    Reset(Box<Recovered>),
+}
+
+/// Committed batches the snapshot thread may lag behind by (while it serializes
+/// a snapshot) before the writer waits for it.
+const SNAPSHOT_BACKLOG_BATCHES: usize = 1_024;
+
 fn writer_loop<S: Storage>(
     mut storage: S,
-    mut replica: Recovered,
     work_rx: Receiver<Work>,
     rebuilt_tx: SyncSender<(u64, Recovered)>,
+    snapshots: Option<SyncSender<SnapshotFeed>>,
     shared: Arc<Shared>,
     config: SequencerConfig,
 ) {
     let mut epoch = 0u64;
-    let mut since_snapshot = 0u64;
-    let mut events = Vec::with_capacity(256);
     while let Ok(work) = work_rx.recv() {
         if work.epoch != epoch {
             // Matched on a state that was thrown away: never commit it.
@@ -363,31 +391,15 @@ fn writer_loop<S: Storage>(
         };
         match committed {
             Ok(()) => {
-                let n = work.entries.len() as u64;
-                for e in work.entries {
-                    replica.apply(e, &mut events);
-                }
                 if let Some(batch) = &work.batch {
-                    replica.chain_hash = batch.hash;
                     shared.committed_seq.store(batch.last_seq.0, Ordering::Release);
                 }
                 for (reply, receipt) in work.answers {
                     let _ = reply.send(Ok(receipt));
                 }
-                since_snapshot += n;
-                if config.snapshot_every_commands > 0 && since_snapshot >= config.snapshot_every_commands {
-                    since_snapshot = 0;
-                    let snapshot = Snapshot {
-                        seq: Seq(replica.engine.last_seq()),
-                        time: replica.last_time,
-                        chain_hash: replica.chain_hash,
-                        state_hash: replica.engine.state_hash(),
-                        next_order_id: replica.next_order_id,
-                        engine: replica.engine.snapshot(),
-                        client_orders: replica.client_orders.clone(),
-                    };
-                    // A failed snapshot costs recovery time, not correctness.
-                    let _ = storage.save_snapshot(&snapshot);
+                if let (Some(tx), Some(batch)) = (&snapshots, &work.batch) {
+                    // Blocks only if the snapshot thread is a whole backlog behind.
+                    let _ = tx.send(SnapshotFeed::Committed(work.entries, batch.hash));
                 }
             }
             Err(_) => {
@@ -413,12 +425,55 @@ fn writer_loop<S: Storage>(
                         break state;
                     }
                 };
-                replica = rebuilt.clone();
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
-                since_snapshot = 0;
+                if let Some(tx) = &snapshots {
+                    let _ = tx.send(SnapshotFeed::Reset(Box::new(rebuilt.clone())));
+                }
                 if rebuilt_tx.send((epoch, rebuilt)).is_err() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Keeps a replica of the committed state and writes a snapshot of it every
+/// `every` commands, on its own thread and connection: serializing a large book
+/// takes hundreds of milliseconds, which must stall neither commits nor matching.
+fn snapshot_loop(
+    mut replica: Recovered,
+    feed: Receiver<SnapshotFeed>,
+    mut sink: Box<dyn SnapshotSink>,
+    every: u64,
+) {
+    let mut since = 0u64;
+    let mut events = Vec::with_capacity(256);
+    for msg in feed {
+        match msg {
+            SnapshotFeed::Committed(entries, hash) => {
+                since += entries.len() as u64;
+                for e in entries {
+                    replica.apply(e, &mut events);
+                }
+                replica.chain_hash = hash;
+                if since >= every {
+                    since = 0;
+                    let snapshot = Snapshot {
+                        seq: Seq(replica.engine.last_seq()),
+                        time: replica.last_time,
+                        chain_hash: replica.chain_hash,
+                        state_hash: replica.engine.state_hash(),
+                        next_order_id: replica.next_order_id,
+                        engine: replica.engine.snapshot(),
+                        client_orders: replica.client_orders.clone(),
+                    };
+                    // A failed snapshot costs recovery time, not correctness.
+                    let _ = sink.save_snapshot(&snapshot);
+                }
+            }
+            SnapshotFeed::Reset(state) => {
+                replica = *state;
+                since = 0;
             }
         }
     }

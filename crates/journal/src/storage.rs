@@ -32,8 +32,17 @@ pub struct Snapshot {
     pub client_orders: ClientOrders,
 }
 
+/// Where snapshots are written from the snapshot thread: its own connection, so
+/// that writing a large snapshot never holds up a journal commit's connection.
+pub trait SnapshotSink: Send + 'static {
+    /// Stores a snapshot.
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
+}
+
 /// Durable storage of one shard's journal and snapshots.
 pub trait Storage: Send + 'static {
+    /// A separate writer for snapshots, used by the sequencer's snapshot thread.
+    fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError>;
     /// Appends a batch, atomically: after an error it is either wholly stored or
     /// not at all (recovery finds out which).
     fn append(&mut self, batch: &Batch) -> Result<(), StorageError>;
@@ -51,7 +60,16 @@ pub trait Storage: Send + 'static {
     ) -> Result<(), RecoveryError>;
 }
 
+impl SnapshotSink for Box<dyn SnapshotSink> {
+    fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        (**self).save_snapshot(snapshot)
+    }
+}
+
 impl Storage for Box<dyn Storage> {
+    fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        (**self).snapshot_sink()
+    }
     fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
         (**self).append(batch)
     }

@@ -9,7 +9,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use atlas_engine::StateHash;
-use atlas_journal::{Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, Storage, StorageError};
+use atlas_journal::{
+    Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, SnapshotSink, Storage, StorageError,
+};
 use atlas_types::{Seq, Timestamp};
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -71,6 +73,15 @@ impl PgStore {
 }
 
 impl Storage for PgStore {
+    fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
+        // Its own connection on its own runtime, for the snapshot thread.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
+        let pool = rt
+            .block_on(PgPoolOptions::new().max_connections(1).connect_with(self.options.clone()))
+            .map_err(err)?;
+        Ok(Box::new(PgSnapshots { rt, pool, shard: self.shard }))
+    }
+
     fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
         let first = i64::try_from(batch.first_seq.0).map_err(err)?;
         let last = i64::try_from(batch.last_seq.0).map_err(err)?;
@@ -93,45 +104,7 @@ impl Storage for PgStore {
     }
 
     fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
-        let shard = self.shard;
-        let pool = self.pool.clone();
-        let seq = i64::try_from(s.seq.0).map_err(err)?;
-        let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
-        self.rt.block_on(async move {
-            let mut tx = pool.begin().await.map_err(err)?;
-            sqlx::query(
-                "INSERT INTO snapshot \
-                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (shard, seq) DO UPDATE SET time_ns = EXCLUDED.time_ns, \
-                 chain_hash = EXCLUDED.chain_hash, state_hash = EXCLUDED.state_hash, \
-                 next_order_id = EXCLUDED.next_order_id, engine = EXCLUDED.engine, \
-                 client_orders = EXCLUDED.client_orders",
-            )
-            .bind(shard)
-            .bind(seq)
-            .bind(s.time.0)
-            .bind(&s.chain_hash.0[..])
-            .bind(&s.state_hash.0[..])
-            .bind(next_order_id)
-            .bind(&s.engine)
-            .bind(s.client_orders.encode())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            // Old snapshots keep only their hashes.
-            sqlx::query(
-                "UPDATE snapshot SET engine = NULL, client_orders = NULL \
-                 WHERE shard = $1 AND engine IS NOT NULL AND seq < \
-                 (SELECT seq FROM snapshot WHERE shard = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
-            )
-            .bind(shard)
-            .bind(SNAPSHOTS_KEPT - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            tx.commit().await.map_err(err)
-        })
+        self.rt.block_on(save_snapshot(&self.pool, self.shard, s))
     }
 
     fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
@@ -226,4 +199,57 @@ async fn read_page(pool: &PgPool, shard: i32, cursor: i64) -> Result<Vec<Batch>,
             })
         })
         .collect()
+}
+
+/// Writes a snapshot (and drops the engine bytes of all but the newest few).
+async fn save_snapshot(pool: &PgPool, shard: i32, s: &Snapshot) -> Result<(), StorageError> {
+    let seq = i64::try_from(s.seq.0).map_err(err)?;
+    let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
+
+    let mut tx = pool.begin().await.map_err(err)?;
+    sqlx::query(
+        "INSERT INTO snapshot \
+                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (shard, seq) DO UPDATE SET time_ns = EXCLUDED.time_ns, \
+                 chain_hash = EXCLUDED.chain_hash, state_hash = EXCLUDED.state_hash, \
+                 next_order_id = EXCLUDED.next_order_id, engine = EXCLUDED.engine, \
+                 client_orders = EXCLUDED.client_orders",
+    )
+    .bind(shard)
+    .bind(seq)
+    .bind(s.time.0)
+    .bind(&s.chain_hash.0[..])
+    .bind(&s.state_hash.0[..])
+    .bind(next_order_id)
+    .bind(&s.engine)
+    .bind(s.client_orders.encode())
+    .execute(&mut *tx)
+    .await
+    .map_err(err)?;
+    // Old snapshots keep only their hashes.
+    sqlx::query(
+        "UPDATE snapshot SET engine = NULL, client_orders = NULL \
+                 WHERE shard = $1 AND engine IS NOT NULL AND seq < \
+                 (SELECT seq FROM snapshot WHERE shard = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+    )
+    .bind(shard)
+    .bind(SNAPSHOTS_KEPT - 1)
+    .execute(&mut *tx)
+    .await
+    .map_err(err)?;
+    tx.commit().await.map_err(err)
+}
+
+/// The snapshot thread's writer.
+struct PgSnapshots {
+    rt: Runtime,
+    pool: PgPool,
+    shard: i32,
+}
+
+impl SnapshotSink for PgSnapshots {
+    fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
+        self.rt.block_on(save_snapshot(&self.pool, self.shard, s))
+    }
 }
