@@ -10,6 +10,7 @@
 pub mod client_orders;
 pub mod codec;
 pub mod memory;
+pub mod projection;
 pub mod sequencer;
 pub mod storage;
 
