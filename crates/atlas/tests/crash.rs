@@ -27,6 +27,8 @@ fn sigkill_under_load_loses_nothing_acknowledged_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("atlas.db");
     crash_rounds(dir.path(), None, &mut || Box::new(SqliteStore::open(&path).expect("open")));
+    let mut store = SqliteStore::open(&path).expect("open");
+    pg::tables_match_journal(&mut store, &path.display().to_string());
 }
 
 #[test]
@@ -35,13 +37,15 @@ fn sigkill_under_load_loses_nothing_acknowledged_postgres() {
     let url = cluster.database("crash");
     let dir = tempfile::tempdir().expect("temp dir");
     crash_rounds(dir.path(), Some(&url), &mut || Box::new(PgStore::connect(&url).expect("connect")));
+    let mut store = PgStore::connect(&url).expect("connect");
+    pg::tables_match_journal(&mut store, &url);
 }
 
 fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut() -> Box<dyn Storage>) {
     let data_dir = dir.to_str().expect("utf-8 path").to_owned();
     let bin = env!("CARGO_BIN_EXE_atlas");
     let mut args =
-        vec!["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every", "500"];
+        vec!["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every", "100"];
     if let Some(url) = url {
         args.extend(["--database-url", url]);
     }

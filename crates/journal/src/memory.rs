@@ -10,12 +10,15 @@ use atlas_engine::StateHash;
 use atlas_types::Seq;
 
 use crate::Batch;
+use crate::projection::{Effects, OrderRow, TradeRow};
 use crate::storage::{RecoveryError, Snapshot, SnapshotSink, Storage, StorageError};
 
 #[derive(Default)]
 struct Inner {
     batches: Vec<Batch>,
     snapshots: Vec<Snapshot>,
+    orders: std::collections::BTreeMap<u64, OrderRow>,
+    trades: Vec<TradeRow>,
 }
 
 /// Shared in-memory journal; clones see the same data.
@@ -46,6 +49,16 @@ impl MemoryStorage {
         self.lock().batches.clone()
     }
 
+    /// Every stored order row, by id.
+    pub fn orders(&self) -> Vec<OrderRow> {
+        self.lock().orders.values().cloned().collect()
+    }
+
+    /// Every stored trade row.
+    pub fn trades(&self) -> Vec<TradeRow> {
+        self.lock().trades.clone()
+    }
+
     /// The last stored sequence number.
     pub fn last_seq(&self) -> u64 {
         self.lock().batches.last().map_or(0, |b| b.last_seq.0)
@@ -70,12 +83,19 @@ impl Storage for MemoryStorage {
         Ok(Box::new(self.clone()))
     }
 
-    fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
+    fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
         while self.stalled.load(Ordering::Acquire) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         self.check()?;
-        self.lock().batches.push(batch.clone());
+        {
+            let mut inner = self.lock();
+            inner.batches.push(batch.clone());
+            for r in &effects.orders {
+                inner.orders.insert(r.id.0, r.clone());
+            }
+            inner.trades.extend_from_slice(&effects.trades);
+        }
         if self.fail_after_append.load(Ordering::Acquire) {
             return Err(StorageError("connection lost during commit".into()));
         }
@@ -84,6 +104,11 @@ impl Storage for MemoryStorage {
 
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         SnapshotSink::save_snapshot(self, snapshot)
+    }
+
+    fn open_orders(&mut self) -> Result<Vec<OrderRow>, StorageError> {
+        self.check()?;
+        Ok(self.lock().orders.values().filter(|r| r.open.0 > 0).cloned().collect())
     }
 
     fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {

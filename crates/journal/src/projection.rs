@@ -391,3 +391,76 @@ mod tests {
         assert_eq!(PartiallyCancelled.as_str(), "PARTIALLY_CANCELLED");
     }
 }
+
+/// The stored spellings of the row enums (the API's), and their parsers.
+pub mod codes {
+    use super::*;
+
+    /// `BUY` / `SELL`.
+    pub fn side(s: Side) -> &'static str {
+        s.as_str()
+    }
+    /// Parses [`side`].
+    pub fn parse_side(s: &str) -> Option<Side> {
+        [Side::Buy, Side::Sell].into_iter().find(|&x| side(x) == s)
+    }
+    /// `LIMIT`, `MARKET`, `STOP`, `STOP_LIMIT`.
+    pub fn order_type(t: OrderType) -> &'static str {
+        match t {
+            OrderType::Limit => "LIMIT",
+            OrderType::Market => "MARKET",
+            OrderType::Stop => "STOP",
+            OrderType::StopLimit => "STOP_LIMIT",
+        }
+    }
+    /// Parses [`order_type`].
+    pub fn parse_order_type(s: &str) -> Option<OrderType> {
+        [OrderType::Limit, OrderType::Market, OrderType::Stop, OrderType::StopLimit]
+            .into_iter()
+            .find(|&x| order_type(x) == s)
+    }
+    /// `GTC`, `DAY`, `IOC`, `FOK`.
+    pub fn time_in_force(t: TimeInForce) -> &'static str {
+        match t {
+            TimeInForce::Gtc => "GTC",
+            TimeInForce::Day => "DAY",
+            TimeInForce::Ioc => "IOC",
+            TimeInForce::Fok => "FOK",
+        }
+    }
+    /// Parses [`time_in_force`].
+    pub fn parse_time_in_force(s: &str) -> Option<TimeInForce> {
+        [TimeInForce::Gtc, TimeInForce::Day, TimeInForce::Ioc, TimeInForce::Fok]
+            .into_iter()
+            .find(|&x| time_in_force(x) == s)
+    }
+    /// `NONE`, `CANCEL_NEWEST`, `CANCEL_OLDEST`, `CANCEL_BOTH`, `DECREMENT`.
+    pub fn stp(s: SelfTradePrevention) -> &'static str {
+        match s {
+            SelfTradePrevention::None => "NONE",
+            SelfTradePrevention::CancelNewest => "CANCEL_NEWEST",
+            SelfTradePrevention::CancelOldest => "CANCEL_OLDEST",
+            SelfTradePrevention::CancelBoth => "CANCEL_BOTH",
+            SelfTradePrevention::Decrement => "DECREMENT",
+        }
+    }
+    /// Parses [`stp`].
+    pub fn parse_stp(s: &str) -> Option<SelfTradePrevention> {
+        [
+            SelfTradePrevention::None,
+            SelfTradePrevention::CancelNewest,
+            SelfTradePrevention::CancelOldest,
+            SelfTradePrevention::CancelBoth,
+            SelfTradePrevention::Decrement,
+        ]
+        .into_iter()
+        .find(|&x| stp(x) == s)
+    }
+    /// Parses [`OrderStatus::as_str`].
+    pub fn parse_status(s: &str) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        [New, Booked, PartiallyFilled, Filled, Cancelled, PartiallyCancelled, Expired]
+            .into_iter()
+            .find(|&x| x.as_str() == s)
+    }
+}

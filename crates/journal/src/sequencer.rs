@@ -25,6 +25,7 @@ use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::projection::{Effects, Projection};
 use crate::storage::{Recovered, RecoveryError, Snapshot, SnapshotSink, Storage, recover};
 use crate::{Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, valid_client_order_id};
 
@@ -188,6 +189,8 @@ struct Work {
     /// the answers still wait for the batches before them.
     batch: Option<Batch>,
     entries: Vec<Entry>,
+    /// What the batch changed in the order and trade tables.
+    effects: Effects,
     answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>,
 }
 
@@ -195,6 +198,7 @@ impl Sequencer {
     /// Rebuilds the shard from `storage` and starts the threads.
     pub fn start<S: Storage>(mut storage: S, config: SequencerConfig) -> Result<Sequencer, RecoveryError> {
         let recovered = recover(&mut storage, config.engine)?;
+        let projection = Projection::from_open(storage.open_orders()?);
         let shared = Arc::new(Shared {
             health: AtomicU8::new(HEALTH_OK),
             epoch: AtomicU64::new(0),
@@ -202,7 +206,7 @@ impl Sequencer {
         });
         let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.max(1));
-        let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered)>(1);
+        let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered, Projection)>(1);
         let snapshots = if config.snapshot_every_commands > 0 {
             let sink = storage.snapshot_sink()?;
             let (snap_tx, snap_rx) = sync_channel::<SnapshotFeed>(SNAPSHOT_BACKLOG_BATCHES);
@@ -224,7 +228,7 @@ impl Sequencer {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("atlas-engine".into())
-                .spawn(move || engine_loop(recovered, rx, work_tx, rebuilt_rx, shared, config))
+                .spawn(move || engine_loop(recovered, projection, rx, work_tx, rebuilt_rx, shared, config))
                 .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?
         };
         let writer_thread = {
@@ -260,11 +264,13 @@ fn now() -> Timestamp {
     Timestamp(i64::try_from(ns).unwrap_or(i64::MAX))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn engine_loop(
     mut st: Recovered,
+    mut projection: Projection,
     rx: Receiver<Request>,
     work_tx: SyncSender<Work>,
-    rebuilt_rx: Receiver<(u64, Recovered)>,
+    rebuilt_rx: Receiver<(u64, Recovered, Projection)>,
     shared: Arc<Shared>,
     config: SequencerConfig,
 ) {
@@ -275,8 +281,9 @@ fn engine_loop(
     loop {
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
             // Take the rebuilt state when the writer has it; meanwhile refuse.
-            if let Ok((new_epoch, state)) = rebuilt_rx.try_recv() {
+            if let Ok((new_epoch, state, rows)) = rebuilt_rx.try_recv() {
                 st = state;
+                projection = rows;
                 epoch = new_epoch;
                 shared.health.store(HEALTH_OK, Ordering::Release);
                 continue;
@@ -310,6 +317,7 @@ fn engine_loop(
         }
         let mut entries = Vec::with_capacity(requests.len());
         let mut answers = Vec::with_capacity(requests.len());
+        let mut effects = Effects::default();
         let prev_hash = st.chain_hash;
         for r in requests.drain(..) {
             // The journal's clock never goes backwards, whatever the wall clock does.
@@ -337,8 +345,10 @@ fn engine_loop(
                 None
             };
             let entry = Entry { seq, time, actor: r.actor, client_order_id: r.client_order_id, command };
-            entries.push(entry.clone());
+            let kept = entry.clone();
             st.apply(entry, &mut events);
+            projection.apply(&kept, &events, &mut effects);
+            entries.push(kept);
             answers
                 .push((r.reply, Receipt { seq, time, order_id, events: events.clone(), duplicate: false }));
         }
@@ -346,7 +356,7 @@ fn engine_loop(
         if let Some(b) = &batch {
             st.chain_hash = b.hash;
         }
-        if work_tx.send(Work { epoch, batch, entries, answers }).is_err() {
+        if work_tx.send(Work { epoch, batch, entries, effects, answers }).is_err() {
             return;
         }
     }
@@ -373,7 +383,7 @@ const SNAPSHOT_BACKLOG_BATCHES: usize = 1_024;
 fn writer_loop<S: Storage>(
     mut storage: S,
     work_rx: Receiver<Work>,
-    rebuilt_tx: SyncSender<(u64, Recovered)>,
+    rebuilt_tx: SyncSender<(u64, Recovered, Projection)>,
     snapshots: Option<SyncSender<SnapshotFeed>>,
     shared: Arc<Shared>,
     config: SequencerConfig,
@@ -386,7 +396,7 @@ fn writer_loop<S: Storage>(
             continue;
         }
         let committed = match &work.batch {
-            Some(batch) => storage.append(batch),
+            Some(batch) => storage.append(batch, &work.effects),
             None => Ok(()),
         };
         match committed {
@@ -421,15 +431,18 @@ fn writer_loop<S: Storage>(
                     if shared.health.load(Ordering::Acquire) == HEALTH_STOPPING {
                         return;
                     }
-                    if let Ok(state) = recover(&mut storage, config.engine) {
-                        break state;
+                    if let Ok(state) = recover(&mut storage, config.engine)
+                        && let Ok(rows) = storage.open_orders()
+                    {
+                        break (state, Projection::from_open(rows));
                     }
                 };
+                let (rebuilt, rows) = rebuilt;
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
                 if let Some(tx) = &snapshots {
                     let _ = tx.send(SnapshotFeed::Reset(Box::new(rebuilt.clone())));
                 }
-                if rebuilt_tx.send((epoch, rebuilt)).is_err() {
+                if rebuilt_tx.send((epoch, rebuilt, rows)).is_err() {
                     return;
                 }
             }

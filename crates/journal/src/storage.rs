@@ -5,6 +5,7 @@ use atlas_engine::{Engine, EngineConfig, SnapshotError, StateHash};
 use atlas_types::{Seq, Timestamp};
 use thiserror::Error;
 
+use crate::projection::{Effects, OrderRow};
 use crate::{Batch, ChainHash, ClientOrders, Entry, JournalError};
 
 /// A storage failure. The message is for operators' logs: it never contains
@@ -43,9 +44,12 @@ pub trait SnapshotSink: Send + 'static {
 pub trait Storage: Send + 'static {
     /// A separate writer for snapshots, used by the sequencer's snapshot thread.
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError>;
-    /// Appends a batch, atomically: after an error it is either wholly stored or
-    /// not at all (recovery finds out which).
-    fn append(&mut self, batch: &Batch) -> Result<(), StorageError>;
+    /// Appends a batch and its effects on the order and trade tables, atomically:
+    /// after an error it is either wholly stored or not at all (recovery finds out
+    /// which).
+    fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError>;
+    /// The rows of every open order (to rebuild the projection at start-up).
+    fn open_orders(&mut self) -> Result<Vec<OrderRow>, StorageError>;
     /// Stores a snapshot.
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError>;
     /// The snapshot with the highest sequence number, if any.
@@ -70,8 +74,11 @@ impl Storage for Box<dyn Storage> {
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         (**self).snapshot_sink()
     }
-    fn append(&mut self, batch: &Batch) -> Result<(), StorageError> {
-        (**self).append(batch)
+    fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
+        (**self).append(batch, effects)
+    }
+    fn open_orders(&mut self) -> Result<Vec<OrderRow>, StorageError> {
+        (**self).open_orders()
     }
     fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         (**self).save_snapshot(snapshot)

@@ -121,3 +121,67 @@ impl Drop for PgCluster {
         };
     }
 }
+
+/// (id, status, traded, open, cancelled, notional) of an orders row.
+type StoredOrder = (i64, String, i64, i64, i64, String);
+
+/// The orders and trades tables must equal a fold of the whole journal: replays
+/// every entry on a fresh engine, folds the events into rows, and compares them
+/// with what the database holds. `target` is a PostgreSQL URL or a SQLite path.
+pub fn tables_match_journal(store: &mut dyn atlas_journal::Storage, target: &str) {
+    use atlas_journal::projection::{Effects, Projection};
+    let mut engine = atlas_engine::Engine::default();
+    let mut projection = Projection::default();
+    let mut fx = Effects::default();
+    let mut events = Vec::new();
+    let mut orders = std::collections::BTreeMap::new();
+    let mut trades = 0i64;
+    store
+        .for_each_batch(atlas_types::Seq(0), &mut |b| {
+            for e in b.decode()? {
+                events.clear();
+                engine.apply(&e.to_command(), &mut events);
+                fx.clear();
+                projection.apply(&e, &events, &mut fx);
+                for r in &fx.orders {
+                    orders.insert(
+                        r.id.0 as i64,
+                        (
+                            r.status.as_str().to_owned(),
+                            r.traded.0,
+                            r.open.0,
+                            r.cancelled.0,
+                            r.notional.to_string(),
+                        ),
+                    );
+                }
+                trades += fx.trades.len() as i64;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (rows, stored_trades): (Vec<StoredOrder>, i64) = rt.block_on(async {
+        let q = "SELECT id, status, traded_qty, open_qty, cancelled_qty, notional FROM orders ORDER BY id";
+        let c = "SELECT COUNT(*) FROM trades";
+        if target.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(target).await.unwrap();
+            (
+                sqlx::query_as(q).fetch_all(&pool).await.unwrap(),
+                sqlx::query_scalar(c).fetch_one(&pool).await.unwrap(),
+            )
+        } else {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{target}")).await.unwrap();
+            (
+                sqlx::query_as(q).fetch_all(&pool).await.unwrap(),
+                sqlx::query_scalar(c).fetch_one(&pool).await.unwrap(),
+            )
+        }
+    });
+    assert_eq!(stored_trades, trades, "trades table differs from the journal");
+    assert_eq!(rows.len(), orders.len(), "orders table differs from the journal");
+    for (id, status, traded, open, cancelled, notional) in rows {
+        assert_eq!(orders.get(&id), Some(&(status, traded, open, cancelled, notional)), "order {id}");
+    }
+    assert!(trades > 0 && !orders.is_empty());
+}
