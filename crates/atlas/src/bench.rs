@@ -352,7 +352,7 @@ fn bench_store(
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 rt.block_on(async {
                     let pool = sqlx::PgPool::connect(url).await?;
-                    sqlx::query("DROP TABLE IF EXISTS journal, snapshot, _sqlx_migrations")
+                    sqlx::query("DROP TABLE IF EXISTS journal, snapshot, orders, trades, _sqlx_migrations")
                         .execute(&pool)
                         .await?;
                     pool.close().await;

@@ -52,7 +52,9 @@ impl Default for SequencerConfig {
         SequencerConfig {
             engine: EngineConfig::default(),
             queue_max: 65_536,
-            batch_max: 4_096,
+            // Batches are whatever is queued, up to this: they grow only under
+            // load, where more commands per commit means fewer pages written each.
+            batch_max: BATCH_ENTRIES_MAX,
             pipeline_batches: 2,
             snapshot_every_commands: 1_000_000,
             retry_every: Duration::from_millis(250),

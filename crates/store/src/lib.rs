@@ -11,6 +11,23 @@ pub use sqlite::SqliteStore;
 use atlas_journal::{Batch, RecoveryError, StorageError};
 use atlas_types::Seq;
 
+/// Splits `rows` into chunks whose sizes are powers of two up to `max` (itself a
+/// power of two): multi-row statements then come in at most log2(max) + 1 shapes,
+/// which the driver's prepared-statement cache keeps, instead of a new statement
+/// to compile for every batch size.
+fn cacheable_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= max { max } else { 1 << (usize::BITS - 1 - rest.len().leading_zeros()) };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// Pages the replay reader may fetch ahead of the replay.
 const REPLAY_PAGES_AHEAD: usize = 4;
 
@@ -74,4 +91,17 @@ fn stream_batches<R>(
         let _ = reader.join();
         result
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_are_powers_of_two_and_cover_everything() {
+        for n in [0usize, 1, 2, 3, 7, 512, 513, 1000, 1537] {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = super::cacheable_chunks(&rows, 512).collect();
+            assert!(chunks.iter().all(|c| c.len().is_power_of_two() && c.len() <= 512));
+            assert_eq!(chunks.concat(), rows);
+        }
+    }
 }

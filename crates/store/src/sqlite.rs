@@ -271,9 +271,9 @@ impl SnapshotSink for SqliteSnapshots {
 }
 
 /// Order rows per statement: well under the database's bind-parameter limit.
-const ORDER_ROWS_PER_STATEMENT: usize = 500;
+const ORDER_ROWS_PER_STATEMENT: usize = 512;
 /// Trade rows per statement.
-const TRADE_ROWS_PER_STATEMENT: usize = 1_000;
+const TRADE_ROWS_PER_STATEMENT: usize = 1_024;
 
 fn i64_of(v: u64) -> Result<i64, StorageError> {
     i64::try_from(v).map_err(err)
@@ -284,7 +284,7 @@ async fn write_effects(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     fx: &Effects,
 ) -> Result<(), StorageError> {
-    for chunk in fx.orders.chunks(ORDER_ROWS_PER_STATEMENT) {
+    for chunk in crate::cacheable_chunks(&fx.orders, ORDER_ROWS_PER_STATEMENT) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO orders (id, client_order_id, product_id, participant_id, side, order_type, \
              time_in_force, post_only, self_trade_prevention, price, stop_price, original_qty, traded_qty, \
@@ -335,7 +335,7 @@ async fn write_effects(
         );
         q.build().execute(&mut **tx).await.map_err(err)?;
     }
-    for chunk in fx.trades.chunks(TRADE_ROWS_PER_STATEMENT) {
+    for chunk in crate::cacheable_chunks(&fx.trades, TRADE_ROWS_PER_STATEMENT) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO trades (id, product_id, price, quantity, maker_order_id, maker_participant_id, \
              taker_order_id, taker_participant_id, aggressor_side, seq, time_ns) ",
