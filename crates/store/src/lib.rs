@@ -2,6 +2,8 @@
 //! (the embedded default) or PostgreSQL (production). Both implement
 //! `atlas_journal::Storage` and pass the same tests.
 
+#[macro_use]
+mod rows;
 mod postgres;
 mod sqlite;
 

@@ -269,124 +269,14 @@ impl SnapshotSink for PgSnapshots {
     }
 }
 
-/// Order rows per statement: well under the database's bind-parameter limit.
-const ORDER_ROWS_PER_STATEMENT: usize = 512;
-/// Trade rows per statement.
-const TRADE_ROWS_PER_STATEMENT: usize = 1_024;
-
-fn i64_of(v: u64) -> Result<i64, StorageError> {
-    i64::try_from(v).map_err(err)
+/// How a boolean binds in this database.
+fn bool_param(b: bool) -> bool {
+    b
 }
 
-/// Upserts the changed orders and inserts the new trades, set-based.
-async fn write_effects(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    fx: &Effects,
-) -> Result<(), StorageError> {
-    for chunk in crate::cacheable_chunks(&fx.orders, ORDER_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO orders (id, client_order_id, product_id, participant_id, side, order_type, \
-             time_in_force, post_only, self_trade_prevention, price, stop_price, original_qty, traded_qty, \
-             cancelled_qty, open_qty, notional, status, entry_seq, entry_time_ns, update_seq, update_time_ns, \
-             triggered, expired) ",
-        );
-        let mut bad = None;
-        q.push_values(chunk, |mut b, r| {
-            let id = i64_of(r.id.0);
-            let (entry, update) = (i64_of(r.entry_seq.0), i64_of(r.update_seq.0));
-            if let (Ok(id), Ok(entry), Ok(update)) = (id, entry, update) {
-                b.push_bind(id)
-                    .push_bind(r.client_order_id.clone())
-                    .push_bind(i64::from(r.product.0))
-                    .push_bind(i64::from(r.participant.0))
-                    .push_bind(codes::side(r.side))
-                    .push_bind(codes::order_type(r.order_type))
-                    .push_bind(codes::time_in_force(r.time_in_force))
-                    .push_bind(r.post_only)
-                    .push_bind(codes::stp(r.self_trade_prevention))
-                    .push_bind(r.price.map(|p| p.0))
-                    .push_bind(r.stop_price.map(|p| p.0))
-                    .push_bind(r.original.0)
-                    .push_bind(r.traded.0)
-                    .push_bind(r.cancelled.0)
-                    .push_bind(r.open.0)
-                    .push_bind(r.notional.to_string())
-                    .push_bind(r.status.as_str())
-                    .push_bind(entry)
-                    .push_bind(r.entry_time.0)
-                    .push_bind(update)
-                    .push_bind(r.update_time.0)
-                    .push_bind(r.triggered)
-                    .push_bind(r.expired);
-            } else {
-                bad = Some(r.id);
-            }
-        });
-        if let Some(id) = bad {
-            return Err(StorageError(format!("order {id} has an id or seq beyond 63 bits")));
-        }
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET price = excluded.price, stop_price = excluded.stop_price, \
-             original_qty = excluded.original_qty, traded_qty = excluded.traded_qty, \
-             cancelled_qty = excluded.cancelled_qty, open_qty = excluded.open_qty, notional = excluded.notional, \
-             status = excluded.status, update_seq = excluded.update_seq, update_time_ns = excluded.update_time_ns, \
-             triggered = excluded.triggered, expired = excluded.expired",
-        );
-        q.build().execute(&mut **tx).await.map_err(err)?;
-    }
-    for chunk in crate::cacheable_chunks(&fx.trades, TRADE_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO trades (id, product_id, price, quantity, maker_order_id, maker_participant_id, \
-             taker_order_id, taker_participant_id, aggressor_side, seq, time_ns) ",
-        );
-        q.push_values(chunk, |mut b, t| {
-            b.push_bind(t.id.0 as i64)
-                .push_bind(i64::from(t.product.0))
-                .push_bind(t.price.0)
-                .push_bind(t.quantity.0)
-                .push_bind(t.maker_order.0 as i64)
-                .push_bind(i64::from(t.maker_participant.0))
-                .push_bind(t.taker_order.0 as i64)
-                .push_bind(i64::from(t.taker_participant.0))
-                .push_bind(codes::side(t.aggressor))
-                .push_bind(t.seq.0 as i64)
-                .push_bind(t.time.0);
-        });
-        q.build().execute(&mut **tx).await.map_err(err)?;
-    }
-    Ok(())
+/// How a boolean reads back from this database.
+fn read_bool(row: &sqlx::postgres::PgRow, col: &str) -> Result<bool, StorageError> {
+    row.try_get::<bool, _>(col).map_err(err)
 }
 
-/// Reads an orders row back.
-fn order_row(row: &<sqlx::Postgres as sqlx::Database>::Row) -> Result<OrderRow, StorageError> {
-    let bad = |what: &str| StorageError(format!("stored order has an invalid {what}"));
-    let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
-    let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
-    let text = |col: &str| row.try_get::<String, _>(col).map_err(err);
-    Ok(OrderRow {
-        id: OrderId(u(row.try_get("id").map_err(err)?)?),
-        client_order_id: row.try_get("client_order_id").map_err(err)?,
-        product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
-        participant: ParticipantId(u32_of(row.try_get("participant_id").map_err(err)?)?),
-        side: codes::parse_side(&text("side")?).ok_or_else(|| bad("side"))?,
-        order_type: codes::parse_order_type(&text("order_type")?).ok_or_else(|| bad("type"))?,
-        time_in_force: codes::parse_time_in_force(&text("time_in_force")?)
-            .ok_or_else(|| bad("time in force"))?,
-        post_only: row.try_get::<bool, _>("post_only").map_err(err)?,
-        self_trade_prevention: codes::parse_stp(&text("self_trade_prevention")?).ok_or_else(|| bad("stp"))?,
-        price: row.try_get::<Option<i64>, _>("price").map_err(err)?.map(Price),
-        stop_price: row.try_get::<Option<i64>, _>("stop_price").map_err(err)?.map(Price),
-        original: Qty(row.try_get("original_qty").map_err(err)?),
-        traded: Qty(row.try_get("traded_qty").map_err(err)?),
-        cancelled: Qty(row.try_get("cancelled_qty").map_err(err)?),
-        open: Qty(row.try_get("open_qty").map_err(err)?),
-        notional: text("notional")?.parse().map_err(|_| bad("notional"))?,
-        status: codes::parse_status(&text("status")?).ok_or_else(|| bad("status"))?,
-        entry_seq: Seq(u(row.try_get("entry_seq").map_err(err)?)?),
-        entry_time: Timestamp(row.try_get("entry_time_ns").map_err(err)?),
-        update_seq: Seq(u(row.try_get("update_seq").map_err(err)?)?),
-        update_time: Timestamp(row.try_get("update_time_ns").map_err(err)?),
-        triggered: row.try_get::<bool, _>("triggered").map_err(err)?,
-        expired: row.try_get::<bool, _>("expired").map_err(err)?,
-    })
-}
+crate::rows::order_rows!(Postgres);
