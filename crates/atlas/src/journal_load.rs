@@ -51,9 +51,19 @@ pub fn run(args: JournalLoadArgs) -> anyhow::Result<()> {
     let s = Sequencer::start(store, config)?;
     let h = s.handle();
     let spec = ProductSpec { id: ProductId(1), tick: Price(1), lot: Qty(1) };
-    // Accepted the first time, rejected (PRODUCT_EXISTS) after a restart.
-    h.submit_wait(Actor::SYSTEM, None, CommandKind::AddProduct(spec))
-        .map_err(|e| anyhow::anyhow!("listing the product: {e}"))?;
+    // Accepted the first time, rejected (PRODUCT_EXISTS) after a restart. Like a
+    // real client, retry while the shard is recovering: after a kill, the dead
+    // process's last commit can land just after this one recovered, and the
+    // shard then recovers again.
+    loop {
+        match h.submit_wait(Actor::SYSTEM, None, CommandKind::AddProduct(spec)) {
+            Ok(_) => break,
+            Err(SubmitError::StorageUnavailable | SubmitError::Overloaded) => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => anyhow::bail!("listing the product: {e}"),
+        }
+    }
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let producers: Vec<_> = (1..=args.producers)
         .map(|p| {
@@ -98,6 +108,11 @@ pub fn run(args: JournalLoadArgs) -> anyhow::Result<()> {
                             let _ = o.flush();
                         }
                         Err(SubmitError::Overloaded) => std::thread::yield_now(),
+                        // Not acknowledged: the shard is recovering. Move on, as a
+                        // client would after 503 STORAGE_UNAVAILABLE.
+                        Err(SubmitError::StorageUnavailable) => {
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
                         Err(e) => {
                             eprintln!("producer {p}: {e}");
                             return;
