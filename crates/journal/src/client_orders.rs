@@ -13,9 +13,11 @@ use atlas_types::{OrderId, ParticipantId, Seq};
 
 use crate::DecodeError;
 
-/// The most remembered client order ids. Beyond it, new orders that carry one
-/// are refused until the next end of day (orders without one are unaffected).
-pub const CLIENT_ORDER_IDS_MAX: usize = 20_000_000;
+/// The most remembered client order ids per shard and trading day. Beyond it,
+/// new orders that carry one are refused until the next end of day (orders
+/// without one are unaffected). Each costs ~100 bytes (key, string, map slot):
+/// at most ~0.5 GB, and the set also travels in every snapshot.
+pub const CLIENT_ORDER_IDS_MAX: usize = 5_000_000;
 
 /// The set of (participant, client order id) → (order id, seq) of the day.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
