@@ -39,7 +39,11 @@ pub struct SequencerConfig {
     pub queue_max: usize,
     /// Commands per batch, at most.
     pub batch_max: usize,
-    /// Batches matched but not yet committed, at most (pipelining depth).
+    /// Batches matched ahead of the one committing, at most (pipelining depth):
+    /// with 1, batch k+1 is matched while batch k commits. Deeper pipelines split
+    /// the same load into more, smaller batches, and each commit has a fixed cost
+    /// (the pages of working orders it rewrites): with 2, SQLite's p50 ack latency
+    /// at 100k commands/s was 71 ms against 37 ms with 1.
     pub pipeline_batches: usize,
     /// Take a snapshot after this many committed commands (0: never).
     pub snapshot_every_commands: u64,
@@ -55,7 +59,7 @@ impl Default for SequencerConfig {
             // Batches are whatever is queued, up to this: they grow only under
             // load, where more commands per commit means fewer pages written each.
             batch_max: BATCH_ENTRIES_MAX,
-            pipeline_batches: 2,
+            pipeline_batches: 1,
             snapshot_every_commands: 1_000_000,
             retry_every: Duration::from_millis(250),
         }
@@ -207,7 +211,7 @@ impl Sequencer {
             committed_seq: AtomicU64::new(recovered.engine.last_seq()),
         });
         let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
-        let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.max(1));
+        let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.saturating_sub(1));
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered, Projection)>(1);
         let snapshots = if config.snapshot_every_commands > 0 {
             let sink = storage.snapshot_sink()?;

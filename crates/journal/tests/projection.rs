@@ -122,6 +122,8 @@ proptest! {
             trades_seen += events.iter().filter(|e| matches!(e, Event::Trade { .. })).count();
             trades_rows += fx.trades.len();
             for r in &fx.orders {
+                // The tables' CHECK constraints hold this for every row.
+                prop_assert_eq!(r.traded + r.cancelled + r.open, r.original, "{:?}", r);
                 if r.open.0 == 0 {
                     prop_assert!(matches!(r.status, OrderStatus::Filled | OrderStatus::Cancelled
                         | OrderStatus::PartiallyCancelled | OrderStatus::Expired), "{:?}", r);

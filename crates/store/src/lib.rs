@@ -10,8 +10,38 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use atlas_journal::projection::Effects;
 use atlas_journal::{Batch, RecoveryError, StorageError};
-use atlas_types::Seq;
+use atlas_types::{OrderId, Seq};
+
+/// A batch's changed orders sorted by the table they go to.
+struct EffectsSplit {
+    /// Finished orders that an earlier batch left working: to delete from `orders_open`.
+    leaving: Vec<OrderId>,
+    /// Indexes (into `Effects::orders`) of finished orders, for `orders_done`.
+    done: Vec<usize>,
+    /// Indexes of working orders, for `orders_open`.
+    open: Vec<usize>,
+}
+
+impl EffectsSplit {
+    /// Sorts `fx`, the effects of the batch starting at `first_seq`.
+    fn of(fx: &Effects, first_seq: Seq) -> EffectsSplit {
+        let mut split = EffectsSplit { leaving: Vec::new(), done: Vec::new(), open: Vec::new() };
+        for (i, r) in fx.orders.iter().enumerate() {
+            if r.open.0 > 0 {
+                split.open.push(i);
+            } else {
+                split.done.push(i);
+                // An order entered in this batch was never written as working.
+                if r.entry_seq < first_seq {
+                    split.leaving.push(r.id);
+                }
+            }
+        }
+        split
+    }
+}
 
 /// Splits `rows` into chunks whose sizes are powers of two up to `max` (itself a
 /// power of two): multi-row statements then come in at most log2(max) + 1 shapes,

@@ -103,7 +103,7 @@ impl Storage for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-            write_effects(&mut tx, effects).await?;
+            write_effects(&mut tx, effects, batch.first_seq).await?;
             tx.commit().await.map_err(err)
         })
     }
@@ -111,9 +111,7 @@ impl Storage for PgStore {
     fn open_orders(&mut self) -> Result<Vec<OrderRow>, StorageError> {
         let rows = self
             .rt
-            .block_on(
-                sqlx::query("SELECT * FROM orders WHERE open_qty > 0 ORDER BY id").fetch_all(&self.pool),
-            )
+            .block_on(sqlx::query("SELECT * FROM orders_open ORDER BY id").fetch_all(&self.pool))
             .map_err(err)?;
         rows.iter().map(order_row).collect()
     }

@@ -9,66 +9,38 @@ macro_rules! order_rows {
 const ORDER_ROWS_PER_STATEMENT: usize = 512;
 /// Trade rows per statement.
 const TRADE_ROWS_PER_STATEMENT: usize = 1_024;
+/// Order ids per DELETE statement.
+const ORDER_IDS_PER_STATEMENT: usize = 1_024;
 
 fn i64_of(v: u64) -> Result<i64, StorageError> {
     i64::try_from(v).map_err(err)
 }
 
-/// Upserts the changed orders and inserts the new trades, set-based.
+/// Writes what a batch changed, set-based: working orders are upserted into the
+/// small `orders_open` table; finished ones leave it (if an earlier batch put them
+/// there) and are inserted, once, into the write-once `orders_done`; trades are
+/// inserted.
 async fn write_effects(
     tx: &mut sqlx::Transaction<'_, sqlx::$db>,
     fx: &Effects,
+    first_seq: Seq,
 ) -> Result<(), StorageError> {
-    for chunk in crate::cacheable_chunks(&fx.orders, ORDER_ROWS_PER_STATEMENT) {
-        let mut q = sqlx::QueryBuilder::<sqlx::$db>::new(
-            "INSERT INTO orders (id, client_order_id, product_id, participant_id, side, order_type, \
-             time_in_force, post_only, self_trade_prevention, price, stop_price, original_qty, traded_qty, \
-             cancelled_qty, open_qty, notional, status, entry_seq, entry_time_ns, update_seq, update_time_ns, \
-             triggered, expired) ",
-        );
-        let mut bad = None;
-        q.push_values(chunk, |mut b, r| {
-            let id = i64_of(r.id.0);
-            let (entry, update) = (i64_of(r.entry_seq.0), i64_of(r.update_seq.0));
-            if let (Ok(id), Ok(entry), Ok(update)) = (id, entry, update) {
-                b.push_bind(id)
-                    .push_bind(r.client_order_id.clone())
-                    .push_bind(i64::from(r.product.0))
-                    .push_bind(i64::from(r.participant.0))
-                    .push_bind(codes::side(r.side))
-                    .push_bind(codes::order_type(r.order_type))
-                    .push_bind(codes::time_in_force(r.time_in_force))
-                    .push_bind(bool_param(r.post_only))
-                    .push_bind(codes::stp(r.self_trade_prevention))
-                    .push_bind(r.price.map(|p| p.0))
-                    .push_bind(r.stop_price.map(|p| p.0))
-                    .push_bind(r.original.0)
-                    .push_bind(r.traded.0)
-                    .push_bind(r.cancelled.0)
-                    .push_bind(r.open.0)
-                    .push_bind(r.notional.to_string())
-                    .push_bind(r.status.as_str())
-                    .push_bind(entry)
-                    .push_bind(r.entry_time.0)
-                    .push_bind(update)
-                    .push_bind(r.update_time.0)
-                    .push_bind(bool_param(r.triggered))
-                    .push_bind(bool_param(r.expired));
-            } else {
-                bad = Some(r.id);
-            }
-        });
-        if let Some(id) = bad {
-            return Err(StorageError(format!("order {id} has an id or seq beyond 63 bits")));
+    let split = crate::EffectsSplit::of(fx, first_seq);
+    for chunk in crate::cacheable_chunks(&split.leaving, ORDER_IDS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::$db>::new("DELETE FROM orders_open WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for id in chunk {
+            ids.push_bind(i64_of(id.0)?);
         }
-        q.push(
-            " ON CONFLICT (id) DO UPDATE SET price = excluded.price, stop_price = excluded.stop_price, \
-             original_qty = excluded.original_qty, traded_qty = excluded.traded_qty, \
-             cancelled_qty = excluded.cancelled_qty, open_qty = excluded.open_qty, notional = excluded.notional, \
-             status = excluded.status, update_seq = excluded.update_seq, update_time_ns = excluded.update_time_ns, \
-             triggered = excluded.triggered, expired = excluded.expired",
-        );
+        q.push(")");
         q.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    for (table, rows, upsert) in
+        [("orders_done", &split.done, false), ("orders_open", &split.open, true)]
+    {
+        for chunk in crate::cacheable_chunks(rows, ORDER_ROWS_PER_STATEMENT) {
+            insert_orders(tx, table, chunk.iter().map(|&i| &fx.orders[i]), upsert).await?;
+        }
     }
     for chunk in crate::cacheable_chunks(&fx.trades, TRADE_ROWS_PER_STATEMENT) {
         let mut q = sqlx::QueryBuilder::<sqlx::$db>::new(
@@ -90,6 +62,67 @@ async fn write_effects(
         });
         q.build().execute(&mut **tx).await.map_err(err)?;
     }
+    Ok(())
+}
+
+/// Inserts order rows into `table` (upserting when asked) in one statement.
+async fn insert_orders<'r>(
+    tx: &mut sqlx::Transaction<'_, sqlx::$db>,
+    table: &str,
+    rows: impl Iterator<Item = &'r OrderRow>,
+    upsert: bool,
+) -> Result<(), StorageError> {
+    let mut q = sqlx::QueryBuilder::<sqlx::$db>::new(format!(
+        "INSERT INTO {table} (id, client_order_id, product_id, participant_id, side, order_type, \
+         time_in_force, post_only, self_trade_prevention, price, stop_price, original_qty, traded_qty, \
+         cancelled_qty, open_qty, notional, status, entry_seq, entry_time_ns, update_seq, update_time_ns, \
+         triggered, expired) "
+    ));
+    let mut bad = None;
+    q.push_values(rows, |mut b, r| {
+        let id = i64_of(r.id.0);
+        let (entry, update) = (i64_of(r.entry_seq.0), i64_of(r.update_seq.0));
+        if let (Ok(id), Ok(entry), Ok(update)) = (id, entry, update) {
+            b.push_bind(id)
+                .push_bind(r.client_order_id.clone())
+                .push_bind(i64::from(r.product.0))
+                .push_bind(i64::from(r.participant.0))
+                .push_bind(codes::side(r.side))
+                .push_bind(codes::order_type(r.order_type))
+                .push_bind(codes::time_in_force(r.time_in_force))
+                .push_bind(bool_param(r.post_only))
+                .push_bind(codes::stp(r.self_trade_prevention))
+                .push_bind(r.price.map(|p| p.0))
+                .push_bind(r.stop_price.map(|p| p.0))
+                .push_bind(r.original.0)
+                .push_bind(r.traded.0)
+                .push_bind(r.cancelled.0)
+                .push_bind(r.open.0)
+                .push_bind(r.notional.to_string())
+                .push_bind(r.status.as_str())
+                .push_bind(entry)
+                .push_bind(r.entry_time.0)
+                .push_bind(update)
+                .push_bind(r.update_time.0)
+                .push_bind(bool_param(r.triggered))
+                .push_bind(bool_param(r.expired));
+        } else {
+            bad = Some(r.id);
+        }
+    });
+    if let Some(id) = bad {
+        return Err(StorageError(format!("order {id} has an id or seq beyond 63 bits")));
+    }
+    if upsert {
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET price = excluded.price, stop_price = excluded.stop_price, \
+             original_qty = excluded.original_qty, traded_qty = excluded.traded_qty, \
+             cancelled_qty = excluded.cancelled_qty, open_qty = excluded.open_qty, notional = excluded.notional, \
+             status = excluded.status, update_seq = excluded.update_seq, update_time_ns = excluded.update_time_ns, \
+             triggered = excluded.triggered, expired = excluded.expired",
+        );
+    }
+    q.build().execute(&mut **tx).await.map_err(err)?;
     Ok(())
 }
 
