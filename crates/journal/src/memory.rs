@@ -79,6 +79,10 @@ impl SnapshotSink for MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
+    fn claim_writer(&mut self) -> Result<(), StorageError> {
+        // One process, one owner: nothing to fence.
+        Ok(())
+    }
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         Ok(Box::new(self.clone()))
     }

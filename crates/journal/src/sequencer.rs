@@ -203,6 +203,7 @@ struct Work {
 impl Sequencer {
     /// Rebuilds the shard from `storage` and starts the threads.
     pub fn start<S: Storage>(mut storage: S, config: SequencerConfig) -> Result<Sequencer, RecoveryError> {
+        storage.claim_writer()?;
         let recovered = recover(&mut storage, config.engine)?;
         let projection = Projection::from_open(storage.open_orders()?);
         let shared = Arc::new(Shared {

@@ -42,6 +42,12 @@ pub trait SnapshotSink: Send + 'static {
 
 /// Durable storage of one shard's journal and snapshots.
 pub trait Storage: Send + 'static {
+    /// Makes this the shard's only writer, before it reads its state back: from
+    /// now on any earlier writer's commits fail (and a commit such a writer had
+    /// in flight is either visible to this one's recovery or never lands). Fails
+    /// if the store cannot be claimed. Only a sequencer claims; readers
+    /// (`verify`, tests) do not, so they never fence a running shard.
+    fn claim_writer(&mut self) -> Result<(), StorageError>;
     /// A separate writer for snapshots, used by the sequencer's snapshot thread.
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError>;
     /// Appends a batch and its effects on the order and trade tables, atomically:
@@ -71,6 +77,9 @@ impl SnapshotSink for Box<dyn SnapshotSink> {
 }
 
 impl Storage for Box<dyn Storage> {
+    fn claim_writer(&mut self) -> Result<(), StorageError> {
+        (**self).claim_writer()
+    }
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         (**self).snapshot_sink()
     }

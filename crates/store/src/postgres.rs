@@ -29,6 +29,8 @@ pub struct PgStore {
     pool: PgPool,
     options: PgConnectOptions,
     shard: i32,
+    /// This writer's epoch in `shard_writer`, once claimed.
+    writer_epoch: Option<i64>,
 }
 
 /// Errors lose any connection detail: the URL may carry a password.
@@ -69,11 +71,29 @@ impl PgStore {
             .map_err(err)?;
         rt.block_on(sqlx::migrate!("migrations/postgres").run(&pool)).map_err(err)?;
         let shard = i32::try_from(shard).map_err(err)?;
-        Ok(PgStore { rt, pool, options, shard })
+        Ok(PgStore { rt, pool, options, shard, writer_epoch: None })
     }
 }
 
 impl Storage for PgStore {
+    fn claim_writer(&mut self) -> Result<(), StorageError> {
+        let (pool, shard) = (self.pool.clone(), self.shard);
+        // Waits (row lock) for any commit still in flight under an older epoch.
+        let epoch: i64 = self
+            .rt
+            .block_on(
+                sqlx::query_scalar(
+                    "INSERT INTO shard_writer (shard, epoch) VALUES ($1, 1) \
+                     ON CONFLICT (shard) DO UPDATE SET epoch = shard_writer.epoch + 1 RETURNING epoch",
+                )
+                .bind(shard)
+                .fetch_one(&pool),
+            )
+            .map_err(err)?;
+        self.writer_epoch = Some(epoch);
+        Ok(())
+    }
+
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         // Its own connection on its own runtime, for the snapshot thread.
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
@@ -86,10 +106,22 @@ impl Storage for PgStore {
     fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
         // One transaction: the batch and what it changed land together or not at all.
         let (pool, shard) = (self.pool.clone(), self.shard);
+        let mine = self.writer_epoch.ok_or_else(|| StorageError("append before claim_writer".into()))?;
         self.rt.block_on(async move {
             let first = i64::try_from(batch.first_seq.0).map_err(err)?;
             let last = i64::try_from(batch.last_seq.0).map_err(err)?;
             let mut tx = pool.begin().await.map_err(err)?;
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT epoch FROM shard_writer WHERE shard = $1 FOR SHARE")
+                    .bind(shard)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            if current != Some(mine) {
+                return Err(StorageError(format!(
+                    "shard {shard} has been taken over by another writer (epoch {current:?}, ours {mine})"
+                )));
+            }
             sqlx::query(
                 "INSERT INTO journal (shard, first_seq, last_seq, prev_hash, hash, entries) \
                  VALUES ($1, $2, $3, $4, $5, $6)",

@@ -34,6 +34,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     options: SqliteConnectOptions,
     shard: i64,
+    /// The database's path, for its writer lock file.
+    path: std::path::PathBuf,
+    /// Held (locked) while this store is the shard's writer.
+    writer_lock: Option<std::fs::File>,
 }
 
 fn err(e: impl std::fmt::Display) -> StorageError {
@@ -82,11 +86,48 @@ impl SqliteStore {
             .block_on(SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()))
             .map_err(err)?;
         rt.block_on(sqlx::migrate!("migrations/sqlite").run(&pool)).map_err(err)?;
-        Ok(SqliteStore { rt, pool, options, shard: i64::from(shard) })
+        Ok(SqliteStore {
+            rt,
+            pool,
+            options,
+            shard: i64::from(shard),
+            path: path.to_owned(),
+            writer_lock: None,
+        })
     }
 }
 
 impl Storage for SqliteStore {
+    fn claim_writer(&mut self) -> Result<(), StorageError> {
+        // An exclusive lock on `<database>.writer`, which the OS drops when the
+        // process dies: two processes never write one database, and a killed
+        // writer leaves nothing in flight (SQLite commits inside the process).
+        if self.writer_lock.is_some() {
+            return Ok(());
+        }
+        let mut name = self.path.clone().into_os_string();
+        name.push(".writer");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&name)
+            .map_err(|e| StorageError(format!("opening the writer lock file: {e}")))?;
+        match file.try_lock() {
+            Ok(()) => {
+                self.writer_lock = Some(file);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(StorageError(format!(
+                "{} is in use by another Atlas process (its writer lock is held)",
+                self.path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(StorageError(format!("locking the writer lock file: {e}")))
+            }
+        }
+    }
+
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         // Its own connection on its own runtime, for the snapshot thread.
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(err)?;
@@ -97,6 +138,9 @@ impl Storage for SqliteStore {
     }
 
     fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
+        if self.writer_lock.is_none() {
+            return Err(StorageError("append before claim_writer".into()));
+        }
         // One transaction: the batch and what it changed land together or not at all.
         let (pool, shard) = (self.pool.clone(), self.shard);
         self.rt.block_on(async move {

@@ -3,7 +3,7 @@
 //! a restart, recovery uses snapshots, client order ids persist, verification
 //! catches tampering in the database, and a PostgreSQL outage makes the shard fail
 //! fast and then resume without losing anything acknowledged.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -196,6 +196,46 @@ fn sqlite_tampering_is_detected() {
     });
 }
 
+/// Two writers never share a shard: a second sequencer on the same database
+/// either cannot start (SQLite, whose writer lock is held) or takes the shard
+/// over and fences the first (PostgreSQL), whose later commands are refused and
+/// never acknowledged. Either way the journal verifies.
+fn single_writer(open: Open, second_is_refused: bool) {
+    let first = Sequencer::start(open(), config()).unwrap();
+    list(&first);
+    let actor = Actor { user: 1, participant: Some(ParticipantId(1)) };
+    first.handle().submit_wait(actor, None, order(1, Side::Buy, 50)).unwrap();
+    let second = Sequencer::start(open(), config());
+    if second_is_refused {
+        let err = second.err().expect("a second writer on a locked database must not start");
+        assert!(err.to_string().contains("in use by another Atlas process"), "{err}");
+        first.shutdown();
+        // The lock goes with the first writer.
+        let again = Sequencer::start(open(), config()).unwrap();
+        again.handle().submit_wait(actor, None, order(1, Side::Sell, 60)).unwrap();
+        again.shutdown();
+    } else {
+        let second = second.unwrap();
+        assert_eq!(
+            first.handle().submit_wait(actor, None, order(1, Side::Buy, 51)).unwrap_err(),
+            SubmitError::StorageUnavailable,
+            "the fenced writer must not commit"
+        );
+        let r = second.handle().submit_wait(actor, None, order(1, Side::Sell, 60)).unwrap();
+        assert_eq!(r.seq.0, 3, "the new writer continues the journal after the first's last commit");
+        first.shutdown();
+        second.shutdown();
+    }
+    let report = verify(&mut *open(), Default::default()).unwrap();
+    assert_eq!(report.entries, 3);
+}
+
+#[test]
+fn sqlite_single_writer() {
+    let (_dir, open) = sqlite();
+    single_writer(open, true);
+}
+
 /// One cluster for the PostgreSQL suite (a database per scenario): starting a
 /// cluster costs about a second.
 #[test]
@@ -209,6 +249,7 @@ fn postgres_suite() {
     survives_restart_and_verifies(open, &url);
     client_order_ids_survive_restart(postgres(&cluster, "client_ids"));
     empty_database_is_genesis(postgres(&cluster, "empty"));
+    single_writer(postgres(&cluster, "writers"), false);
     let url = cluster.database("tamper");
     let open: Open = {
         let url = url.clone();
