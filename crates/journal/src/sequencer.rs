@@ -20,7 +20,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use atlas_engine::{CommandKind, EngineConfig, Event};
+use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
 use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -114,6 +114,23 @@ struct Request {
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
 }
 
+/// A read of the engine's state: runs on the engine thread, in order with the
+/// commands, and returns what to deliver once everything before it is committed.
+type Query = Box<dyn FnOnce(&Engine) -> Box<dyn FnOnce() + Send> + Send>;
+
+/// What the request queue carries.
+enum Msg {
+    Command(Request),
+    Query(Query),
+}
+
+/// What the writer hands out after a commit.
+enum Answer {
+    Receipt(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt),
+    /// A query's result (dropped, so its receiver sees an error, if the commit fails).
+    Deliver(Box<dyn FnOnce() + Send>),
+}
+
 const HEALTH_OK: u8 = 0;
 const HEALTH_FAILED: u8 = 1;
 const HEALTH_STOPPING: u8 = 2;
@@ -129,7 +146,7 @@ struct Shared {
 /// A cheap, cloneable way to submit commands.
 #[derive(Clone)]
 pub struct SequencerHandle {
-    tx: SyncSender<Request>,
+    tx: SyncSender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -151,8 +168,35 @@ impl SequencerHandle {
             return Err(SubmitError::InvalidClientOrderId);
         }
         let (reply, ticket) = oneshot::channel();
-        match self.tx.try_send(Request { actor, client_order_id, command, reply }) {
-            Ok(()) => Ok(ticket),
+        self.send(Msg::Command(Request { actor, client_order_id, command, reply }))?;
+        Ok(ticket)
+    }
+
+    /// Reads the engine's state with `read`, which runs on the engine thread in
+    /// order with the commands. The answer arrives once every command before it
+    /// is committed, so it never shows anything unacknowledged.
+    pub fn query<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, SubmitError> {
+        match self.shared.health.load(Ordering::Acquire) {
+            HEALTH_OK => {}
+            HEALTH_FAILED => return Err(SubmitError::StorageUnavailable),
+            _ => return Err(SubmitError::Stopped),
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Query(Box::new(move |engine: &Engine| {
+            let result = read(engine);
+            Box::new(move || {
+                let _ = reply.send(result);
+            }) as Box<dyn FnOnce() + Send>
+        })))?;
+        Ok(answer)
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), SubmitError> {
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
             Err(std::sync::mpsc::TrySendError::Full(_)) => Err(SubmitError::Overloaded),
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
         }
@@ -197,7 +241,7 @@ struct Work {
     entries: Vec<Entry>,
     /// What the batch changed in the order and trade tables.
     effects: Effects,
-    answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>,
+    answers: Vec<Answer>,
 }
 
 impl Sequencer {
@@ -211,7 +255,7 @@ impl Sequencer {
             epoch: AtomicU64::new(0),
             committed_seq: AtomicU64::new(recovered.engine.last_seq()),
         });
-        let (tx, rx) = sync_channel::<Request>(config.queue_max.max(1));
+        let (tx, rx) = sync_channel::<Msg>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.saturating_sub(1));
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered, Projection)>(1);
         let snapshots = if config.snapshot_every_commands > 0 {
@@ -275,7 +319,7 @@ fn now() -> Timestamp {
 fn engine_loop(
     mut st: Recovered,
     mut projection: Projection,
-    rx: Receiver<Request>,
+    rx: Receiver<Msg>,
     work_tx: SyncSender<Work>,
     rebuilt_rx: Receiver<(u64, Recovered, Projection)>,
     shared: Arc<Shared>,
@@ -283,7 +327,7 @@ fn engine_loop(
 ) {
     let mut epoch = 0u64;
     let batch_max = config.batch_max.clamp(1, BATCH_ENTRIES_MAX);
-    let mut requests: Vec<Request> = Vec::with_capacity(batch_max);
+    let mut requests: Vec<Msg> = Vec::with_capacity(batch_max);
     let mut events: Vec<Event> = Vec::with_capacity(256);
     loop {
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
@@ -296,9 +340,11 @@ fn engine_loop(
                 continue;
             }
             match rx.recv_timeout(Duration::from_millis(20)) {
-                Ok(r) => {
+                Ok(Msg::Command(r)) => {
                     let _ = r.reply.send(Err(SubmitError::StorageUnavailable));
                 }
+                // Dropped: its receiver sees the error.
+                Ok(Msg::Query(_)) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -326,7 +372,14 @@ fn engine_loop(
         let mut answers = Vec::with_capacity(requests.len());
         let mut effects = Effects::default();
         let prev_hash = st.chain_hash;
-        for r in requests.drain(..) {
+        for msg in requests.drain(..) {
+            let r = match msg {
+                Msg::Command(r) => r,
+                Msg::Query(read) => {
+                    answers.push(Answer::Deliver(read(&st.engine)));
+                    continue;
+                }
+            };
             // The journal's clock never goes backwards, whatever the wall clock does.
             let time = Timestamp(now().0.max(st.last_time.0));
             let mut command = r.command;
@@ -336,7 +389,7 @@ fn engine_loop(
                     // (so never before the original itself is durable).
                     let receipt =
                         Receipt { seq, time, order_id: Some(order_id), events: Vec::new(), duplicate: true };
-                    answers.push((r.reply, receipt));
+                    answers.push(Answer::Receipt(r.reply, receipt));
                     continue;
                 }
                 if st.client_orders.is_full() {
@@ -356,8 +409,10 @@ fn engine_loop(
             st.apply(entry, &mut events);
             projection.apply(&kept, &events, &mut effects);
             entries.push(kept);
-            answers
-                .push((r.reply, Receipt { seq, time, order_id, events: events.clone(), duplicate: false }));
+            answers.push(Answer::Receipt(
+                r.reply,
+                Receipt { seq, time, order_id, events: events.clone(), duplicate: false },
+            ));
         }
         let batch = (!entries.is_empty()).then(|| Batch::encode(&entries, prev_hash));
         if let Some(b) = &batch {
@@ -369,9 +424,11 @@ fn engine_loop(
     }
 }
 
-fn fail_all(answers: Vec<(oneshot::Sender<Result<Receipt, SubmitError>>, Receipt)>) {
-    for (reply, _) in answers {
-        let _ = reply.send(Err(SubmitError::StorageUnavailable));
+fn fail_all(answers: Vec<Answer>) {
+    for answer in answers {
+        if let Answer::Receipt(reply, _) = answer {
+            let _ = reply.send(Err(SubmitError::StorageUnavailable));
+        }
     }
 }
 
@@ -413,8 +470,13 @@ fn writer_loop<S: Storage>(
                 if let Some(batch) = &work.batch {
                     shared.committed_seq.store(batch.last_seq.0, Ordering::Release);
                 }
-                for (reply, receipt) in work.answers {
-                    let _ = reply.send(Ok(receipt));
+                for answer in work.answers {
+                    match answer {
+                        Answer::Receipt(reply, receipt) => {
+                            let _ = reply.send(Ok(receipt));
+                        }
+                        Answer::Deliver(deliver) => deliver(),
+                    }
                 }
                 if let (Some(tx), Some(batch)) = (&snapshots, &work.batch) {
                     // Blocks only if the snapshot thread is a whole backlog behind.

@@ -289,3 +289,24 @@ fn concurrent_retries_create_exactly_one_order() {
     assert!(receipts.iter().all(|r| r.order_id == receipts[0].order_id));
     s.shutdown();
 }
+
+/// A query sees the commands queued before it, and its answer waits for their
+/// commit: it never shows anything unacknowledged.
+#[test]
+fn a_query_answers_only_after_the_commands_before_it_commit() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    storage.stalled.store(true, Ordering::Release);
+    let mut ticket = h.submit(trader(1), None, order(1, Side::Buy, 90)).unwrap();
+    let mut depth = h.query(|e| e.depth(ProductId(1), 10)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(ticket.try_recv().is_err() && depth.try_recv().is_err(), "nothing before the commit");
+    storage.stalled.store(false, Ordering::Release);
+    ticket.blocking_recv().unwrap().unwrap();
+    let book = depth.blocking_recv().unwrap().unwrap();
+    assert_eq!(book.bids.len(), 1);
+    assert_eq!(book.bids[0].price, Price(90));
+    s.shutdown();
+}
