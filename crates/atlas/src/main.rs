@@ -3,6 +3,7 @@
 
 mod bench;
 mod journal_load;
+mod up;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run every service in one process (SQLite in the data directory by default).
+    Up(up::UpArgs),
     /// Measure performance and print the figures.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -31,6 +34,7 @@ enum Command {
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Up(a) => up::run(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
         Command::Verify(v) => verify::run(v),
         Command::JournalLoad(a) => journal_load::run(a).map(|()| std::process::ExitCode::SUCCESS),

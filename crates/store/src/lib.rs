@@ -4,9 +4,11 @@
 
 #[macro_use]
 mod rows;
+mod db;
 mod postgres;
 mod sqlite;
 
+pub use db::{Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, UserRow};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use atlas_engine::StateHash;
-use atlas_journal::projection::{Effects, OrderRow, codes};
+use atlas_journal::projection::{Effects, OrderRow, TradeRow, codes};
 use atlas_journal::{
     Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, SnapshotSink, Storage, StorageError,
 };
@@ -305,7 +305,7 @@ fn bool_param(b: bool) -> bool {
 }
 
 /// How a boolean reads back from this database.
-fn read_bool(row: &sqlx::postgres::PgRow, col: &str) -> Result<bool, StorageError> {
+pub(crate) fn read_bool(row: &sqlx::postgres::PgRow, col: &str) -> Result<bool, StorageError> {
     row.try_get::<bool, _>(col).map_err(err)
 }
 

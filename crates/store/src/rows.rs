@@ -127,7 +127,7 @@ async fn insert_orders<'r>(
 }
 
 /// Reads an orders row back.
-fn order_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<OrderRow, StorageError> {
+pub(crate) fn order_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<OrderRow, StorageError> {
     let bad = |what: &str| StorageError(format!("stored order has an invalid {what}"));
     let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
     let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
@@ -158,6 +158,28 @@ fn order_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<OrderRow, Stora
         triggered: read_bool(row, "triggered")?,
         expired: read_bool(row, "expired")?,
     })
+}
+
+/// Reads a trades row back (with its `busted` flag).
+pub(crate) fn trade_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<(TradeRow, bool), StorageError> {
+    let bad = |what: &str| StorageError(format!("stored trade has an invalid {what}"));
+    let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
+    let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
+    let trade = TradeRow {
+        id: atlas_types::TradeId(u(row.try_get("id").map_err(err)?)?),
+        product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
+        price: Price(row.try_get("price").map_err(err)?),
+        quantity: Qty(row.try_get("quantity").map_err(err)?),
+        maker_order: OrderId(u(row.try_get("maker_order_id").map_err(err)?)?),
+        maker_participant: ParticipantId(u32_of(row.try_get("maker_participant_id").map_err(err)?)?),
+        taker_order: OrderId(u(row.try_get("taker_order_id").map_err(err)?)?),
+        taker_participant: ParticipantId(u32_of(row.try_get("taker_participant_id").map_err(err)?)?),
+        aggressor: codes::parse_side(&row.try_get::<String, _>("aggressor_side").map_err(err)?)
+            .ok_or_else(|| bad("side"))?,
+        seq: Seq(u(row.try_get("seq").map_err(err)?)?),
+        time: Timestamp(row.try_get("time_ns").map_err(err)?),
+    };
+    Ok((trade, read_bool(row, "busted")?))
 }
 
     };

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use atlas_engine::StateHash;
-use atlas_journal::projection::{Effects, OrderRow, codes};
+use atlas_journal::projection::{Effects, OrderRow, TradeRow, codes};
 use atlas_journal::{
     Batch, ChainHash, ClientOrders, RecoveryError, Snapshot, SnapshotSink, Storage, StorageError,
 };
@@ -329,7 +329,7 @@ fn bool_param(b: bool) -> i64 {
 }
 
 /// How a boolean reads back from this database.
-fn read_bool(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<bool, StorageError> {
+pub(crate) fn read_bool(row: &sqlx::sqlite::SqliteRow, col: &str) -> Result<bool, StorageError> {
     row.try_get::<i64, _>(col).map_err(err).map(|v| v != 0)
 }
 

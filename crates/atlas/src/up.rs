@@ -1,0 +1,38 @@
+//! `atlas up`: the flags of API.md's "Running it", handed to the services.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Options of `atlas up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Where the database, certificates and secrets live.
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// The external (broker) listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    external_addr: SocketAddr,
+    /// The internal (operator, mutual TLS) listener.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    internal_addr: SocketAddr,
+    /// The FIX acceptor (not served yet: FIX comes with its issue).
+    #[arg(long, default_value = "127.0.0.1:9878")]
+    fix_addr: SocketAddr,
+    /// PostgreSQL instead of the embedded SQLite, e.g. postgres://user@host/db.
+    #[arg(long, env = "ATLAS_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+/// Runs the exchange until SIGINT or SIGTERM.
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    eprintln!("atlas up: the FIX acceptor ({}) is not served yet", args.fix_addr);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atlas-io").build()?;
+    runtime.block_on(atlas_services::run(atlas_services::UpConfig {
+        data_dir: args.data_dir,
+        external_addr: args.external_addr,
+        internal_addr: args.internal_addr,
+        database_url: args.database_url,
+    }))
+}

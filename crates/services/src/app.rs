@@ -1,0 +1,128 @@
+//! The state the services share in one process, and the routers of the two
+//! listeners. Each service's handlers live in their own module and reach the
+//! others only through `App` (the sequencer handle and the database), so each can
+//! later run alone behind a remote client of the same shape.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use atlas_journal::SequencerHandle;
+use atlas_store::Db;
+
+use crate::auth::{Audience, HasTokens, TokenKeys};
+use crate::error::ApiError;
+use crate::{orders, participants, products, users};
+
+/// Request bodies are at most this large.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// What every service shares.
+pub struct App {
+    /// The services' database pool.
+    pub db: Db,
+    /// The shard's sequencer.
+    pub seq: SequencerHandle,
+    /// Access token keys.
+    pub tokens: TokenKeys,
+    /// Set once the books are recovered and the products reconciled.
+    pub ready: AtomicBool,
+}
+
+/// A router's state: the shared `App` and which listener it serves.
+pub struct Ctx {
+    /// Shared state.
+    pub app: Arc<App>,
+    /// The listener.
+    pub audience: Audience,
+}
+
+impl HasTokens for Ctx {
+    fn tokens(&self) -> &TokenKeys {
+        &self.app.tokens
+    }
+    fn audience(&self) -> Audience {
+        self.audience
+    }
+}
+
+/// The router state type.
+pub type St = State<Arc<Ctx>>;
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, axum::Json(serde_json::json!({"status": "UP"})))
+}
+
+async fn readyz(State(ctx): St) -> Result<impl IntoResponse, ApiError> {
+    let app = &ctx.app;
+    if app.ready.load(Ordering::Acquire) && app.seq.available() && app.db.ping().await {
+        Ok((StatusCode::OK, axum::Json(serde_json::json!({"status": "READY"}))))
+    } else {
+        Err(ApiError {
+            retry_after_s: Some(1),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", "not ready")
+        })
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("NOT_FOUND", "no such resource")
+}
+
+/// The external listener's routes: `/atlas/api/**` and the health endpoints.
+/// Nothing under `/atlas/internal` is routed, so it answers 404.
+pub fn external(app: Arc<App>) -> Router {
+    let ctx = Arc::new(Ctx { app, audience: Audience::External });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/atlas/api/auth/token", post(users::token))
+        .route("/atlas/api/product/equity", get(products::list))
+        .route("/atlas/api/product/equity/{id}", get(products::get_one))
+        .route("/atlas/api/participant/broker/{id}", get(participants::get_own))
+        .route("/atlas/api/order", post(orders::create).get(orders::list).delete(orders::cancel_all))
+        .route("/atlas/api/order/{id}", get(orders::get_one).put(orders::amend).delete(orders::cancel))
+        .route("/atlas/api/orderBook/{product}", get(orders::book))
+        .route("/atlas/api/trade", get(orders::tape))
+        .route("/atlas/api/trade/{id}", get(orders::trade))
+        .route("/atlas/api/trade/order/{order}", get(orders::trades_of_order))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(ctx)
+}
+
+/// The internal listener's routes (behind mutual TLS): `/atlas/internal/api/**`
+/// and the health endpoints.
+pub fn internal(app: Arc<App>) -> Router {
+    let ctx = Arc::new(Ctx { app, audience: Audience::Internal });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/atlas/internal/api/auth/token", post(users::token))
+        .route("/atlas/internal/api/user", post(users::create_internal))
+        .route("/atlas/internal/api/product/equity", post(products::create).get(products::list_internal))
+        .route(
+            "/atlas/internal/api/product/equity/{id}",
+            get(products::get_internal).put(products::update).delete(products::delete),
+        )
+        .route("/atlas/internal/api/product/equity/{id}/halt", post(products::halt))
+        .route("/atlas/internal/api/product/equity/{id}/resume", post(products::resume))
+        .route("/atlas/internal/api/participant/broker", post(participants::create).get(participants::list))
+        .route(
+            "/atlas/internal/api/participant/broker/{id}",
+            get(participants::get_internal).put(participants::update).delete(participants::disable),
+        )
+        .route("/atlas/internal/api/participant/broker/{id}/user", post(users::create_broker_user))
+        .route("/atlas/internal/api/orderBook/endOfDay", post(orders::end_of_day))
+        .route("/atlas/internal/api/orderBook/{product}", get(orders::book_internal))
+        .route("/atlas/internal/api/order/{id}", get(orders::get_internal))
+        .route("/atlas/internal/api/trade/{id}", get(orders::trade_internal))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(ctx)
+}

@@ -1,0 +1,132 @@
+//! The participant service: brokers. A broker reads only its own record; the
+//! rest is internal. Disabling a broker cancels its open orders.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+
+use atlas_engine::CommandKind;
+use atlas_journal::Actor;
+use atlas_store::DbError;
+use atlas_types::ParticipantId;
+
+use crate::app::St;
+use crate::auth::Caller;
+use crate::error::{ApiError, Body, Id};
+use crate::model::{Broker, now_ns};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateBody {
+    name: String,
+    participant_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateBody {
+    id: Option<u32>,
+    name: Option<String>,
+    participant_type: Option<String>,
+    status: Option<String>,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ApiError::validation("name must be 1 to 128 characters without control characters"));
+    }
+    Ok(())
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant")
+}
+
+fn duplicate(e: DbError) -> ApiError {
+    match e {
+        DbError::Duplicate => {
+            ApiError::new(StatusCode::CONFLICT, "DUPLICATE_NAME", "a participant with this name exists")
+        }
+        e => e.into(),
+    }
+}
+
+pub async fn create(
+    State(ctx): St,
+    caller: Caller,
+    Body(b): Body<CreateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    check_name(&b.name)?;
+    if b.participant_type.as_deref().is_some_and(|t| t != "BROKER") {
+        return Err(ApiError::validation("participantType must be BROKER"));
+    }
+    let row = ctx.app.db.insert_participant(&b.name, now_ns()).await.map_err(duplicate)?;
+    Ok((StatusCode::CREATED, axum::Json(Broker::from(&row))))
+}
+
+pub async fn list(State(ctx): St, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    let rows = ctx.app.db.participants().await?;
+    Ok(axum::Json(rows.iter().map(Broker::from).collect::<Vec<_>>()))
+}
+
+pub async fn get_internal(
+    State(ctx): St,
+    caller: Caller,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(Broker::from(&row)))
+}
+
+/// A broker reads itself; any other id answers as if it did not exist.
+pub async fn get_own(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+    let me = caller.broker()?;
+    if me.0 != id {
+        return Err(not_found());
+    }
+    let row = ctx.app.db.participant(me).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(Broker::from(&row)))
+}
+
+pub async fn update(
+    State(ctx): St,
+    caller: Caller,
+    Id(id): Id<u32>,
+    Body(b): Body<UpdateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
+    if b.id.is_some_and(|v| v != id)
+        || b.participant_type.as_ref().is_some_and(|t| *t != row.participant_type)
+    {
+        return Err(ApiError::validation("id and participantType cannot change"));
+    }
+    if b.status.as_ref().is_some_and(|s| *s != row.status) {
+        return Err(ApiError::validation("status cannot change here; DELETE disables a participant"));
+    }
+    if let Some(name) = &b.name {
+        check_name(name)?;
+    }
+    ctx.app.db.update_participant(row.id, b.name.as_deref(), None, now_ns()).await.map_err(duplicate)?;
+    let row = ctx.app.db.participant(row.id).await?.ok_or_else(not_found)?;
+    Ok(axum::Json(Broker::from(&row)))
+}
+
+/// Disables a participant (its users can no longer log in or trade) and cancels
+/// its open orders.
+pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
+    ctx.app.db.update_participant(row.id, None, Some("DISABLED"), now_ns()).await?;
+    let actor = Actor { user: u64::try_from(caller.user).unwrap_or(0), participant: None };
+    ctx.app
+        .seq
+        .submit(actor, None, CommandKind::MassCancel { participant: row.id, product: None })?
+        .await
+        .map_err(|_| ApiError::storage_unavailable())??;
+    Ok(StatusCode::NO_CONTENT)
+}

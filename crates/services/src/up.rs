@@ -1,0 +1,152 @@
+//! `atlas up`: every service in one process. Opens the storage (SQLite in the
+//! data directory by default), recovers the shard, creates the PKI, the token key
+//! and the bootstrap administrator on first start, reconciles products with the
+//! engine, then serves both listeners until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use atlas_journal::{Sequencer, SequencerConfig, Storage};
+use atlas_store::{Db, PgStore, SqliteStore};
+
+use crate::app::{self, App};
+use crate::auth::{Role, TokenKeys, check_password_rules, hash_password};
+use crate::model::now_ns;
+use crate::{pki, products, tls};
+
+/// The SQLite database's file name in the data directory.
+pub const DATABASE_FILE: &str = "atlas.db";
+/// Length of a generated bootstrap password.
+const GENERATED_PASSWORD_CHARS: usize = 24;
+
+/// How `atlas up` is configured.
+#[derive(Clone, Debug)]
+pub struct UpConfig {
+    /// Where the database, PKI and secrets live.
+    pub data_dir: PathBuf,
+    /// The external listener.
+    pub external_addr: SocketAddr,
+    /// The internal listener.
+    pub internal_addr: SocketAddr,
+    /// PostgreSQL instead of SQLite, if set.
+    pub database_url: Option<String>,
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    Ok(())
+}
+
+fn generated_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; GENERATED_PASSWORD_CHARS];
+    rand::fill(&mut bytes);
+    bytes.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect()
+}
+
+/// Creates the `admin` user on a database without users. Its password comes from
+/// `ATLAS_ADMIN_PASSWORD`, or is generated and written once to `DIR/admin-password`.
+async fn bootstrap_admin(db: &Db, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if db.user_count().await? > 0 {
+        return Ok(());
+    }
+    let password = match std::env::var("ATLAS_ADMIN_PASSWORD") {
+        Ok(p) => {
+            check_password_rules(&p).map_err(|e| anyhow::anyhow!("ATLAS_ADMIN_PASSWORD: {}", e.detail))?;
+            p
+        }
+        Err(_) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let p = generated_password();
+            let path = data_dir.join("admin-password");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            writeln!(f, "{p}")?;
+            f.sync_all()?;
+            eprintln!("atlas up: bootstrap user 'admin' created; its password is in {}", path.display());
+            p
+        }
+    };
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await?
+        .map_err(|_| anyhow::anyhow!("hashing the bootstrap password"))?;
+    db.insert_user("admin", &hash, Role::Admin.as_str(), None, now_ns()).await?;
+    Ok(())
+}
+
+/// Runs the exchange until SIGINT or SIGTERM.
+pub async fn run(config: UpConfig) -> anyhow::Result<()> {
+    create_private_dir(&config.data_dir)?;
+    // The journal's stores drive their connections on private runtimes: open them
+    // (and recover the shard) on a blocking thread, outside this runtime.
+    let (url, path) = (config.database_url.clone(), config.data_dir.join(DATABASE_FILE));
+    let sequencer = tokio::task::spawn_blocking(move || -> anyhow::Result<Sequencer> {
+        let storage: Box<dyn Storage> = match &url {
+            Some(url) => Box::new(PgStore::connect(url)?),
+            None => Box::new(SqliteStore::open(&path)?),
+        };
+        Sequencer::start(storage, SequencerConfig::default()).context("recovering the shard")
+    })
+    .await??;
+    let db = match &config.database_url {
+        Some(url) => Db::connect_pg(url).await?,
+        None => Db::open_sqlite(&config.data_dir.join(DATABASE_FILE)).await?,
+    };
+    let tokens = TokenKeys::load_or_create(&config.data_dir.join("secrets").join("jwt-signing.key"))?;
+    let pki = pki::ensure(&config.data_dir, config.external_addr.ip(), config.internal_addr.ip())?;
+    bootstrap_admin(&db, &config.data_dir).await?;
+    let app = Arc::new(App { db, seq: sequencer.handle(), tokens, ready: Default::default() });
+    products::reconcile(&app).await.context("reconciling products with the engine")?;
+    app.ready.store(true, Ordering::Release);
+
+    let external = TcpListener::bind(config.external_addr).await.context("binding the external listener")?;
+    let internal = TcpListener::bind(config.internal_addr).await.context("binding the internal listener")?;
+    let (external_addr, internal_addr) = (external.local_addr()?, internal.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let external_tls = tls::external(&pki.external)?;
+    let internal_tls = tls::internal(&pki.internal, &pki.ca_cert)?;
+    let servers = [
+        tokio::spawn(tls::serve(external, external_tls, app::external(app.clone()), stop_rx.clone())),
+        tokio::spawn(tls::serve(internal, internal_tls, app::internal(app.clone()), stop_rx)),
+    ];
+    // Tests and scripts read the bound addresses from this line.
+    println!(
+        "atlas up: external https://{external_addr} internal https://{internal_addr} (CA {})",
+        pki.ca_cert.display()
+    );
+    shutdown_signal().await;
+    eprintln!("atlas up: shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
+    tokio::task::spawn_blocking(move || sequencer.shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
