@@ -1,0 +1,592 @@
+//! The services as a client sees them: the real `atlas up` binary on random ports
+//! with a fresh database (SQLite, and a throwaway PostgreSQL cluster), driven over
+//! HTTPS. Listeners and TLS, login, products, participants, users, orders end to
+//! end, every error path the API names, broker A against broker B on every
+//! endpoint that takes an id, and a restart that must change nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../store/tests/common/mod.rs"]
+mod pg;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+
+const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A running `atlas up`.
+struct Server {
+    child: Child,
+    external: String,
+    internal: String,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atlas"));
+        cmd.args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
+            .env("ATLAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let mut child = cmd.spawn().expect("start atlas up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        // "atlas up: external https://A internal https://B (CA …)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words.len() >= 6 && words[2] == "external", "unexpected first line: {line:?}");
+        Server {
+            child,
+            external: words[3].to_owned(),
+            internal: words[5].to_owned(),
+            data_dir: data_dir.to_owned(),
+            database_url: database_url.map(str::to_owned),
+        }
+    }
+
+    fn stop(mut self) -> (PathBuf, Option<String>) {
+        // SIGTERM: a clean shutdown.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "atlas up exited with {status}");
+        (self.data_dir.clone(), self.database_url.clone())
+    }
+
+    fn ca(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(&std::fs::read(self.data_dir.join("pki/ca.crt")).unwrap()).unwrap()
+    }
+
+    /// A client that trusts the CA (and presents no certificate).
+    fn client(&self) -> Client {
+        Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca())
+            .build()
+            .unwrap()
+    }
+
+    /// A client presenting the bootstrap admin's certificate.
+    fn admin_client(&self) -> Client {
+        let mut pem = std::fs::read(self.data_dir.join("pki/admin.crt")).unwrap();
+        pem.extend(std::fs::read(self.data_dir.join("pki/admin.key")).unwrap());
+        Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca())
+            .identity(reqwest::Identity::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One authenticated caller on one listener.
+struct Api {
+    client: Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let r = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+    fn send(&self, r: RequestBuilder) -> (StatusCode, Value) {
+        let resp = r.send().expect("request");
+        let status = resp.status();
+        let problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/problem+json"));
+        let text = resp.text().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            assert!(problem, "errors are problem+json: {status} {body}");
+            assert_eq!(body["status"], status.as_u16(), "{body}");
+            assert!(
+                body["code"].is_string() && body["title"].is_string() && body["type"].is_string(),
+                "{body}"
+            );
+        }
+        (status, body)
+    }
+    fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::GET, path))
+    }
+    fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::POST, path).json(&body))
+    }
+    fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::PUT, path).json(&body))
+    }
+    fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::DELETE, path))
+    }
+}
+
+fn code(r: &(StatusCode, Value)) -> (StatusCode, &str) {
+    (r.0, r.1["code"].as_str().unwrap_or(""))
+}
+
+fn login(client: Client, base: &str, path: &str, user: &str, password: &str) -> Api {
+    let api = Api { client, base: base.to_owned(), token: None };
+    let (status, body) = api.post(path, json!({"username": user, "password": password}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tokenType"], "Bearer");
+    Api { token: Some(body["accessToken"].as_str().unwrap().to_owned()), ..api }
+}
+
+fn admin(s: &Server) -> Api {
+    login(s.admin_client(), &s.internal, "/atlas/internal/api/auth/token", "admin", ADMIN_PASSWORD)
+}
+
+fn broker(s: &Server, user: &str) -> Api {
+    login(s.client(), &s.external, "/atlas/api/auth/token", user, &format!("{user}-password"))
+}
+
+fn order(api: &Api, side: &str, qty: i64, price: &str) -> Value {
+    let (status, body) = api.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": qty, "price": price}),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+/// Sets up a product and two brokers with a user each.
+fn setup(s: &Server) {
+    let adm = admin(s);
+    let (st, p) = adm.post(
+        "/atlas/internal/api/product/equity",
+        json!({"symbol": "ACME", "description": "Acme Corp", "productType": "EQUITY", "tickSize": "0.01", "lotSize": 1, "currency": "USD"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{p}");
+    assert_eq!((p["id"].as_u64(), p["status"].as_str()), (Some(1), Some("ACTIVE")));
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        let (st, b) = adm.post(
+            "/atlas/internal/api/participant/broker",
+            json!({"name": format!("Broker {name}"), "participantType": "BROKER"}),
+        );
+        assert_eq!(st, StatusCode::CREATED, "{b}");
+        assert_eq!(b["id"].as_u64(), Some(i as u64 + 1));
+        let (st, u) = adm.post(
+            &format!("/atlas/internal/api/participant/broker/{}/user", i + 1),
+            json!({"username": name, "password": format!("{name}-password"), "role": "broker"}),
+        );
+        assert_eq!(st, StatusCode::CREATED, "{u}");
+    }
+}
+
+fn listeners_and_login(s: &Server) {
+    let ext = Api { client: s.client(), base: s.external.clone(), token: None };
+    assert_eq!(ext.get("/healthz").0, StatusCode::OK);
+    assert_eq!(ext.get("/readyz").0, StatusCode::OK);
+    // Internal paths do not exist on the external listener, even with a token.
+    assert_eq!(code(&ext.get("/atlas/internal/api/product/equity")), (StatusCode::NOT_FOUND, "NOT_FOUND"));
+    assert_eq!(code(&ext.post("/atlas/internal/api/auth/token", json!({}))).0, StatusCode::NOT_FOUND);
+    // The internal listener refuses a client without a certificate from the CA.
+    assert!(s.client().get(format!("{}/healthz", s.internal)).send().is_err());
+    let int = Api { client: s.admin_client(), base: s.internal.clone(), token: None };
+    assert_eq!(int.get("/healthz").0, StatusCode::OK);
+    // Plaintext is not spoken.
+    let plain = Client::new().get(s.external.replace("https://", "http://") + "/healthz").send();
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    // Wrong password and unknown user: the same 401.
+    let bad = int
+        .post("/atlas/internal/api/auth/token", json!({"username": "admin", "password": "wrong-password-x"}));
+    let unknown = int.post(
+        "/atlas/internal/api/auth/token",
+        json!({"username": "nobody", "password": "wrong-password-x"}),
+    );
+    assert_eq!(code(&bad), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    assert_eq!(bad.1, unknown.1);
+    // Internal users log in on the internal listener only; brokers on the external one.
+    assert_eq!(
+        ext.post("/atlas/api/auth/token", json!({"username": "admin", "password": ADMIN_PASSWORD})).0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        int.post(
+            "/atlas/internal/api/auth/token",
+            json!({"username": "alice", "password": "alice-password"})
+        )
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    // No token, a garbage token, a tampered token.
+    assert_eq!(code(&ext.get("/atlas/api/order")), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let garbage = Api {
+        token: Some("not.a.token".into()),
+        ..Api { client: s.client(), base: s.external.clone(), token: None }
+    };
+    assert_eq!(garbage.get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    let alice = broker(s, "alice");
+    let mut tampered = alice.token.clone().unwrap();
+    tampered.pop();
+    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
+    let t = Api { token: Some(tampered), client: s.client(), base: s.external.clone() };
+    assert_eq!(t.get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    // A broker's token on the internal listener: authenticated, not allowed.
+    let wrong_place = Api { token: alice.token.clone(), client: s.admin_client(), base: s.internal.clone() };
+    assert_eq!(
+        code(&wrong_place.get("/atlas/internal/api/product/equity")),
+        (StatusCode::FORBIDDEN, "FORBIDDEN")
+    );
+    // An admin's token on the external listener is not a broker's.
+    let adm = admin(s);
+    let adm_ext = Api { token: adm.token.clone(), client: s.client(), base: s.external.clone() };
+    assert_eq!(code(&adm_ext.get("/atlas/api/order")), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+}
+
+fn products_and_participants(s: &Server) {
+    let adm = admin(s);
+    let alice = broker(s, "alice");
+    let dup = adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME"}));
+    assert_eq!(code(&dup), (StatusCode::CONFLICT, "DUPLICATE_SYMBOL"));
+    for bad in [
+        json!({"symbol": "acme"}),
+        json!({"symbol": "BAD", "tickSize": "0"}),
+        json!({"symbol": "BAD", "tickSize": "-1"}),
+        json!({"symbol": "BAD", "lotSize": 0}),
+        json!({"symbol": "BAD", "currency": "usd"}),
+        json!({"symbol": "BAD", "productType": "BOND"}),
+        json!({"symbol": "BAD", "id": 7}),
+        json!({"symbol": "BAD", "status": "ACTIVE"}),
+    ] {
+        assert_eq!(
+            code(&adm.post("/atlas/internal/api/product/equity", bad.clone())),
+            (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+            "{bad}"
+        );
+    }
+    // Not JSON at all.
+    let raw = adm.send(adm.req(reqwest::Method::POST, "/atlas/internal/api/product/equity").body("{"));
+    assert_eq!(raw.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Too large a body.
+    let big = json!({"symbol": "BIG", "description": "x".repeat(100_000)});
+    assert_eq!(adm.post("/atlas/internal/api/product/equity", big).0, StatusCode::PAYLOAD_TOO_LARGE);
+    // Brokers cannot create products (and do not even see the path).
+    assert_eq!(
+        alice.post("/atlas/internal/api/product/equity", json!({"symbol": "X"})).0,
+        StatusCode::NOT_FOUND
+    );
+    let (st, list) = alice.get("/atlas/api/product/equity");
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(alice.get("/atlas/api/product/equity?symbol=ACME").1["id"], 1);
+    assert_eq!(
+        code(&alice.get("/atlas/api/product/equity?symbol=NOPE")),
+        (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND")
+    );
+    assert_eq!(
+        code(&alice.get("/atlas/api/product/equity/99")),
+        (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND")
+    );
+    assert_eq!(
+        code(&alice.get("/atlas/api/product/equity/abc")),
+        (StatusCode::BAD_REQUEST, "VALIDATION_FAILED")
+    );
+    assert_eq!(
+        code(&alice.get("/atlas/api/product/equity?colour=red")),
+        (StatusCode::BAD_REQUEST, "VALIDATION_FAILED")
+    );
+    // PUT: the description changes; the tick cannot.
+    let (st, p) = adm.put("/atlas/internal/api/product/equity/1", json!({"description": "Acme Corporation"}));
+    assert_eq!((st, p["description"].as_str()), (StatusCode::OK, Some("Acme Corporation")));
+    assert_eq!(
+        adm.put("/atlas/internal/api/product/equity/1", json!({"tickSize": "0.05"})).0,
+        StatusCode::BAD_REQUEST
+    );
+    // Halt: orders refused; resume: accepted again.
+    assert_eq!(adm.post("/atlas/internal/api/product/equity/1/halt", json!({})).1["status"], "HALTED");
+    let halted = alice.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "1.00"}),
+    );
+    assert_eq!(code(&halted), (StatusCode::CONFLICT, "MARKET_HALTED"));
+    assert_eq!(adm.post("/atlas/internal/api/product/equity/1/resume", json!({})).1["status"], "ACTIVE");
+    // Participants: unique names; a broker reads only itself.
+    assert_eq!(
+        adm.post("/atlas/internal/api/participant/broker", json!({"name": "Broker alice"})).0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(alice.get("/atlas/api/participant/broker/1").1["name"], "Broker alice");
+    assert_eq!(
+        code(&alice.get("/atlas/api/participant/broker/2")),
+        (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
+    );
+    assert_eq!(
+        code(&alice.get("/atlas/api/participant/broker/99")),
+        (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
+    );
+    // Users: unique names, password rules, roles.
+    let dup_user = adm.post(
+        "/atlas/internal/api/participant/broker/1/user",
+        json!({"username": "alice", "password": "another-password", "role": "broker"}),
+    );
+    assert_eq!(code(&dup_user), (StatusCode::CONFLICT, "DUPLICATE_USERNAME"));
+    let short = adm.post(
+        "/atlas/internal/api/participant/broker/1/user",
+        json!({"username": "carol", "password": "short", "role": "broker"}),
+    );
+    assert_eq!(short.0, StatusCode::BAD_REQUEST);
+    let op = adm.post(
+        "/atlas/internal/api/user",
+        json!({"username": "oscar", "password": "oscar-password", "role": "operator"}),
+    );
+    assert_eq!(op.0, StatusCode::CREATED);
+    let oscar =
+        login(s.admin_client(), &s.internal, "/atlas/internal/api/auth/token", "oscar", "oscar-password");
+    // Operators manage products but not users.
+    assert_eq!(oscar.get("/atlas/internal/api/product/equity/1").0, StatusCode::OK);
+    let denied = oscar.post(
+        "/atlas/internal/api/user",
+        json!({"username": "eve", "password": "eve-password-1", "role": "admin"}),
+    );
+    assert_eq!(code(&denied), (StatusCode::FORBIDDEN, "FORBIDDEN"));
+}
+
+fn trading(s: &Server) {
+    let alice = broker(s, "alice");
+    let bob = broker(s, "bob");
+    let a1 = order(&alice, "SELL", 10, "11.00");
+    let a2 = order(&alice, "SELL", 10, "10.00");
+    assert_eq!((a1["status"].as_str(), a1["bookedQuantity"].as_i64()), (Some("BOOKED"), Some(10)));
+    // Bob lifts both levels: price first, then time; trades at the makers' prices.
+    let b1 = order(&bob, "BUY", 15, "11.00");
+    assert_eq!(b1["status"], "FILLED");
+    assert_eq!(b1["averagePrice"], "10.333333");
+    let fills = b1["trades"].as_array().unwrap();
+    assert_eq!(fills.len(), 2);
+    assert_eq!(
+        (fills[0]["price"].as_str(), fills[0]["quantity"].as_i64(), fills[0]["liquidity"].as_str()),
+        (Some("10.00"), Some(10), Some("TAKER"))
+    );
+    assert_eq!((fills[1]["price"].as_str(), fills[1]["quantity"].as_i64()), (Some("11.00"), Some(5)));
+    let (a1_id, a2_id, b1_id) =
+        (a1["id"].as_u64().unwrap(), a2["id"].as_u64().unwrap(), b1["id"].as_u64().unwrap());
+    let (_, a1_now) = alice.get(&format!("/atlas/api/order/{a1_id}"));
+    assert_eq!(
+        (a1_now["status"].as_str(), a1_now["tradedQuantity"].as_i64()),
+        (Some("PARTIALLY_FILLED"), Some(5))
+    );
+    assert_eq!(a1_now["trades"][0]["liquidity"], "MAKER");
+    let (_, book) = bob.get("/atlas/api/orderBook/1?depth=5");
+    assert_eq!(book["offers"], json!([{"price": "11.00", "quantity": 5, "orders": 1}]));
+    assert_eq!(book["bids"], json!([]));
+
+    // clientOrderId: a retry returns the original (200), creating nothing.
+    let body = json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 3, "price": "9.00", "clientOrderId": "bob-1"});
+    let first = bob.post("/atlas/api/order", body.clone());
+    let again = bob.post("/atlas/api/order", body);
+    assert_eq!((first.0, again.0), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(first.1["id"], again.1["id"]);
+    assert_eq!(first.1["clientOrderId"], "bob-1");
+    let bob_bid = first.1["id"].as_u64().unwrap();
+
+    // Validation and engine rejections change nothing.
+    let seq_before = bob.get("/atlas/api/orderBook/1").1["sequence"].clone();
+    for (body, want) in [
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "9.001"}),
+            (StatusCode::BAD_REQUEST, "PRICE_NOT_ON_TICK"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1}),
+            (StatusCode::BAD_REQUEST, "PRICE_REQUIRED"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "MARKET", "quantity": 1, "price": "9.00"}),
+            (StatusCode::BAD_REQUEST, "PRICE_NOT_ALLOWED"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 0, "price": "9.00"}),
+            (StatusCode::BAD_REQUEST, "INVALID_QUANTITY"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "11.00", "postOnly": true}),
+            (StatusCode::BAD_REQUEST, "POST_ONLY_WOULD_TRADE"),
+        ),
+        (
+            json!({"productId": 9, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "9.00"}),
+            (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND"),
+        ),
+        (
+            json!({"productId": 1, "side": "HOLD", "type": "LIMIT", "quantity": 1, "price": "9.00"}),
+            (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "9.00", "status": "FILLED"}),
+            (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+        ),
+        (
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "9.00", "participantId": 1}),
+            (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+        ),
+    ] {
+        assert_eq!(code(&bob.post("/atlas/api/order", body.clone())), want, "{body}");
+    }
+    // (Engine rejections are journaled, so the sequence may move; the book may not.)
+    let _ = seq_before;
+    let (_, book2) = bob.get("/atlas/api/orderBook/1?depth=5");
+    assert_eq!(book2["bids"], json!([{"price": "9.00", "quantity": 3, "orders": 1}]));
+
+    // Amend: smaller quantity; then a price change.
+    let (st, am) = bob.put(&format!("/atlas/api/order/{bob_bid}"), json!({"quantity": 2}));
+    assert_eq!(
+        (st, am["originalQuantity"].as_i64(), am["bookedQuantity"].as_i64()),
+        (StatusCode::OK, Some(2), Some(2))
+    );
+    let (st, am) = bob.put(&format!("/atlas/api/order/{bob_bid}"), json!({"price": "9.50"}));
+    assert_eq!((st, am["price"].as_str()), (StatusCode::OK, Some("9.50")));
+    assert_eq!(
+        code(&bob.put(&format!("/atlas/api/order/{bob_bid}"), json!({"side": "SELL"}))).1,
+        "VALIDATION_FAILED"
+    );
+    // Cancel; a second cancel and an amend of a done order are 409.
+    let (st, c) = bob.delete(&format!("/atlas/api/order/{bob_bid}"));
+    assert_eq!((st, c["status"].as_str()), (StatusCode::OK, Some("CANCELLED")));
+    assert_eq!(
+        code(&bob.delete(&format!("/atlas/api/order/{bob_bid}"))),
+        (StatusCode::CONFLICT, "ORDER_NOT_OPEN")
+    );
+    assert_eq!(
+        code(&bob.put(&format!("/atlas/api/order/{b1_id}"), json!({"quantity": 1}))),
+        (StatusCode::CONFLICT, "ORDER_NOT_OPEN")
+    );
+
+    // Listing with paging: alice has a1 (open) and a2 (done).
+    let (_, page1) = alice.get("/atlas/api/order?status=ALL&limit=1");
+    assert_eq!(page1["orders"][0]["id"].as_u64(), Some(a2_id));
+    let cursor = page1["nextCursor"].as_u64().unwrap();
+    let (_, page2) = alice.get(&format!("/atlas/api/order?status=ALL&limit=1&cursor={cursor}"));
+    assert_eq!(page2["orders"][0]["id"].as_u64(), Some(a1_id));
+    assert_eq!(alice.get("/atlas/api/order?status=OPEN").1["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(alice.get("/atlas/api/order?status=DONE").1["orders"].as_array().unwrap().len(), 1);
+    assert_eq!(alice.get("/atlas/api/order?limit=0").0, StatusCode::BAD_REQUEST);
+    assert_eq!(alice.get("/atlas/api/order?limit=100000").0, StatusCode::BAD_REQUEST);
+    assert_eq!(alice.get("/atlas/api/order?status=SOMETIMES").0, StatusCode::BAD_REQUEST);
+
+    // Trades: the public tape is anonymous; a party sees its side.
+    let (_, tape) = alice.get("/atlas/api/trade?productId=1");
+    assert_eq!(tape.as_array().unwrap().len(), 2);
+    assert!(tape[0].get("makerOrderId").is_none() && tape[0].get("participantId").is_none());
+    let trade_id = tape[0]["id"].as_u64().unwrap();
+    assert_eq!(alice.get(&format!("/atlas/api/trade/{trade_id}")).1["liquidity"], "MAKER");
+    assert_eq!(bob.get(&format!("/atlas/api/trade/{trade_id}")).1["liquidity"], "TAKER");
+    assert_eq!(alice.get(&format!("/atlas/api/trade/order/{a1_id}")).1.as_array().unwrap().len(), 1);
+
+    // Broker B against broker A's ids: exactly like unknown ids.
+    let a_only = order(&alice, "BUY", 1, "5.00")["id"].as_u64().unwrap();
+    for (path, unknown) in [
+        (format!("/atlas/api/order/{a_only}"), "/atlas/api/order/999999".to_owned()),
+        (format!("/atlas/api/trade/order/{a1_id}"), "/atlas/api/trade/order/999999".to_owned()),
+        ("/atlas/api/participant/broker/1".to_owned(), "/atlas/api/participant/broker/999".to_owned()),
+    ] {
+        let theirs = bob.get(&path);
+        let missing = bob.get(&unknown);
+        assert_eq!(theirs.0, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(theirs.1, missing.1, "{path}: another broker's id must look unknown");
+    }
+    let mine_only = alice.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "SELL", "type": "LIMIT", "quantity": 1, "price": "5.00"}),
+    );
+    let self_trade = mine_only.1["trades"][0]["id"].as_u64().unwrap();
+    assert_eq!(bob.get(&format!("/atlas/api/trade/{self_trade}")).1, bob.get("/atlas/api/trade/999999").1);
+    assert_eq!(
+        code(&bob.put(&format!("/atlas/api/order/{a1_id}"), json!({"quantity": 1}))),
+        (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND")
+    );
+    assert_eq!(
+        code(&bob.delete(&format!("/atlas/api/order/{a1_id}"))),
+        (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND")
+    );
+    assert_eq!(
+        alice.get(&format!("/atlas/api/order/{a1_id}")).1["status"],
+        "PARTIALLY_FILLED",
+        "B changed nothing"
+    );
+    // Bob's cancel-all cancels only bob's orders.
+    order(&bob, "BUY", 1, "1.00");
+    let (st, cancelled) = bob.delete("/atlas/api/order");
+    assert_eq!((st, cancelled["cancelled"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert_eq!(alice.get(&format!("/atlas/api/order/{a1_id}")).1["status"], "PARTIALLY_FILLED");
+
+    // The internal level-3 book shows the resting orders and their owners.
+    let adm = admin(s);
+    let (_, l3) = adm.get("/atlas/internal/api/orderBook/1?level=3");
+    assert_eq!(l3["offers"][0]["orderId"].as_u64(), Some(a1_id));
+    assert_eq!(l3["offers"][0]["participantId"], 1);
+}
+
+/// What a restart must preserve, read through the API.
+fn snapshot(s: &Server) -> Value {
+    let alice = broker(s, "alice");
+    let adm = admin(s);
+    json!({
+        "orders": alice.get("/atlas/api/order?status=ALL").1,
+        "book": alice.get("/atlas/api/orderBook/1").1,
+        "tape": alice.get("/atlas/api/trade?productId=1").1,
+        "products": adm.get("/atlas/internal/api/product/equity").1,
+        "brokers": adm.get("/atlas/internal/api/participant/broker").1,
+    })
+}
+
+fn whole_api(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), database_url);
+    setup(&s);
+    listeners_and_login(&s);
+    products_and_participants(&s);
+    trading(&s);
+    let before = snapshot(&s);
+    let (dir_path, url) = s.stop();
+    let s = Server::start(&dir_path, url.as_deref());
+    assert_eq!(snapshot(&s), before, "a restart changed what the API shows");
+    // And it keeps trading where it left off.
+    let bob = broker(&s, "bob");
+    assert_eq!(order(&bob, "BUY", 5, "11.00")["status"], "FILLED");
+    drop(s);
+    drop(dir);
+}
+
+#[test]
+fn the_api_on_sqlite() {
+    whole_api(None);
+}
+
+#[test]
+fn the_api_on_postgres() {
+    let cluster = pg::PgCluster::start();
+    let url = cluster.database("api");
+    whole_api(Some(&url));
+}
