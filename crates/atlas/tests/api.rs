@@ -548,6 +548,109 @@ fn trading(s: &Server) {
     assert_eq!(l3["offers"][0]["participantId"], 1);
 }
 
+/// Signs a request as API.md says: base64(HMAC-SHA256(secret, ts + METHOD + path + body)).
+fn signed(
+    client: &Client,
+    base: &str,
+    key: &Value,
+    method: &str,
+    path: &str,
+    body: &str,
+    ts: i64,
+) -> RequestBuilder {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(&b64.decode(key["secret"].as_str().unwrap()).unwrap())
+            .unwrap();
+    mac.update(format!("{ts}{method}{path}{body}").as_bytes());
+    let sign = b64.encode(mac.finalize().into_bytes());
+    client
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .header("ATLAS-KEY", key["key"].as_str().unwrap())
+        .header("ATLAS-TIMESTAMP", ts.to_string())
+        .header("ATLAS-SIGN", sign)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn api_keys_and_forgery(s: &Server) {
+    let adm = admin(s);
+    let (st, key) = adm.post("/atlas/internal/api/participant/broker/1/apikey", json!({}));
+    assert_eq!(st, StatusCode::CREATED, "{key}");
+    assert!(key["secret"].is_string() && key["passphrase"].is_string());
+    let raw = Api { client: s.client(), base: s.external.clone(), token: None };
+    let c = s.client();
+    // A signed order is alice's.
+    let body = r#"{"productId":1,"side":"BUY","type":"LIMIT","quantity":1,"price":"2.00"}"#;
+    let (st, o) = raw.send(signed(&c, &s.external, &key, "POST", "/atlas/api/order", body, now_s()));
+    assert_eq!((st, o["participantId"].as_u64()), (StatusCode::CREATED, Some(1)), "{o}");
+    let path = format!("/atlas/api/order/{}", o["id"]);
+    assert_eq!(raw.send(signed(&c, &s.external, &key, "GET", &path, "", now_s())).0, StatusCode::OK);
+    // A changed body, a stale timestamp, another path: all 401.
+    let tampered = signed(&c, &s.external, &key, "POST", "/atlas/api/order", body, now_s())
+        .body(body.replace("\"quantity\":1", "\"quantity\":9"));
+    assert_eq!(code(&raw.send(tampered)), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    assert_eq!(
+        raw.send(signed(&c, &s.external, &key, "GET", &path, "", now_s() - 31)).0,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong_path = signed(&c, &s.external, &key, "GET", &path, "", now_s());
+    let wrong_path = c
+        .get(format!("{}/atlas/api/order", s.external))
+        .headers(wrong_path.build().unwrap().headers().clone());
+    assert_eq!(raw.send(wrong_path).0, StatusCode::UNAUTHORIZED);
+    // Keys do not work on the internal listener.
+    let internal = signed(
+        &s.admin_client(),
+        &s.internal,
+        &key,
+        "GET",
+        "/atlas/internal/api/product/equity",
+        "",
+        now_s(),
+    );
+    assert_eq!(raw.send(internal).0, StatusCode::UNAUTHORIZED);
+    // Revoked: 401 from then on.
+    let k = key["key"].as_str().unwrap();
+    assert_eq!(
+        adm.delete(&format!("/atlas/internal/api/participant/broker/1/apikey/{k}")).0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        adm.delete(&format!("/atlas/internal/api/participant/broker/1/apikey/{k}")).0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        raw.send(signed(&c, &s.external, &key, "GET", &path, "", now_s())).0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Forged identities: a client-supplied identity header is dropped, and
+    // unsigned or foreign-algorithm tokens are refused.
+    let alice = broker(s, "alice");
+    let forged = raw.send(
+        c.get(format!("{}/atlas/api/order", s.external))
+            .header("x-atlas-identity", alice.token.clone().unwrap()),
+    );
+    assert_eq!(forged.0, StatusCode::UNAUTHORIZED);
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = alice.token.as_ref().unwrap().split('.').nth(1).unwrap().to_owned();
+    for header in
+        [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"RS256","typ":"JWT"}"#, r#"{"alg":"HS512","typ":"JWT"}"#]
+    {
+        let token = format!("{}.{payload}.", b64.encode(header));
+        let t = Api { token: Some(token), client: s.client(), base: s.external.clone() };
+        assert_eq!(t.get("/atlas/api/order").0, StatusCode::UNAUTHORIZED, "{header}");
+    }
+}
+
 /// What a restart must preserve, read through the API.
 fn snapshot(s: &Server) -> Value {
     let alice = broker(s, "alice");
@@ -568,6 +671,7 @@ fn whole_api(database_url: Option<&str>) {
     listeners_and_login(&s);
     products_and_participants(&s);
     trading(&s);
+    api_keys_and_forgery(&s);
     let before = snapshot(&s);
     let (dir_path, url) = s.stop();
     let s = Server::start(&dir_path, url.as_deref());

@@ -46,9 +46,6 @@ impl HasTokens for Ctx {
     fn tokens(&self) -> &TokenKeys {
         &self.app.tokens
     }
-    fn audience(&self) -> Audience {
-        self.audience
-    }
 }
 
 /// The router state type.
@@ -93,6 +90,7 @@ pub fn external(app: Arc<App>) -> Router {
         .route("/atlas/api/trade/order/{order}", get(orders::trades_of_order))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::gateway::authenticate))
         .with_state(ctx)
 }
 
@@ -118,11 +116,17 @@ pub fn internal(app: Arc<App>) -> Router {
             get(participants::get_internal).put(participants::update).delete(participants::disable),
         )
         .route("/atlas/internal/api/participant/broker/{id}/user", post(users::create_broker_user))
+        .route("/atlas/internal/api/participant/broker/{id}/apikey", post(users::create_api_key))
+        .route(
+            "/atlas/internal/api/participant/broker/{id}/apikey/{key}",
+            axum::routing::delete(users::revoke_api_key),
+        )
         .route("/atlas/internal/api/orderBook/endOfDay", post(orders::end_of_day))
         .route("/atlas/internal/api/orderBook/{product}", get(orders::book_internal))
         .route("/atlas/internal/api/order/{id}", get(orders::get_internal))
         .route("/atlas/internal/api/trade/{id}", get(orders::trade_internal))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::gateway::authenticate))
         .with_state(ctx)
 }

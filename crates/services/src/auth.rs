@@ -9,7 +9,6 @@ use anyhow::Context;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -83,6 +82,7 @@ impl Audience {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
+    /// `u:<user id>` or `k:<API key number>`.
     sub: String,
     role: Role,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,13 +91,52 @@ struct Claims {
     iss: String,
     iat: u64,
     exp: u64,
+    /// On internal identity tokens: the listener the request came in on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lst: Option<String>,
 }
+
+/// Who a credential belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A user (by id).
+    User(i64),
+    /// An API key (by number).
+    Key(i64),
+}
+
+impl Principal {
+    fn subject(self) -> String {
+        match self {
+            Principal::User(id) => format!("u:{id}"),
+            Principal::Key(id) => format!("k:{id}"),
+        }
+    }
+    fn parse(sub: &str) -> Option<Principal> {
+        let (kind, id) = sub.split_once(':')?;
+        let id = id.parse().ok().filter(|id: &i64| *id >= 0)?;
+        match kind {
+            "u" => Some(Principal::User(id)),
+            "k" => Some(Principal::Key(id)),
+            _ => None,
+        }
+    }
+}
+
+/// The audience of the internal identity tokens the gateway layer mints for
+/// the services.
+const SERVICE_AUDIENCE: &str = "atlas-service";
+/// Internal identity tokens live this long: one request.
+const IDENTITY_TOKEN_TTL_S: u64 = 60;
+/// The header that carries the identity token from the gateway to the services.
+/// Whatever a client sends in it is dropped.
+pub const IDENTITY_HEADER: &str = "x-atlas-identity";
 
 /// Who is calling, as the token says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// The user id.
-    pub user: i64,
+    /// The user or API key.
+    pub principal: Principal,
     /// Its role.
     pub role: Role,
     /// A broker's participant.
@@ -107,6 +146,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The journal's actor id: a user's id, or an API key's number with the top
+    /// bit set.
+    pub fn actor_user(&self) -> u64 {
+        match self.principal {
+            Principal::User(id) => u64::try_from(id).unwrap_or(0),
+            Principal::Key(id) => u64::try_from(id).unwrap_or(0) | (1 << 63),
+        }
+    }
+
     /// The broker's participant, or 403 for anyone else.
     pub fn broker(&self) -> Result<ParticipantId, ApiError> {
         match (self.role, self.participant, self.audience) {
@@ -179,7 +227,33 @@ impl TokenKeys {
         })
     }
 
-    /// Signs an access token.
+    fn sign(&self, claims: &Claims) -> String {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        // HS256 signing over our own claims cannot fail.
+        jsonwebtoken::encode(&header, claims, &self.encoding).unwrap_or_default()
+    }
+
+    fn check(&self, token: &str, audience: &str) -> Result<Claims, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthenticated())?;
+        // Only our algorithm and our key: `none`, RS/HS confusion and foreign keys fail here.
+        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(ApiError::unauthenticated());
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&["atlas"]);
+        validation.leeway = 5;
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| ApiError::unauthenticated())?
+            .claims;
+        if (claims.role == Role::Broker) != claims.pid.is_some() {
+            return Err(ApiError::unauthenticated());
+        }
+        Ok(claims)
+    }
+
+    /// Signs an access token for a user.
     pub fn issue(
         &self,
         user: i64,
@@ -188,41 +262,59 @@ impl TokenKeys {
         audience: Audience,
     ) -> String {
         let now = unix_now();
-        let claims = Claims {
-            sub: user.to_string(),
+        self.sign(&Claims {
+            sub: Principal::User(user).subject(),
             role,
             pid: participant.map(|p| p.0),
             aud: audience.as_str().to_owned(),
             iss: "atlas".to_owned(),
             iat: now,
             exp: now + ACCESS_TOKEN_TTL_S,
-        };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.kid.clone());
-        // HS256 signing over our own claims cannot fail.
-        jsonwebtoken::encode(&header, &claims, &self.encoding).unwrap_or_default()
+            lst: None,
+        })
     }
 
-    /// Checks a token for `audience`: signature (HS256 only, never `none`),
-    /// key id, issuer, audience and expiry.
+    /// Checks an access token for the listener `audience`: signature, key id,
+    /// issuer, audience and expiry.
     pub fn verify(&self, token: &str, audience: Audience) -> Result<Caller, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthenticated())?;
-        if header.alg != Algorithm::HS256 || header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(ApiError::unauthenticated());
-        }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[audience.as_str()]);
-        validation.set_issuer(&["atlas"]);
-        validation.leeway = 5;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| ApiError::unauthenticated())?;
-        let c = data.claims;
-        let user = c.sub.parse().map_err(|_| ApiError::unauthenticated())?;
-        let participant = c.pid.map(ParticipantId);
-        if (c.role == Role::Broker) != participant.is_some() {
-            return Err(ApiError::unauthenticated());
-        }
-        Ok(Caller { user, role: c.role, participant, audience })
+        let c = self.check(token, audience.as_str())?;
+        let principal = Principal::parse(&c.sub).ok_or_else(ApiError::unauthenticated)?;
+        Ok(Caller { principal, role: c.role, participant: c.pid.map(ParticipantId), audience })
+    }
+
+    /// The gateway's identity token for the services: who is calling, through
+    /// which listener, valid for one request.
+    pub fn identity(&self, caller: &Caller) -> String {
+        let now = unix_now();
+        self.sign(&Claims {
+            sub: caller.principal.subject(),
+            role: caller.role,
+            pid: caller.participant.map(|p| p.0),
+            aud: SERVICE_AUDIENCE.to_owned(),
+            iss: "atlas".to_owned(),
+            iat: now,
+            exp: now + IDENTITY_TOKEN_TTL_S,
+            lst: Some(audience_name(caller.audience).to_owned()),
+        })
+    }
+
+    /// What a service reads from the identity token, and nothing else.
+    pub fn verify_identity(&self, token: &str) -> Result<Caller, ApiError> {
+        let c = self.check(token, SERVICE_AUDIENCE)?;
+        let principal = Principal::parse(&c.sub).ok_or_else(ApiError::unauthenticated)?;
+        let audience = match c.lst.as_deref() {
+            Some("external") => Audience::External,
+            Some("internal") => Audience::Internal,
+            _ => return Err(ApiError::unauthenticated()),
+        };
+        Ok(Caller { principal, role: c.role, participant: c.pid.map(ParticipantId), audience })
+    }
+}
+
+fn audience_name(a: Audience) -> &'static str {
+    match a {
+        Audience::External => "external",
+        Audience::Internal => "internal",
     }
 }
 
@@ -263,34 +355,54 @@ pub fn check_password_rules(password: &str) -> Result<(), ApiError> {
 pub trait HasTokens {
     /// The signing keys.
     fn tokens(&self) -> &TokenKeys;
-    /// Which listener this router serves.
-    fn audience(&self) -> Audience;
+}
+
+/// Why the gateway refused the request's credential (handlers that need a
+/// caller answer with it; public endpoints do not care).
+#[derive(Clone, Copy, Debug)]
+pub enum AuthFailure {
+    /// Missing, malformed, expired or wrongly signed.
+    Unauthenticated,
+    /// Valid, but for the other listener.
+    Forbidden,
+    /// The credential could not be checked (storage down).
+    Unavailable,
 }
 
 impl<S: HasTokens + Send + Sync> FromRequestParts<Arc<S>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<S>) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(ApiError::unauthenticated)?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
+        match parts.extensions.get::<AuthFailure>() {
+            Some(AuthFailure::Unauthenticated) => return Err(ApiError::unauthenticated()),
+            Some(AuthFailure::Forbidden) => return Err(ApiError::forbidden()),
+            Some(AuthFailure::Unavailable) => return Err(ApiError::storage_unavailable()),
+            None => {}
+        }
+        let token = parts
+            .headers
+            .get(IDENTITY_HEADER)
+            .and_then(|v| v.to_str().ok())
             .ok_or_else(ApiError::unauthenticated)?;
-        let caller = state.tokens().verify(token.trim(), state.audience());
-        match caller {
-            Ok(c) => Ok(c),
-            // A valid token for the other listener: authenticated, but not allowed here.
-            Err(e) => {
-                let other = match state.audience() {
-                    Audience::External => Audience::Internal,
-                    Audience::Internal => Audience::External,
-                };
-                if state.tokens().verify(token.trim(), other).is_ok() {
-                    Err(ApiError::forbidden())
-                } else {
-                    Err(e)
-                }
+        state.tokens().verify_identity(token)
+    }
+}
+
+/// Used by the gateway: checks a bearer access token for `audience`, telling a
+/// token for the other listener (403) from a bad one (401).
+pub fn bearer(tokens: &TokenKeys, value: &str, audience: Audience) -> Result<Caller, AuthFailure> {
+    let token = value.strip_prefix("Bearer ").ok_or(AuthFailure::Unauthenticated)?.trim();
+    match tokens.verify(token, audience) {
+        Ok(c) => Ok(c),
+        Err(_) => {
+            let other = match audience {
+                Audience::External => Audience::Internal,
+                Audience::Internal => Audience::External,
+            };
+            if tokens.verify(token, other).is_ok() {
+                Err(AuthFailure::Forbidden)
+            } else {
+                Err(AuthFailure::Unauthenticated)
             }
         }
     }

@@ -6,6 +6,7 @@
 mod app;
 pub mod auth;
 mod error;
+mod gateway;
 mod model;
 mod orders;
 mod participants;

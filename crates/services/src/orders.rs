@@ -38,7 +38,7 @@ fn trade_not_found() -> ApiError {
 }
 
 fn actor(caller: &Caller) -> Actor {
-    Actor { user: u64::try_from(caller.user).unwrap_or(0), participant: caller.participant }
+    Actor { user: caller.actor_user(), participant: caller.participant }
 }
 
 async fn product_for_order(app: &App, id: ProductId) -> Result<ProductRow, ApiError> {

@@ -122,7 +122,7 @@ pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<
     caller.operator()?;
     let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
     ctx.app.db.update_participant(row.id, None, Some("DISABLED"), now_ns()).await?;
-    let actor = Actor { user: u64::try_from(caller.user).unwrap_or(0), participant: None };
+    let actor = Actor { user: caller.actor_user(), participant: None };
     ctx.app
         .seq
         .submit(actor, None, CommandKind::MassCancel { participant: row.id, product: None })?

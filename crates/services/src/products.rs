@@ -94,7 +94,7 @@ pub async fn submit_product_command(
     caller: &Caller,
     cmd: CommandKind,
 ) -> Result<(), ApiError> {
-    let actor = Actor { user: u64::try_from(caller.user).unwrap_or(0), participant: None };
+    let actor = Actor { user: caller.actor_user(), participant: None };
     let receipt = seq.submit(actor, None, cmd)?.await.map_err(|_| ApiError::storage_unavailable())??;
     match receipt.events.first() {
         Some(Event::Rejected { reason }) => Err(reject(*reason)),
@@ -283,7 +283,7 @@ pub async fn reconcile(app: &App) -> anyhow::Result<()> {
         .query(|e| e.products().filter_map(|p| e.product(p).map(|v| (p, v.status))).collect::<Vec<_>>())?
         .await?;
     let system = Caller {
-        user: 0,
+        principal: crate::auth::Principal::User(0),
         role: crate::auth::Role::Admin,
         participant: None,
         audience: crate::auth::Audience::Internal,

@@ -139,3 +139,59 @@ pub async fn create_broker_user(
         .ok_or_else(|| ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant"))?;
     create_user(&ctx, b, Some(participant.id)).await
 }
+
+/// Random bytes, for keys and secrets.
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::fill(&mut b);
+    b
+}
+
+/// `POST /atlas/internal/api/participant/broker/{id}/apikey`: a new key for a
+/// broker. The secret and passphrase are shown once, here, and never again.
+pub async fn create_api_key(
+    State(ctx): St,
+    caller: Caller,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
+    use base64::Engine as _;
+    use sha2::Digest;
+    caller.operator()?;
+    let crate::auth::Principal::User(created_by) = caller.principal else {
+        return Err(ApiError::forbidden());
+    };
+    let participant = ctx
+        .app
+        .db
+        .participant(ParticipantId(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant"))?;
+    let key: String = random::<16>().iter().map(|b| format!("{b:02x}")).collect();
+    let secret = base64::engine::general_purpose::STANDARD.encode(random::<64>());
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
+    let passphrase: String =
+        random::<20>().iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect();
+    let digest: String =
+        sha2::Sha256::digest(passphrase.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    ctx.app.db.insert_api_key(&key, participant.id, &secret, &digest, created_by, now_ns()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(
+            serde_json::json!({"key": key, "secret": secret, "passphrase": passphrase, "participantId": id}),
+        ),
+    ))
+}
+
+/// `DELETE /atlas/internal/api/participant/broker/{id}/apikey/{key}`.
+pub async fn revoke_api_key(
+    State(ctx): St,
+    caller: Caller,
+    Id((id, key)): Id<(u32, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    if ctx.app.db.revoke_api_key(ParticipantId(id), &key, now_ns()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("API_KEY_NOT_FOUND", "no such live key for this participant"))
+    }
+}

@@ -134,6 +134,23 @@ pub struct UserRow {
     pub status: String,
 }
 
+/// An API key's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    /// Its number (the actor id of what it does).
+    pub id: i64,
+    /// The public key id.
+    pub key: String,
+    /// The participant it trades for.
+    pub participant: ParticipantId,
+    /// The HMAC secret, base64.
+    pub secret: String,
+    /// SHA-256 of the passphrase, hex.
+    pub passphrase_sha256: String,
+    /// Set once revoked.
+    pub revoked: bool,
+}
+
 /// Which of a participant's orders to list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderFilter {
@@ -511,6 +528,76 @@ impl Db {
         with_pool!(self, |p, _o, _t| {
             let row = sqlx::query(q).fetch_one(p).await.map_err(db_err)?;
             row.i64("n")
+        })
+    }
+
+    // ---- API keys ----
+
+    /// Stores a new API key.
+    pub async fn insert_api_key(
+        &self,
+        key: &str,
+        participant: ParticipantId,
+        secret: &str,
+        passphrase_sha256: &str,
+        created_by: i64,
+        now_ns: i64,
+    ) -> Result<(), DbError> {
+        let q = "INSERT INTO api_keys (key, participant_id, secret, passphrase_sha256, created_by, created_ns) \
+                 VALUES ($1, $2, $3, $4, $5, $6)";
+        with_pool!(self, |p, _o, _t| {
+            sqlx::query(q)
+                .bind(key)
+                .bind(i64::from(participant.0))
+                .bind(secret)
+                .bind(passphrase_sha256)
+                .bind(created_by)
+                .bind(now_ns)
+                .execute(p)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// An API key by its public id (revoked ones too: callers check).
+    pub async fn api_key(&self, key: &str) -> Result<Option<ApiKeyRow>, DbError> {
+        let q = "SELECT id, key, participant_id, secret, passphrase_sha256, revoked_ns FROM api_keys WHERE key = $1";
+        with_pool!(self, |p, _o, _t| {
+            let Some(r) = sqlx::query(q).bind(key).fetch_optional(p).await.map_err(db_err)? else {
+                return Ok(None);
+            };
+            Ok(Some(ApiKeyRow {
+                id: r.i64("id")?,
+                key: r.text("key")?,
+                participant: ParticipantId(
+                    u32::try_from(r.i64("participant_id")?).map_err(|_| bad("participant id"))?,
+                ),
+                secret: r.text("secret")?,
+                passphrase_sha256: r.text("passphrase_sha256")?,
+                revoked: r.opt_i64("revoked_ns")?.is_some(),
+            }))
+        })
+    }
+
+    /// Revokes a participant's key; false if it has no such live key.
+    pub async fn revoke_api_key(
+        &self,
+        participant: ParticipantId,
+        key: &str,
+        now_ns: i64,
+    ) -> Result<bool, DbError> {
+        let q = "UPDATE api_keys SET revoked_ns = $1 WHERE key = $2 AND participant_id = $3 AND revoked_ns IS NULL";
+        with_pool!(self, |p, _o, _t| {
+            let n = sqlx::query(q)
+                .bind(now_ns)
+                .bind(key)
+                .bind(i64::from(participant.0))
+                .execute(p)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+            Ok(n == 1)
         })
     }
 

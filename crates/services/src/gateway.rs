@@ -1,0 +1,156 @@
+//! The gateway layer in front of every route: it turns the caller's credential
+//! (a bearer access token, or an API key's HMAC signature) into a short-lived
+//! identity token for the services, which authorize from that token alone. Any
+//! identity header a client sends is dropped first.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::app::{BODY_BYTES_MAX, Ctx};
+use crate::auth::{Audience, AuthFailure, Caller, IDENTITY_HEADER, Principal, Role, bearer};
+use crate::error::ApiError;
+
+/// A signed request's timestamp may be this far from the server's clock.
+pub const SIGNATURE_WINDOW_S: i64 = 30;
+
+/// The header names of one signing scheme.
+struct Scheme {
+    key: &'static str,
+    timestamp: &'static str,
+    sign: &'static str,
+    passphrase: Option<&'static str>,
+}
+
+/// Atlas's own API-key headers.
+const ATLAS: Scheme =
+    Scheme { key: "atlas-key", timestamp: "atlas-timestamp", sign: "atlas-sign", passphrase: None };
+/// Coinbase Exchange's, for the compatible surface (the passphrase is required).
+const COINBASE: Scheme = Scheme {
+    key: "cb-access-key",
+    timestamp: "cb-access-timestamp",
+    sign: "cb-access-sign",
+    passphrase: Some("cb-access-passphrase"),
+};
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unix_now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Seconds from a timestamp header: an integer, or Coinbase's decimal seconds.
+fn timestamp_s(text: &str) -> Option<i64> {
+    let int = text
+        .split_once('.')
+        .map_or(text, |(i, f)| if f.bytes().all(|b| b.is_ascii_digit()) { i } else { "" });
+    if int.is_empty() || int.len() > 12 || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    int.parse().ok()
+}
+
+/// Checks an API-key signature over timestamp + METHOD + path-with-query + body.
+async fn api_key(ctx: &Ctx, scheme: &Scheme, parts: &Parts, body: &[u8]) -> Result<Caller, AuthFailure> {
+    let unauthenticated = AuthFailure::Unauthenticated;
+    let key = header(parts, scheme.key).ok_or(unauthenticated)?;
+    let ts_text = header(parts, scheme.timestamp).ok_or(unauthenticated)?;
+    let sign = header(parts, scheme.sign).ok_or(unauthenticated)?;
+    let ts = timestamp_s(ts_text).ok_or(unauthenticated)?;
+    if (unix_now_s() - ts).abs() > SIGNATURE_WINDOW_S || key.len() > 64 {
+        return Err(unauthenticated);
+    }
+    let row = match ctx.app.db.api_key(key).await {
+        Ok(Some(row)) if !row.revoked => row,
+        Ok(_) => return Err(unauthenticated),
+        Err(_) => return Err(AuthFailure::Unavailable),
+    };
+    if let Some(name) = scheme.passphrase {
+        let given = header(parts, name).ok_or(unauthenticated)?;
+        let digest = Sha256::digest(given.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if hex != row.passphrase_sha256 {
+            return Err(unauthenticated);
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let secret = b64.decode(&row.secret).map_err(|_| unauthenticated)?;
+    let signature = b64.decode(sign).map_err(|_| unauthenticated)?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| unauthenticated)?;
+    mac.update(ts_text.as_bytes());
+    mac.update(parts.method.as_str().as_bytes());
+    mac.update(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    mac.update(body);
+    // Constant-time comparison.
+    mac.verify_slice(&signature).map_err(|_| unauthenticated)?;
+    let participant = match ctx.app.db.participant(row.participant).await {
+        Ok(Some(p)) if p.status == "ACTIVE" => p.id,
+        Ok(_) => return Err(unauthenticated),
+        Err(_) => return Err(AuthFailure::Unavailable),
+    };
+    Ok(Caller {
+        principal: Principal::Key(row.id),
+        role: Role::Broker,
+        participant: Some(participant),
+        audience: Audience::External,
+    })
+}
+
+/// The middleware.
+pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: Next) -> Response {
+    req.headers_mut().remove(IDENTITY_HEADER);
+    let scheme = [&ATLAS, &COINBASE].into_iter().find(|s| req.headers().contains_key(s.key));
+    let outcome = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        Some(match value.to_str() {
+            Ok(v) => bearer(&ctx.app.tokens, v, ctx.audience),
+            Err(_) => Err(AuthFailure::Unauthenticated),
+        })
+    } else if let Some(scheme) = scheme {
+        if ctx.audience != Audience::External {
+            // Programs trade on the external listener; operators log in.
+            Some(Err(AuthFailure::Unauthenticated))
+        } else {
+            // The signature covers the body: read it (bounded) and put it back.
+            let (parts, body) = req.into_parts();
+            let bytes = match axum::body::to_bytes(body, BODY_BYTES_MAX).await {
+                Ok(b) => b,
+                Err(_) => {
+                    return ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "PAYLOAD_TOO_LARGE",
+                        "the body is too large",
+                    )
+                    .into_response();
+                }
+            };
+            let outcome = api_key(&ctx, scheme, &parts, &bytes).await;
+            req = Request::from_parts(parts, Body::from(bytes));
+            Some(outcome)
+        }
+    } else {
+        None
+    };
+    match outcome {
+        Some(Ok(caller)) => match HeaderValue::from_str(&ctx.app.tokens.identity(&caller)) {
+            Ok(v) => {
+                req.headers_mut().insert(IDENTITY_HEADER, v);
+            }
+            Err(_) => return ApiError::internal().into_response(),
+        },
+        Some(Err(failure)) => {
+            req.extensions_mut().insert(failure);
+        }
+        None => {}
+    }
+    next.run(req).await
+}
