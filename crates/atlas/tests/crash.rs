@@ -58,7 +58,9 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
             .spawn()
             .expect("start atlas");
         let stdout = child.stdout.take().expect("stdout");
+        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
+            let mut first = Some(first_tx);
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
@@ -67,12 +69,18 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
                     (parts.next() == Some("ACK")).then_some(())?;
                     let seq = parts.next()?.parse().ok()?;
                     let order = parts.next()?.parse().ok()?;
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(());
+                    }
                     Some((seq, order))
                 })
                 .collect::<Vec<(u64, u64)>>()
         });
-        // Staggered, repeatable kill points between 150 and 450 ms.
-        std::thread::sleep(Duration::from_millis(150 + (round * 157) % 300));
+        // Kill under load: once the process acknowledges its first command (a
+        // loaded machine can take a while to start a debug build and recover),
+        // then at a staggered, repeatable moment 50 to 350 ms later.
+        let started = first_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+        std::thread::sleep(Duration::from_millis(50 + (round * 157) % 300));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let lines = reader.join().expect("reader");
@@ -80,6 +88,7 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
+        assert!(started, "round {round}: no acknowledgement within 60 s; stderr:\n{stderr}");
         assert!(!lines.is_empty(), "round {round}: no command acknowledged; stderr:\n{stderr}");
         acked.extend(lines);
     }

@@ -88,6 +88,7 @@ pub fn external(app: Arc<App>) -> Router {
         .route("/atlas/api/trade", get(orders::tape))
         .route("/atlas/api/trade/{id}", get(orders::trade))
         .route("/atlas/api/trade/order/{order}", get(orders::trades_of_order))
+        .merge(crate::coinbase::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::gateway::authenticate))

@@ -89,7 +89,14 @@ async fn api_key(ctx: &Ctx, scheme: &Scheme, parts: &Parts, body: &[u8]) -> Resu
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| unauthenticated)?;
     mac.update(ts_text.as_bytes());
     mac.update(parts.method.as_str().as_bytes());
-    mac.update(parts.uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // Coinbase clients sign the path as Coinbase's host sees it: without the
+    // `/coinbase` prefix under which Atlas serves that surface.
+    let path = match scheme.passphrase {
+        Some(_) => path.strip_prefix("/coinbase").unwrap_or(path),
+        None => path,
+    };
+    mac.update(path.as_bytes());
     mac.update(body);
     // Constant-time comparison.
     mac.verify_slice(&signature).map_err(|_| unauthenticated)?;

@@ -5,6 +5,7 @@
 
 mod app;
 pub mod auth;
+mod coinbase;
 mod error;
 mod gateway;
 mod model;

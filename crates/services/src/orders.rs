@@ -64,7 +64,7 @@ async fn stored_report(app: &App, row: &OrderRow) -> Result<OrderReport, ApiErro
 }
 
 /// The caller's order, or 404 (also for another broker's order).
-async fn own_order(app: &App, caller: &Caller, id: u64) -> Result<OrderRow, ApiError> {
+pub(crate) async fn own_order(app: &App, caller: &Caller, id: u64) -> Result<OrderRow, ApiError> {
     let me = caller.broker()?;
     match app.db.order(OrderId(id)).await? {
         Some(row) if row.participant == me => Ok(row),
@@ -105,14 +105,27 @@ pub async fn create(
             .self_trade_prevention
             .map_or(SelfTradePrevention::None, SelfTradePrevention::from),
     };
-    let client_order_id = b.client_order_id.clone();
-    let ticket = app.seq.submit(actor(&caller), client_order_id.clone(), CommandKind::NewOrder(order))?;
+    let (created, row, trades) = place(app, &caller, order, b.client_order_id).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, axum::Json(OrderReport::of(&row, &trades, &product))))
+}
+
+/// Enters an order for the caller and waits for matching and commit. Returns
+/// whether it is new (false: a retried client order id, answered with the
+/// original as it stands), its row and its trades.
+pub(crate) async fn place(
+    app: &App,
+    caller: &Caller,
+    order: NewOrder,
+    client_order_id: Option<String>,
+) -> Result<(bool, OrderRow, Vec<atlas_journal::projection::TradeRow>), ApiError> {
+    let ticket = app.seq.submit(actor(caller), client_order_id.clone(), CommandKind::NewOrder(order))?;
     let receipt = await_receipt(ticket).await?;
     let order_id = receipt.order_id.ok_or_else(ApiError::internal)?;
     if receipt.duplicate {
-        // A retry: the original, as it stands now.
         let row = app.db.order(order_id).await?.ok_or_else(order_not_found)?;
-        return Ok((StatusCode::OK, axum::Json(stored_report(app, &row).await?)));
+        let trades = app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect();
+        return Ok((false, row, trades));
     }
     if let Some(e) = rejected(&receipt) {
         return Err(e);
@@ -122,14 +135,47 @@ pub async fn create(
     let entry = Entry {
         seq: receipt.seq,
         time: receipt.time,
-        actor: actor(&caller),
+        actor: actor(caller),
         client_order_id,
         command: CommandKind::NewOrder(NewOrder { order_id, ..order }),
     };
     let mut fx = Effects::default();
     Projection::default().apply(&entry, &receipt.events, &mut fx);
-    let row = fx.orders.iter().find(|r| r.id == order_id).ok_or_else(ApiError::internal)?;
-    Ok((StatusCode::CREATED, axum::Json(OrderReport::of(row, &fx.trades, &product))))
+    let row = fx.orders.into_iter().find(|r| r.id == order_id).ok_or_else(ApiError::internal)?;
+    Ok((true, row, fx.trades))
+}
+
+/// Cancels one of the caller's orders; returns its final row.
+pub(crate) async fn cancel_one(app: &App, caller: &Caller, id: u64) -> Result<OrderRow, ApiError> {
+    let row = own_order(app, caller, id).await?;
+    let cmd = CommandKind::Cancel { order_id: row.id, participant: Some(row.participant) };
+    let receipt = await_receipt(app.seq.submit(actor(caller), None, cmd)?).await?;
+    if let Some(e) = rejected(&receipt) {
+        return Err(e);
+    }
+    app.db.order(row.id).await?.ok_or_else(order_not_found)
+}
+
+/// Cancels all the caller's open orders (of one product); returns their ids.
+pub(crate) async fn cancel_many(
+    app: &App,
+    caller: &Caller,
+    product: Option<ProductId>,
+) -> Result<Vec<u64>, ApiError> {
+    let me = caller.broker()?;
+    let cmd = CommandKind::MassCancel { participant: me, product };
+    let receipt = await_receipt(app.seq.submit(actor(caller), None, cmd)?).await?;
+    if let Some(e) = rejected(&receipt) {
+        return Err(e);
+    }
+    Ok(receipt
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cancelled { order_id, .. } => Some(order_id.0),
+            _ => None,
+        })
+        .collect())
 }
 
 pub async fn get_one(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
@@ -174,15 +220,8 @@ pub async fn amend(
 
 /// `DELETE /atlas/api/order/{id}`.
 pub async fn cancel(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
-    let app = &ctx.app;
-    let row = own_order(app, &caller, id).await?;
-    let cmd = CommandKind::Cancel { order_id: row.id, participant: Some(row.participant) };
-    let receipt = await_receipt(app.seq.submit(actor(&caller), None, cmd)?).await?;
-    if let Some(e) = rejected(&receipt) {
-        return Err(e);
-    }
-    let row = app.db.order(row.id).await?.ok_or_else(order_not_found)?;
-    Ok(axum::Json(stored_report(app, &row).await?))
+    let row = cancel_one(&ctx.app, &caller, id).await?;
+    Ok(axum::Json(stored_report(&ctx.app, &row).await?))
 }
 
 #[derive(Deserialize)]
@@ -197,20 +236,7 @@ pub async fn cancel_all(
     caller: Caller,
     Params(p): Params<CancelAllParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let me = caller.broker()?;
-    let cmd = CommandKind::MassCancel { participant: me, product: p.product_id.map(ProductId) };
-    let receipt = await_receipt(ctx.app.seq.submit(actor(&caller), None, cmd)?).await?;
-    if let Some(e) = rejected(&receipt) {
-        return Err(e);
-    }
-    let cancelled: Vec<u64> = receipt
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Cancelled { order_id, .. } => Some(order_id.0),
-            _ => None,
-        })
-        .collect();
+    let cancelled = cancel_many(&ctx.app, &caller, p.product_id.map(ProductId)).await?;
     Ok(axum::Json(serde_json::json!({ "cancelled": cancelled })))
 }
 

@@ -713,6 +713,87 @@ impl Db {
         })
     }
 
+    /// A participant's fills, newest first, optionally for one product.
+    pub async fn fills(
+        &self,
+        participant: ParticipantId,
+        product: Option<ProductId>,
+        limit: u32,
+    ) -> Result<Vec<(TradeRow, bool)>, DbError> {
+        let q = "SELECT * FROM trades WHERE maker_participant_id = $1 AND ($2 IS NULL OR product_id = $2) \
+                 UNION ALL \
+                 SELECT * FROM trades WHERE taker_participant_id = $1 AND maker_participant_id <> $1 \
+                 AND ($2 IS NULL OR product_id = $2) ORDER BY id DESC LIMIT $3";
+        with_pool!(self, |p, _o, trade_row| {
+            sqlx::query(q)
+                .bind(i64::from(participant.0))
+                .bind(product.map(|x| i64::from(x.0)))
+                .bind(i64::from(limit.min(PAGE_ROWS_MAX)))
+                .fetch_all(p)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| trade_row(r).map_err(DbError::from))
+                .collect()
+        })
+    }
+
+    /// A product's trades (not busted) in `[from_ns, to_ns)`, oldest first, at most `limit`.
+    pub async fn trades_between(
+        &self,
+        product: ProductId,
+        from_ns: i64,
+        to_ns: i64,
+        limit: u32,
+    ) -> Result<Vec<TradeRow>, DbError> {
+        let q = "SELECT * FROM trades WHERE product_id = $1 AND time_ns >= $2 AND time_ns < $3 AND NOT busted \
+                 ORDER BY id LIMIT $4";
+        with_pool!(self, |p, _o, trade_row| {
+            sqlx::query(q)
+                .bind(i64::from(product.0))
+                .bind(from_ns)
+                .bind(to_ns)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| trade_row(r).map(|(t, _)| t).map_err(DbError::from))
+                .collect()
+        })
+    }
+
+    /// A product's newest trades (not busted), newest first.
+    pub async fn latest_trades(&self, product: ProductId, limit: u32) -> Result<Vec<TradeRow>, DbError> {
+        let q = "SELECT * FROM trades WHERE product_id = $1 AND NOT busted ORDER BY id DESC LIMIT $2";
+        with_pool!(self, |p, _o, trade_row| {
+            sqlx::query(q)
+                .bind(i64::from(product.0))
+                .bind(i64::from(limit.min(PAGE_ROWS_MAX)))
+                .fetch_all(p)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(|r| trade_row(r).map(|(t, _)| t).map_err(DbError::from))
+                .collect()
+        })
+    }
+
+    /// Quantity traded in a product since `since_ns` (busted trades excluded).
+    pub async fn volume_since(&self, product: ProductId, since_ns: i64) -> Result<i64, DbError> {
+        let q = "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS v FROM trades \
+                 WHERE product_id = $1 AND time_ns >= $2 AND NOT busted";
+        with_pool!(self, |p, _o, _t| {
+            let row = sqlx::query(q)
+                .bind(i64::from(product.0))
+                .bind(since_ns)
+                .fetch_one(p)
+                .await
+                .map_err(db_err)?;
+            row.i64("v")
+        })
+    }
+
     /// A product's public tape: trades after `since` (an id), oldest first.
     pub async fn tape(
         &self,

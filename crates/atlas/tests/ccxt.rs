@@ -1,0 +1,53 @@
+//! ccxt compatibility: stock `ccxt.coinbaseexchange` (Python), pointed at Atlas's
+//! `/coinbase` surface, loads markets, places, fetches and cancels orders, and
+//! reads the book, trades, the ticker and fills (`tests/ccxt/check.py`). Two
+//! brokers with API keys; the script also checks that one cannot see or cancel
+//! the other's order. Needs `python3` with `ccxt` (scripts/test installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use server::{Server, admin};
+
+#[test]
+fn stock_ccxt_trades_through_the_coinbase_surface() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let adm = admin(&s);
+    let (st, _) =
+        adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME", "tickSize": "0.01"}));
+    assert_eq!(st, StatusCode::CREATED);
+    let mut keys = Vec::new();
+    for name in ["A", "B"] {
+        let (st, b) =
+            adm.post("/atlas/internal/api/participant/broker", json!({"name": format!("Broker {name}")}));
+        assert_eq!(st, StatusCode::CREATED);
+        let (st, key) =
+            adm.post(&format!("/atlas/internal/api/participant/broker/{}/apikey", b["id"]), json!({}));
+        assert_eq!(st, StatusCode::CREATED);
+        keys.push(key);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/ccxt/check.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .env("ATLAS_CB_URL", format!("{}/coinbase", s.external))
+        .env("ATLAS_CA", s.data_dir.join("pki/ca.crt"))
+        .env("REQUESTS_CA_BUNDLE", s.data_dir.join("pki/ca.crt"))
+        .env("KEY_A", keys[0]["key"].as_str().unwrap())
+        .env("SECRET_A", keys[0]["secret"].as_str().unwrap())
+        .env("PASS_A", keys[0]["passphrase"].as_str().unwrap())
+        .env("KEY_B", keys[1]["key"].as_str().unwrap())
+        .env("SECRET_B", keys[1]["secret"].as_str().unwrap())
+        .env("PASS_B", keys[1]["passphrase"].as_str().unwrap())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ccxt check failed\n{stdout}\n{stderr}");
+    assert!(stdout.contains("ccxt: all checks passed"), "{stdout}");
+}

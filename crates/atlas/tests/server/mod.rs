@@ -1,0 +1,165 @@
+//! Test helpers: `atlas up` as a child process on random ports, and HTTPS clients
+//! for its two listeners.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder};
+use serde_json::{Value, json};
+
+pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A running `atlas up`.
+pub struct Server {
+    child: Child,
+    pub external: String,
+    pub internal: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_atlas"));
+        cmd.args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
+            .env("ATLAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let mut child = cmd.spawn().expect("start atlas up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        // "atlas up: external https://A internal https://B (CA …)"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words.len() >= 6 && words[2] == "external", "unexpected first line: {line:?}");
+        Server {
+            child,
+            external: words[3].to_owned(),
+            internal: words[5].to_owned(),
+            data_dir: data_dir.to_owned(),
+            database_url: database_url.map(str::to_owned),
+        }
+    }
+
+    pub fn stop(mut self) -> (PathBuf, Option<String>) {
+        // SIGTERM: a clean shutdown.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "atlas up exited with {status}");
+        (self.data_dir.clone(), self.database_url.clone())
+    }
+
+    pub fn ca(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(&std::fs::read(self.data_dir.join("pki/ca.crt")).unwrap()).unwrap()
+    }
+
+    /// A client that trusts the CA (and presents no certificate).
+    pub fn client(&self) -> Client {
+        Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca())
+            .build()
+            .unwrap()
+    }
+
+    /// A client presenting the bootstrap admin's certificate.
+    pub fn admin_client(&self) -> Client {
+        let mut pem = std::fs::read(self.data_dir.join("pki/admin.crt")).unwrap();
+        pem.extend(std::fs::read(self.data_dir.join("pki/admin.key")).unwrap());
+        Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(self.ca())
+            .identity(reqwest::Identity::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One authenticated caller on one listener.
+pub struct Api {
+    pub client: Client,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        let r = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+    pub fn send(&self, r: RequestBuilder) -> (StatusCode, Value) {
+        let resp = r.send().expect("request");
+        let status = resp.status();
+        let problem = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/problem+json"));
+        let text = resp.text().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            assert!(problem, "errors are problem+json: {status} {body}");
+            assert_eq!(body["status"], status.as_u16(), "{body}");
+            assert!(
+                body["code"].is_string() && body["title"].is_string() && body["type"].is_string(),
+                "{body}"
+            );
+        }
+        (status, body)
+    }
+    pub fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::GET, path))
+    }
+    pub fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::POST, path).json(&body))
+    }
+    pub fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::PUT, path).json(&body))
+    }
+    pub fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.req(reqwest::Method::DELETE, path))
+    }
+}
+
+pub fn code(r: &(StatusCode, Value)) -> (StatusCode, &str) {
+    (r.0, r.1["code"].as_str().unwrap_or(""))
+}
+
+pub fn login(client: Client, base: &str, path: &str, user: &str, password: &str) -> Api {
+    let api = Api { client, base: base.to_owned(), token: None };
+    let (status, body) = api.post(path, json!({"username": user, "password": password}));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tokenType"], "Bearer");
+    Api { token: Some(body["accessToken"].as_str().unwrap().to_owned()), ..api }
+}
+
+pub fn admin(s: &Server) -> Api {
+    login(s.admin_client(), &s.internal, "/atlas/internal/api/auth/token", "admin", ADMIN_PASSWORD)
+}
+
+pub fn broker(s: &Server, user: &str) -> Api {
+    login(s.client(), &s.external, "/atlas/api/auth/token", user, &format!("{user}-password"))
+}
