@@ -14,6 +14,9 @@ pub enum Bench {
     /// The engine and the durable journal together, in process, on SQLite:
     /// committed commands per second, commit-to-ack latency, replay speed.
     Journal(JournalArgs),
+    /// REST order entry end to end over keep-alive HTTPS against an in-process
+    /// `atlas up`: orders/s, latency histograms, the ratio to a no-op endpoint.
+    Api(crate::bench_api::ApiArgs),
 }
 
 /// Options of `atlas bench journal`.
@@ -77,6 +80,7 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
     match b {
         Bench::Engine(args) => engine(args),
         Bench::Journal(args) => journal(args),
+        Bench::Api(args) => crate::bench_api::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 //! benchmarks.
 
 mod bench;
+mod bench_api;
 mod journal_load;
 mod up;
 mod verify;

@@ -79,6 +79,7 @@ pub fn external(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/atlas/api/auth/token", post(users::token))
+        .route("/atlas/api/auth/whoami", get(users::whoami))
         .route("/atlas/api/product/equity", get(products::list))
         .route("/atlas/api/product/equity/{id}", get(products::get_one))
         .route("/atlas/api/participant/broker/{id}", get(participants::get_own))
@@ -103,6 +104,7 @@ pub fn internal(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/atlas/internal/api/auth/token", post(users::token))
+        .route("/atlas/internal/api/auth/whoami", get(users::whoami))
         .route("/atlas/internal/api/user", post(users::create_internal))
         .route("/atlas/internal/api/product/equity", post(products::create).get(products::list_internal))
         .route(

@@ -88,8 +88,34 @@ async fn bootstrap_admin(db: &Db, data_dir: &std::path::Path) -> anyhow::Result<
     Ok(())
 }
 
-/// Runs the exchange until SIGINT or SIGTERM.
-pub async fn run(config: UpConfig) -> anyhow::Result<()> {
+/// A running exchange (see [`start`]).
+pub struct Running {
+    /// The external listener's bound address.
+    pub external_addr: SocketAddr,
+    /// The internal listener's bound address.
+    pub internal_addr: SocketAddr,
+    /// The PKI's files.
+    pub pki: pki::Pki,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    sequencer: Sequencer,
+}
+
+impl Running {
+    /// Stops the listeners (letting requests in flight finish) and the shard.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop_tx.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        let sequencer = self.sequencer;
+        tokio::task::spawn_blocking(move || sequencer.shutdown()).await?;
+        Ok(())
+    }
+}
+
+/// Starts every service and both listeners; returns once they are listening.
+pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     create_private_dir(&config.data_dir)?;
     // The journal's stores drive their connections on private runtimes: open them
     // (and recover the shard) on a blocking thread, outside this runtime.
@@ -119,23 +145,26 @@ pub async fn run(config: UpConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let external_tls = tls::external(&pki.external)?;
     let internal_tls = tls::internal(&pki.internal, &pki.ca_cert)?;
-    let servers = [
+    let servers = vec![
         tokio::spawn(tls::serve(external, external_tls, app::external(app.clone()), stop_rx.clone())),
         tokio::spawn(tls::serve(internal, internal_tls, app::internal(app.clone()), stop_rx)),
     ];
+    Ok(Running { external_addr, internal_addr, pki, stop_tx, servers, sequencer })
+}
+
+/// Runs the exchange until SIGINT or SIGTERM.
+pub async fn run(config: UpConfig) -> anyhow::Result<()> {
+    let running = start(config).await?;
     // Tests and scripts read the bound addresses from this line.
     println!(
-        "atlas up: external https://{external_addr} internal https://{internal_addr} (CA {})",
-        pki.ca_cert.display()
+        "atlas up: external https://{} internal https://{} (CA {})",
+        running.external_addr,
+        running.internal_addr,
+        running.pki.ca_cert.display()
     );
     shutdown_signal().await;
     eprintln!("atlas up: shutting down");
-    let _ = stop_tx.send(true);
-    for s in servers {
-        let _ = s.await;
-    }
-    tokio::task::spawn_blocking(move || sequencer.shutdown()).await?;
-    Ok(())
+    running.shutdown().await
 }
 
 async fn shutdown_signal() {

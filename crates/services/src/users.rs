@@ -195,3 +195,18 @@ pub async fn revoke_api_key(
         Err(ApiError::not_found("API_KEY_NOT_FOUND", "no such live key for this participant"))
     }
 }
+
+/// `GET /atlas/api/auth/whoami`: the caller as its credential says, with no
+/// storage behind it (also the no-op baseline of `atlas bench api`).
+pub async fn whoami(caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    let (kind, id) = match caller.principal {
+        crate::auth::Principal::User(id) => ("user", id),
+        crate::auth::Principal::Key(id) => ("apiKey", id),
+    };
+    Ok(axum::Json(serde_json::json!({
+        "principal": kind,
+        "id": id,
+        "role": caller.role.as_str(),
+        "participantId": caller.participant.map(|p| p.0),
+    })))
+}

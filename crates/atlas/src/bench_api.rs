@@ -1,0 +1,315 @@
+//! `atlas bench api`: REST order entry end to end — TLS, the gateway, the order
+//! service, matching and the durable commit — over keep-alive HTTPS (HTTP/1.1)
+//! connections from this machine. Starts its own `atlas up` in process on a
+//! fresh data directory (SQLite unless `--database-url`), then measures: orders
+//! closed-loop on every connection, an authenticated no-op endpoint the same way
+//! (the ratio shows what the exchange adds to the HTTP stack), and orders
+//! open-loop at a fixed rate (latency counted from each request's scheduled time,
+//! so stalls are not hidden). Prints a live progress line and the histograms.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+
+/// Options of `atlas bench api`.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// Keep-alive HTTPS connections, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Orders per second of the open-loop phase.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Data directory for the exchange (a fresh temporary one by default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite (an empty database).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+const PASSWORD: &str = "bench-password-0001";
+
+fn client(ca: &[u8], identity: Option<&[u8]>) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca)?)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = identity {
+        b = b.identity(reqwest::Identity::from_pem(pem)?);
+    }
+    Ok(b.build()?)
+}
+
+async fn call(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut r = c.request(method, &url).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("{url}: {status} {v}");
+    }
+    Ok(v)
+}
+
+/// Creates the product, a broker and its user; returns a broker token.
+async fn setup(running: &atlas_services::up::Running, data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let ca = std::fs::read(&running.pki.ca_cert)?;
+    let mut identity = std::fs::read(&running.pki.admin.cert)?;
+    identity.extend(std::fs::read(&running.pki.admin.key)?);
+    let internal = format!("https://{}", running.internal_addr);
+    let external = format!("https://{}", running.external_addr);
+    let admin = client(&ca, Some(&identity))?;
+    // The bootstrap password: from the environment, or as `atlas up` generated it.
+    let password = match std::env::var("ATLAS_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => std::fs::read_to_string(data_dir.join("admin-password"))
+            .context("reading the generated admin password")?
+            .trim()
+            .to_owned(),
+    };
+    let login = admin
+        .post(format!("{internal}/atlas/internal/api/auth/token"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    let token = login["accessToken"].as_str().context("admin login")?.to_owned();
+    let post = |path: &str, body: Value| {
+        call(&admin, reqwest::Method::POST, format!("{internal}{path}"), &token, Some(body))
+    };
+    post("/atlas/internal/api/product/equity", json!({"symbol": "BENCH", "tickSize": "0.01"})).await?;
+    let broker = post("/atlas/internal/api/participant/broker", json!({"name": "Bench broker"})).await?;
+    post(
+        &format!("/atlas/internal/api/participant/broker/{}/user", broker["id"]),
+        json!({"username": "bench", "password": PASSWORD, "role": "broker"}),
+    )
+    .await?;
+    let ext = client(&ca, None)?;
+    let login = ext
+        .post(format!("{external}/atlas/api/auth/token"))
+        .json(&json!({"username": "bench", "password": PASSWORD}))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?;
+    Ok(login["accessToken"].as_str().context("broker login")?.to_owned())
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    Orders,
+    Noop,
+}
+
+struct Phase {
+    histogram: Histogram<u64>,
+    done: u64,
+    errors: u64,
+    elapsed: Duration,
+}
+
+/// Where and as whom the load goes.
+struct Target<'a> {
+    ca: &'a [u8],
+    base: &'a str,
+    token: &'a str,
+}
+
+/// Runs one phase on `connections` connections for `seconds`: closed loop when
+/// `rate` is 0, otherwise open loop at `rate` requests/s in all.
+async fn phase(
+    label: &str,
+    target: &Target<'_>,
+    load: Load,
+    connections: usize,
+    seconds: u64,
+    rate: u64,
+) -> anyhow::Result<Phase> {
+    let Target { ca, base, token } = *target;
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let c = client(ca, None)?;
+        let (base, token, done, errors) = (base.to_owned(), token.to_owned(), done.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!());
+            let mut k: u64 = 0;
+            loop {
+                // Open loop: this connection's share of the schedule.
+                let scheduled = if let Some(gap_ns) = 1_000_000_000u64.checked_div(rate) {
+                    let n = k * connections as u64 + i as u64;
+                    let at = start + Duration::from_nanos(n.saturating_mul(gap_ns));
+                    if at >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(at.into()).await;
+                    at
+                } else {
+                    let now = Instant::now();
+                    if now >= end {
+                        break;
+                    }
+                    now
+                };
+                let result = match load {
+                    Load::Orders => {
+                        let side = if (k + i as u64).is_multiple_of(2) { "BUY" } else { "SELL" };
+                        let body = json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": 1, "price": "100.00"});
+                        c.post(format!("{base}/atlas/api/order")).bearer_auth(&token).json(&body).send().await
+                    }
+                    Load::Noop => c.get(format!("{base}/atlas/api/auth/whoami")).bearer_auth(&token).send().await,
+                };
+                let ok = match result {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                let ns = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                h.saturating_record(ns.max(1));
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                k += 1;
+            }
+            h
+        }));
+    }
+    // The live progress line.
+    let progress = {
+        let (done, label) = (done.clone(), label.to_owned());
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = done.load(Ordering::Relaxed);
+                eprint!("\r\x1b[K  {label}: {:>8} requests/s, {:>9} done   ", now - last, now);
+                let _ = std::io::stderr().flush();
+                last = now;
+            }
+        })
+    };
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    for t in tasks {
+        histogram.add(t.await?)?;
+    }
+    progress.abort();
+    eprint!("\r\x1b[K");
+    Ok(Phase {
+        histogram,
+        done: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.2} ms", ns as f64 / 1e6)
+}
+
+fn report(label: &str, p: &Phase) -> f64 {
+    let per_s = p.done as f64 / p.elapsed.as_secs_f64();
+    let h = &p.histogram;
+    println!(
+        "  {label:<34} {per_s:>9.0}/s  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} errors)",
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.9)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+        p.errors
+    );
+    per_s
+}
+
+/// Runs the benchmark.
+pub fn run(args: ApiArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
+    }
+    if args.connections == 0 || args.seconds == 0 {
+        bail!("--connections and --seconds must be positive");
+    }
+    let tmp;
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let config = atlas_services::UpConfig {
+        data_dir: data_dir.clone(),
+        external_addr: "127.0.0.1:0".parse()?,
+        internal_addr: "127.0.0.1:0".parse()?,
+        database_url: args.database_url.clone(),
+    };
+    // The exchange on its own runtime (two workers, like `atlas up` on this
+    // machine); the load on another.
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("atlas-io")
+        .enable_all()
+        .build()?;
+    let running = server.block_on(atlas_services::up::start(config))?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench")
+        .enable_all()
+        .build()?;
+    let backend = if args.database_url.is_some() {
+        "PostgreSQL".to_owned()
+    } else {
+        format!("SQLite in {}", data_dir.display())
+    };
+    println!(
+        "atlas bench api: REST order entry over HTTPS (HTTP/1.1 keep-alive), {backend}, {} connections, {} s per phase",
+        args.connections, args.seconds
+    );
+    let result = client_rt.block_on(async {
+        let token = setup(&running, &data_dir).await?;
+        let ca = std::fs::read(&running.pki.ca_cert)?;
+        let base = format!("https://{}", running.external_addr);
+        let t = Target { ca: &ca, base: &base, token: &token };
+        let c = args.connections;
+        // Warm-up: connections, caches, the book.
+        phase("warm-up", &t, Load::Orders, c, 1, 0).await?;
+        let orders = phase("orders, closed loop", &t, Load::Orders, c, args.seconds, 0).await?;
+        let noop = phase("whoami, closed loop", &t, Load::Noop, c, args.seconds, 0).await?;
+        let open = phase("orders, open loop", &t, Load::Orders, c, args.seconds, args.rate).await?;
+        let o = report("orders, closed loop", &orders);
+        let n = report("no-op (whoami), closed loop", &noop);
+        println!("  ratio orders / no-op: {:.2}", o / n.max(1.0));
+        report(&format!("orders, open loop at {}/s", args.rate), &open);
+        Ok::<_, anyhow::Error>(())
+    });
+    server.block_on(running.shutdown())?;
+    result
+}
