@@ -13,7 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use atlas_journal::SequencerHandle;
-use atlas_store::Db;
+use atlas_store::{Db, ProductRow};
+use atlas_types::ProductId;
 
 use crate::auth::{Audience, HasTokens, TokenKeys};
 use crate::error::ApiError;
@@ -32,6 +33,49 @@ pub struct App {
     pub tokens: TokenKeys,
     /// Set once the books are recovered and the products reconciled.
     pub ready: AtomicBool,
+    /// Every product row (deleted ones too), read on each order: products change
+    /// rarely and only through this process, which reloads it after each change.
+    pub products: std::sync::RwLock<Arc<Vec<ProductRow>>>,
+}
+
+impl App {
+    fn product_rows(&self) -> Arc<Vec<ProductRow>> {
+        // A poisoned lock still holds a consistent Arc.
+        match self.products.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// A listed (not deleted) product.
+    pub fn product(&self, id: ProductId) -> Option<ProductRow> {
+        self.product_rows().iter().find(|p| p.id == id && p.status != "DELETED").cloned()
+    }
+
+    /// A product, deleted or not (to show old orders and trades).
+    pub fn product_any(&self, id: ProductId) -> Option<ProductRow> {
+        self.product_rows().iter().find(|p| p.id == id).cloned()
+    }
+
+    /// A listed product by symbol.
+    pub fn product_by_symbol(&self, symbol: &str) -> Option<ProductRow> {
+        self.product_rows().iter().find(|p| p.symbol == symbol && p.status != "DELETED").cloned()
+    }
+
+    /// Every listed product, by id.
+    pub fn listed_products(&self) -> Vec<ProductRow> {
+        self.product_rows().iter().filter(|p| p.status != "DELETED").cloned().collect()
+    }
+
+    /// Reloads the product cache from the table (after any change to it).
+    pub async fn reload_products(&self) -> Result<(), ApiError> {
+        let rows = Arc::new(self.db.all_products().await?);
+        match self.products.write() {
+            Ok(mut g) => *g = rows,
+            Err(p) => *p.into_inner() = rows,
+        }
+        Ok(())
+    }
 }
 
 /// A router's state: the shared `App` and which listener it serves.

@@ -65,7 +65,7 @@ fn product_id(p: &ProductRow) -> String {
 async fn product_by_cb_id(app: &App, id: &str) -> CbResult<ProductRow> {
     let not_found = || CbError(ApiError::not_found("PRODUCT_NOT_FOUND", "NotFound"));
     let (symbol, currency) = id.rsplit_once('-').ok_or_else(not_found)?;
-    let p = app.db.product_by_symbol(symbol).await?.ok_or_else(not_found)?;
+    let p = app.product_by_symbol(symbol).ok_or_else(not_found)?;
     if p.currency == currency { Ok(p) } else { Err(not_found()) }
 }
 
@@ -94,7 +94,7 @@ fn product_json(p: &ProductRow) -> Value {
 
 /// `GET /coinbase/products`.
 pub async fn products(State(ctx): St) -> CbResult<impl IntoResponse> {
-    let rows = ctx.app.db.products().await?;
+    let rows = ctx.app.listed_products();
     Ok(axum::Json(rows.iter().map(product_json).collect::<Vec<_>>()))
 }
 
@@ -108,7 +108,7 @@ pub async fn product(
 
 /// `GET /coinbase/currencies`: the quote currencies and the listed equities.
 pub async fn currencies(State(ctx): St) -> CbResult<impl IntoResponse> {
-    let rows = ctx.app.db.products().await?;
+    let rows = ctx.app.listed_products();
     let mut out: Vec<Value> = Vec::new();
     let mut quotes: Vec<&str> = rows.iter().map(|p| p.currency.as_str()).collect();
     quotes.sort_unstable();
@@ -477,7 +477,7 @@ pub async fn create_order(
 }
 
 async fn order_out(app: &App, row: &OrderRow) -> CbResult<Value> {
-    let product = app.db.product_any(row.product).await?.ok_or_else(|| CbError(ApiError::internal()))?;
+    let product = app.product_any(row.product).ok_or_else(|| CbError(ApiError::internal()))?;
     let trades: Vec<TradeRow> = app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect();
     Ok(order_json(row, &trades, &product))
 }
@@ -639,7 +639,7 @@ pub async fn fills(
         trades.iter().filter(|t| since.is_none_or(|s| t.time.0 >= s) && until.is_none_or(|u| t.time.0 < u))
     {
         if !products.iter().any(|p| p.id == t.product) {
-            products.push(app.db.product_any(t.product).await?.ok_or_else(|| CbError(ApiError::internal()))?);
+            products.push(app.product_any(t.product).ok_or_else(|| CbError(ApiError::internal()))?);
         }
         let product =
             products.iter().find(|p| p.id == t.product).ok_or_else(|| CbError(ApiError::internal()))?;

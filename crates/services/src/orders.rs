@@ -42,7 +42,7 @@ fn actor(caller: &Caller) -> Actor {
 }
 
 async fn product_for_order(app: &App, id: ProductId) -> Result<ProductRow, ApiError> {
-    app.db.product_any(id).await?.ok_or_else(ApiError::internal)
+    app.product_any(id).ok_or_else(ApiError::internal)
 }
 
 async fn await_receipt(ticket: atlas_journal::Ticket) -> Result<Receipt, ApiError> {
@@ -84,9 +84,7 @@ pub async fn create(
     }
     let app = &ctx.app;
     let product = app
-        .db
         .product(ProductId(b.product_id))
-        .await?
         .ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))?;
     let price = b.price.as_deref().map(|p| parse_price(p, &product, "price")).transpose()?;
     let stop_price = b.stop_price.as_deref().map(|p| parse_price(p, &product, "stopPrice")).transpose()?;
@@ -333,10 +331,7 @@ async fn aggregated_book(
 }
 
 async fn listed_product(app: &App, id: u32) -> Result<ProductRow, ApiError> {
-    app.db
-        .product(ProductId(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))
+    app.product(ProductId(id)).ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))
 }
 
 /// `GET /atlas/api/orderBook/{productId}?depth=N`.

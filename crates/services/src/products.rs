@@ -146,6 +146,7 @@ pub async fn create(
         let _ = app.db.delete_product_row(row.id).await;
         return Err(e);
     }
+    app.reload_products().await?;
     Ok((StatusCode::CREATED, axum::Json(Equity::from(&row))))
 }
 
@@ -232,6 +233,7 @@ pub async fn update(
         check_description(d)?;
     }
     ctx.app.db.update_product(row.id, b.description.as_deref(), None, now_ns()).await?;
+    ctx.app.reload_products().await?;
     Ok(axum::Json(Equity::from(&find(&ctx.app.db, id).await?)))
 }
 
@@ -246,6 +248,7 @@ async fn set_status(
     let row = find(&ctx.app.db, id).await?;
     submit_product_command(&ctx.app.seq, caller, cmd).await?;
     ctx.app.db.update_product(row.id, None, Some(status), now_ns()).await?;
+    ctx.app.reload_products().await?;
     Ok(ProductRow { status: status.to_owned(), ..row })
 }
 
@@ -266,10 +269,12 @@ pub async fn delete(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<i
     // over a listed book, which start-up reconciliation finishes removing (while
     // a listed row over no book means a listing to finish).
     ctx.app.db.update_product(row.id, None, Some("DELETED"), now_ns()).await?;
+    ctx.app.reload_products().await?;
     let removed =
         submit_product_command(&ctx.app.seq, &caller, CommandKind::RemoveProduct { product: row.id }).await;
     if let Err(e) = removed {
         let _ = ctx.app.db.update_product_status_any(row.id, &row.status, now_ns()).await;
+        let _ = ctx.app.reload_products().await;
         return Err(e);
     }
     Ok(StatusCode::NO_CONTENT)
@@ -316,5 +321,6 @@ pub async fn reconcile(app: &App) -> anyhow::Result<()> {
             submit_product_command(&app.seq, &system, cmd).await.map_err(|e| anyhow::anyhow!(e.detail))?;
         }
     }
+    app.reload_products().await.map_err(|e| anyhow::anyhow!(e.detail))?;
     Ok(())
 }

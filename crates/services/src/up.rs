@@ -135,7 +135,13 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     let tokens = TokenKeys::load_or_create(&config.data_dir.join("secrets").join("jwt-signing.key"))?;
     let pki = pki::ensure(&config.data_dir, config.external_addr.ip(), config.internal_addr.ip())?;
     bootstrap_admin(&db, &config.data_dir).await?;
-    let app = Arc::new(App { db, seq: sequencer.handle(), tokens, ready: Default::default() });
+    let app = Arc::new(App {
+        db,
+        seq: sequencer.handle(),
+        tokens,
+        ready: Default::default(),
+        products: Default::default(),
+    });
     products::reconcile(&app).await.context("reconciling products with the engine")?;
     app.ready.store(true, Ordering::Release);
 
