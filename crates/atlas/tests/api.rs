@@ -385,6 +385,22 @@ fn trading(s: &Server) {
     assert_eq!((st, cancelled["cancelled"].as_array().unwrap().len()), (StatusCode::OK, 1));
     assert_eq!(alice.get(&format!("/atlas/api/order/{a1_id}")).1["status"], "PARTIALLY_FILLED");
 
+    // Prometheus metrics on the internal listener only (mutual TLS, no token).
+    let metrics = s.admin_client().get(format!("{}/metrics", s.internal)).send().unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().unwrap();
+    for name in [
+        "atlas_http_requests_total",
+        "atlas_http_request_duration_seconds",
+        "atlas_orders_total",
+        "atlas_trades_total",
+        "atlas_sequencer_committed_seq",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}");
+    }
+    assert!(text.contains("route=\"/atlas/api/order\""), "requests are labelled by route, not by path");
+    assert_eq!(alice.get("/metrics").0, StatusCode::NOT_FOUND);
+
     // The internal level-3 book shows the resting orders and their owners.
     let adm = admin(s);
     let (_, l3) = adm.get("/atlas/internal/api/orderBook/1?level=3");

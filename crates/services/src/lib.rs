@@ -8,6 +8,7 @@ pub mod auth;
 mod coinbase;
 mod error;
 mod gateway;
+mod metrics;
 mod model;
 mod orders;
 mod participants;

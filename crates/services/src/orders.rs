@@ -121,11 +121,13 @@ pub(crate) async fn place(
     let receipt = await_receipt(ticket).await?;
     let order_id = receipt.order_id.ok_or_else(ApiError::internal)?;
     if receipt.duplicate {
+        crate::metrics::order("duplicate", 0);
         let row = app.db.order(order_id).await?.ok_or_else(order_not_found)?;
         let trades = app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect();
         return Ok((false, row, trades));
     }
     if let Some(e) = rejected(&receipt) {
+        crate::metrics::order("rejected", 0);
         return Err(e);
     }
     // The order's row and trades, folded from what the engine reported (the same
@@ -140,6 +142,7 @@ pub(crate) async fn place(
     let mut fx = Effects::default();
     Projection::default().apply(&entry, &receipt.events, &mut fx);
     let row = fx.orders.into_iter().find(|r| r.id == order_id).ok_or_else(ApiError::internal)?;
+    crate::metrics::order("accepted", fx.trades.len());
     Ok((true, row, fx.trades))
 }
 

@@ -116,6 +116,7 @@ impl Running {
 
 /// Starts every service and both listeners; returns once they are listening.
 pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
+    crate::metrics::install();
     create_private_dir(&config.data_dir)?;
     // The journal's stores drive their connections on private runtimes: open them
     // (and recover the shard) on a blocking thread, outside this runtime.

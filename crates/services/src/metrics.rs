@@ -1,0 +1,78 @@
+//! Prometheus metrics: HTTP requests by listener, route and status with their
+//! latency, orders by outcome, trades, and the shard's health, served at
+//! `GET /metrics` on the internal listener (mutual TLS, no token: it is for the
+//! monitoring system).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::app::St;
+use crate::auth::Audience;
+
+/// The process's recorder, installed once (several `atlas up`s in one test
+/// process share it).
+fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Installs the recorder (call once at start).
+pub fn install() {
+    let _ = handle();
+}
+
+/// Counts every routed request and times it.
+pub async fn track(State(ctx): St, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let listener = match ctx.audience {
+        Audience::External => "external",
+        Audience::Internal => "internal",
+    };
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("atlas_http_requests_total", "listener" => listener, "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("atlas_http_request_duration_seconds", "listener" => listener, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// An order's outcome.
+pub fn order(outcome: &'static str, trades: usize) {
+    metrics::counter!("atlas_orders_total", "outcome" => outcome).increment(1);
+    if trades > 0 {
+        metrics::counter!("atlas_trades_total").increment(trades as u64);
+    }
+}
+
+/// `GET /metrics`.
+pub async fn render(State(ctx): St) -> impl IntoResponse {
+    let app = &ctx.app;
+    metrics::gauge!("atlas_sequencer_committed_seq").set(app.seq.committed_seq() as f64);
+    metrics::gauge!("atlas_sequencer_available").set(if app.seq.available() { 1.0 } else { 0.0 });
+    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
