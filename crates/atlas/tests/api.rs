@@ -511,6 +511,69 @@ fn api_keys_and_forgery(s: &Server) {
     }
 }
 
+fn risk_limits(s: &Server) {
+    let adm = admin(s);
+    let bob = broker(s, "bob");
+    let limits = "/atlas/internal/api/participant/broker/2/limits";
+    let last = bob.get("/atlas/api/trade?productId=1").1.as_array().unwrap().last().unwrap()["price"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(last, "5.00", "the collar below is around this print");
+    for bad in [
+        json!({"maxOrderQuantity": 0}),
+        json!({"maxOrderNotional": "-1"}),
+        json!({"priceCollarPercent": "0"}),
+        json!({"maxOpen": 1}),
+    ] {
+        assert_eq!(
+            code(&adm.put(limits, bad.clone())),
+            (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+            "{bad}"
+        );
+    }
+    let set = json!({"maxOrderQuantity": 5, "maxOrderNotional": "100.00", "maxOpenOrders": 2, "priceCollarPercent": "10"});
+    let (st, got) = adm.put(limits, set);
+    assert_eq!(st, StatusCode::OK, "{got}");
+    assert_eq!(
+        adm.get(limits).1,
+        json!({"maxOrderQuantity": 5, "maxOrderNotional": "100.00", "maxOpenOrders": 2, "priceCollarPercent": "10.00", "killSwitch": false})
+    );
+    assert_eq!(bob.get(limits).0, StatusCode::NOT_FOUND, "brokers do not reach limits");
+    let new = |qty: i64, price: &str| {
+        bob.post(
+            "/atlas/api/order",
+            json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": qty, "price": price}),
+        )
+    };
+    assert_eq!(code(&new(6, "5.00")), (StatusCode::UNPROCESSABLE_ENTITY, "RISK_MAX_QUANTITY"));
+    assert_eq!(code(&new(5, "25.00")), (StatusCode::UNPROCESSABLE_ENTITY, "RISK_MAX_NOTIONAL"));
+    assert_eq!(code(&new(1, "6.00")), (StatusCode::UNPROCESSABLE_ENTITY, "RISK_PRICE_COLLAR"));
+    let o1 = new(1, "5.00");
+    let o2 = new(1, "4.90");
+    assert_eq!((o1.0, o2.0), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_eq!(code(&new(1, "4.80")), (StatusCode::UNPROCESSABLE_ENTITY, "RISK_MAX_OPEN_ORDERS"));
+    // The collar applies to amends too.
+    let o1_id = o1.1["id"].as_u64().unwrap();
+    assert_eq!(
+        code(&bob.put(&format!("/atlas/api/order/{o1_id}"), json!({"price": "9.00"}))).1,
+        "RISK_PRICE_COLLAR"
+    );
+
+    // The kill switch: block, cancel everything, refuse new orders; then release.
+    let (st, k) = adm.post("/atlas/internal/api/participant/broker/2/killSwitch", json!({"active": true}));
+    assert_eq!(st, StatusCode::OK, "{k}");
+    assert_eq!(k["cancelled"].as_array().unwrap().len(), 2);
+    assert_eq!(code(&new(1, "5.00")), (StatusCode::FORBIDDEN, "PARTICIPANT_BLOCKED"));
+    assert_eq!(bob.get("/atlas/api/order?status=OPEN").1["orders"], json!([]));
+    assert_eq!(adm.get(limits).1["killSwitch"], true);
+    adm.post("/atlas/internal/api/participant/broker/2/killSwitch", json!({"active": false}));
+    assert_eq!(new(1, "5.00").0, StatusCode::CREATED);
+    bob.delete("/atlas/api/order");
+    // Limits that the restart below must keep (and that its last order fits).
+    assert_eq!(adm.put(limits, json!({"maxOrderQuantity": 5, "maxOrderNotional": "1000"})).0, StatusCode::OK);
+}
+
 /// What a restart must preserve, read through the API.
 fn snapshot(s: &Server) -> Value {
     let alice = broker(s, "alice");
@@ -521,6 +584,7 @@ fn snapshot(s: &Server) -> Value {
         "tape": alice.get("/atlas/api/trade?productId=1").1,
         "products": adm.get("/atlas/internal/api/product/equity").1,
         "brokers": adm.get("/atlas/internal/api/participant/broker").1,
+        "limits": adm.get("/atlas/internal/api/participant/broker/2/limits").1,
     })
 }
 
@@ -532,12 +596,18 @@ fn whole_api(database_url: Option<&str>) {
     products_and_participants(&s);
     trading(&s);
     api_keys_and_forgery(&s);
+    risk_limits(&s);
     let before = snapshot(&s);
     let (dir_path, url) = s.stop();
     let s = Server::start(&dir_path, url.as_deref());
     assert_eq!(snapshot(&s), before, "a restart changed what the API shows");
     // And it keeps trading where it left off.
     let bob = broker(&s, "bob");
+    let over = bob.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 6, "price": "11.00"}),
+    );
+    assert_eq!(code(&over).1, "RISK_MAX_QUANTITY", "limits survive the restart");
     assert_eq!(order(&bob, "BUY", 5, "11.00")["status"], "FILLED");
     drop(s);
     drop(dir);

@@ -11,6 +11,7 @@ pub mod client_orders;
 pub mod codec;
 pub mod memory;
 pub mod projection;
+pub mod risk;
 pub mod sequencer;
 pub mod storage;
 

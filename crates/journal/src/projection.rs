@@ -159,6 +159,8 @@ impl Effects {
 #[derive(Clone, Debug, Default)]
 pub struct Projection {
     open: HashMap<OrderId, OrderRow>,
+    /// Open orders per participant (for the open-orders risk limit).
+    per_participant: HashMap<ParticipantId, u32>,
 }
 
 fn status_of(r: &OrderRow) -> OrderStatus {
@@ -190,7 +192,17 @@ impl Projection {
 
     /// Starts from rows of open orders read back from storage.
     pub fn from_open(rows: impl IntoIterator<Item = OrderRow>) -> Projection {
-        Projection { open: rows.into_iter().map(|r| (r.id, r)).collect() }
+        let open: HashMap<OrderId, OrderRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+        let mut per_participant: HashMap<ParticipantId, u32> = HashMap::new();
+        for r in open.values() {
+            *per_participant.entry(r.participant).or_default() += 1;
+        }
+        Projection { open, per_participant }
+    }
+
+    /// How many open orders (resting, or stops waiting) a participant has.
+    pub fn open_orders_of(&self, participant: ParticipantId) -> u32 {
+        self.per_participant.get(&participant).copied().unwrap_or(0)
     }
 
     /// Folds one journaled entry and the events it produced into the rows,
@@ -230,6 +242,7 @@ impl Projection {
                     expired: false,
                 },
             );
+            *self.per_participant.entry(o.participant).or_default() += 1;
             touched.push(o.order_id);
         }
         for e in events {
@@ -325,7 +338,14 @@ impl Projection {
             r.status = status_of(r);
             fx.record(r);
             if r.open.0 == 0 {
+                let participant = r.participant;
                 self.open.remove(&id);
+                if let Some(n) = self.per_participant.get_mut(&participant) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.per_participant.remove(&participant);
+                    }
+                }
             }
         }
     }

@@ -21,6 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
+
+use crate::risk::{RiskGate, RiskReject, RiskUpdate};
 use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
@@ -102,6 +104,9 @@ pub enum SubmitError {
     /// The day's client order ids are exhausted (see `CLIENT_ORDER_IDS_MAX`).
     #[error("too many client order ids today")]
     ClientOrderIdsExhausted,
+    /// A pre-trade risk check refused it (nothing was journaled).
+    #[error("risk check: {0}")]
+    Risk(RiskReject),
 }
 
 /// The answer to one submission, delivered after the commit.
@@ -122,6 +127,7 @@ type Query = Box<dyn FnOnce(&Engine) -> Box<dyn FnOnce() + Send> + Send>;
 enum Msg {
     Command(Request),
     Query(Query),
+    Risk(RiskUpdate, oneshot::Sender<()>),
 }
 
 /// What the writer hands out after a commit.
@@ -192,6 +198,15 @@ impl SequencerHandle {
             }) as Box<dyn FnOnce() + Send>
         })))?;
         Ok(answer)
+    }
+
+    /// Changes the pre-trade risk state (limits, kill switches). Applies in order
+    /// with the commands: every command queued after it is checked against it.
+    pub fn risk(&self, update: RiskUpdate) -> Result<oneshot::Receiver<()>, SubmitError> {
+        let (reply, done) = oneshot::channel();
+        // Accepted whatever the shard's health: limits must hold when it returns.
+        self.send(Msg::Risk(update, reply))?;
+        Ok(done)
     }
 
     fn send(&self, msg: Msg) -> Result<(), SubmitError> {
@@ -328,6 +343,7 @@ fn engine_loop(
     let mut epoch = 0u64;
     let batch_max = config.batch_max.clamp(1, BATCH_ENTRIES_MAX);
     let mut requests: Vec<Msg> = Vec::with_capacity(batch_max);
+    let mut risk = RiskGate::default();
     let mut events: Vec<Event> = Vec::with_capacity(256);
     loop {
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
@@ -345,6 +361,10 @@ fn engine_loop(
                 }
                 // Dropped: its receiver sees the error.
                 Ok(Msg::Query(_)) => {}
+                Ok(Msg::Risk(update, reply)) => {
+                    risk.update(update);
+                    let _ = reply.send(());
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -379,6 +399,11 @@ fn engine_loop(
                     answers.push(Answer::Deliver(read(&st.engine)));
                     continue;
                 }
+                Msg::Risk(update, reply) => {
+                    risk.update(update);
+                    let _ = reply.send(());
+                    continue;
+                }
             };
             // The journal's clock never goes backwards, whatever the wall clock does.
             let time = Timestamp(now().0.max(st.last_time.0));
@@ -396,6 +421,15 @@ fn engine_loop(
                     let _ = r.reply.send(Err(SubmitError::ClientOrderIdsExhausted));
                     continue;
                 }
+            }
+            let checked = match &command {
+                CommandKind::NewOrder(o) => risk.check_new(o, &st.engine, &projection),
+                CommandKind::Amend(a) => risk.check_amend(a, &st.engine),
+                _ => Ok(()),
+            };
+            if let Err(reason) = checked {
+                let _ = r.reply.send(Err(SubmitError::Risk(reason)));
+                continue;
             }
             let seq = Seq(st.engine.last_seq() + 1);
             let order_id = if let CommandKind::NewOrder(o) = &mut command {

@@ -36,6 +36,10 @@ fn op() -> impl Strategy<Value = Op> {
 fn check(engine: &Engine, projection: &Projection) -> Result<(), TestCaseError> {
     let rows: Vec<_> = projection.open_orders().collect();
     prop_assert_eq!(rows.len(), engine.open_orders());
+    for p in 1..4u32 {
+        let n = rows.iter().filter(|r| r.participant == ParticipantId(p)).count();
+        prop_assert_eq!(projection.open_orders_of(ParticipantId(p)) as usize, n, "participant {}", p);
+    }
     for r in rows {
         match engine.order(r.id) {
             Some(OrderView::Resting(o)) => {

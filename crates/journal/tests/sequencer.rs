@@ -310,3 +310,41 @@ fn a_query_answers_only_after_the_commands_before_it_commit() {
     assert_eq!(book.bids[0].price, Price(90));
     s.shutdown();
 }
+
+/// Open-order limits are checked on the engine thread in order with the
+/// commands: concurrent producers can never get past them together, and a
+/// refused order leaves no trace in the journal.
+#[test]
+fn risk_limits_hold_under_concurrency_and_journal_nothing() {
+    use atlas_journal::risk::{RiskLimits, RiskReject, RiskUpdate};
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    let limits = RiskLimits { open_orders_max: Some(10), collar_bps: None };
+    h.risk(RiskUpdate::Limits(ParticipantId(1), limits)).unwrap().blocking_recv().unwrap();
+    let before = storage.last_seq();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|i| h.submit_wait(trader(1), None, order(1, Side::Buy, 50 + t * 5 + i)))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results.iter().filter(|r| **r == Err(SubmitError::Risk(RiskReject::OpenOrders))).count();
+    assert_eq!((accepted, refused), (10, 30));
+    assert_eq!(storage.last_seq(), before + 10, "refusals are not journaled");
+    // Another participant is not limited; the kill switch blocks.
+    assert!(h.submit_wait(trader(2), None, order(2, Side::Buy, 40)).is_ok());
+    h.risk(RiskUpdate::Kill(ParticipantId(2), true)).unwrap().blocking_recv().unwrap();
+    assert_eq!(
+        h.submit_wait(trader(2), None, order(2, Side::Buy, 40)),
+        Err(SubmitError::Risk(RiskReject::Killed))
+    );
+    s.shutdown();
+}

@@ -36,6 +36,9 @@ pub struct App {
     /// Every product row (deleted ones too), read on each order: products change
     /// rarely and only through this process, which reloads it after each change.
     pub products: std::sync::RwLock<Arc<Vec<ProductRow>>>,
+    /// Every participant's risk limits (the table's copy; the engine thread
+    /// holds the stateful ones).
+    pub risk: std::sync::RwLock<std::collections::HashMap<atlas_types::ParticipantId, atlas_store::RiskRow>>,
 }
 
 impl App {
@@ -165,6 +168,11 @@ pub fn internal(app: Arc<App>) -> Router {
         )
         .route("/atlas/internal/api/participant/broker/{id}/user", post(users::create_broker_user))
         .route("/atlas/internal/api/participant/broker/{id}/apikey", post(users::create_api_key))
+        .route(
+            "/atlas/internal/api/participant/broker/{id}/limits",
+            get(crate::risk::get_limits).put(crate::risk::put_limits),
+        )
+        .route("/atlas/internal/api/participant/broker/{id}/killSwitch", post(crate::risk::kill_switch))
         .route(
             "/atlas/internal/api/participant/broker/{id}/apikey/{key}",
             axum::routing::delete(users::revoke_api_key),

@@ -472,7 +472,7 @@ pub async fn create_order(
         post_only: b.post_only.unwrap_or(false),
         self_trade_prevention,
     };
-    let (_, row, trades) = orders::place(app, &caller, order, b.client_oid).await?;
+    let (_, row, trades) = orders::place(app, &caller, &product, order, b.client_oid).await?;
     Ok(axum::Json(order_json(&row, &trades, &product)))
 }
 

@@ -97,6 +97,13 @@ impl From<SubmitError> for ApiError {
             SubmitError::InvalidClientOrderId => {
                 ApiError::validation("clientOrderId must be 1 to 64 printable ASCII characters")
             }
+            SubmitError::Risk(r) => {
+                let status = match r {
+                    atlas_journal::risk::RiskReject::Killed => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                ApiError::new(status, r.code(), r.to_string())
+            }
             SubmitError::ClientOrderIdsExhausted => ApiError {
                 retry_after_s: Some(60),
                 ..ApiError::new(

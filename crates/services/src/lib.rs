@@ -14,6 +14,7 @@ mod orders;
 mod participants;
 pub mod pki;
 mod products;
+mod risk;
 mod tls;
 pub mod up;
 mod users;

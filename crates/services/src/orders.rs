@@ -103,7 +103,7 @@ pub async fn create(
             .self_trade_prevention
             .map_or(SelfTradePrevention::None, SelfTradePrevention::from),
     };
-    let (created, row, trades) = place(app, &caller, order, b.client_order_id).await?;
+    let (created, row, trades) = place(app, &caller, &product, order, b.client_order_id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(OrderReport::of(&row, &trades, &product))))
 }
@@ -114,9 +114,11 @@ pub async fn create(
 pub(crate) async fn place(
     app: &App,
     caller: &Caller,
+    product: &ProductRow,
     order: NewOrder,
     client_order_id: Option<String>,
 ) -> Result<(bool, OrderRow, Vec<atlas_journal::projection::TradeRow>), ApiError> {
+    crate::risk::check_order(app, &order, product).await?;
     let ticket = app.seq.submit(actor(caller), client_order_id.clone(), CommandKind::NewOrder(order))?;
     let receipt = await_receipt(ticket).await?;
     let order_id = receipt.order_id.ok_or_else(ApiError::internal)?;

@@ -142,8 +142,10 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         tokens,
         ready: Default::default(),
         products: Default::default(),
+        risk: Default::default(),
     });
     products::reconcile(&app).await.context("reconciling products with the engine")?;
+    crate::risk::load(&app).await.context("loading risk limits")?;
     app.ready.store(true, Ordering::Release);
 
     let external = TcpListener::bind(config.external_addr).await.context("binding the external listener")?;

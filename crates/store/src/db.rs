@@ -151,6 +151,21 @@ pub struct ApiKeyRow {
     pub revoked: bool,
 }
 
+/// A participant's risk limits (None: no limit).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RiskRow {
+    /// Order quantity, at most.
+    pub order_qty_max: Option<i64>,
+    /// Order notional (price × quantity) in the product's currency, a decimal string.
+    pub order_notional_max: Option<String>,
+    /// Open orders, at most.
+    pub open_orders_max: Option<i64>,
+    /// Price collar around the last trade, in basis points.
+    pub collar_bps: Option<i64>,
+    /// Kill switch on.
+    pub killed: bool,
+}
+
 /// Which of a participant's orders to list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OrderFilter {
@@ -598,6 +613,59 @@ impl Db {
                 .map_err(db_err)?
                 .rows_affected();
             Ok(n == 1)
+        })
+    }
+
+    // ---- risk limits ----
+
+    /// Stores a participant's limits and kill switch.
+    pub async fn upsert_risk(
+        &self,
+        participant: ParticipantId,
+        r: &RiskRow,
+        now_ns: i64,
+    ) -> Result<(), DbError> {
+        let q = "INSERT INTO risk_limits (participant_id, order_qty_max, order_notional_max, open_orders_max, \
+                 collar_bps, killed, updated_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (participant_id) DO UPDATE SET order_qty_max = excluded.order_qty_max, \
+                 order_notional_max = excluded.order_notional_max, open_orders_max = excluded.open_orders_max, \
+                 collar_bps = excluded.collar_bps, killed = excluded.killed, updated_ns = excluded.updated_ns";
+        with_pool!(self, |p, _o, _t| {
+            sqlx::query(q)
+                .bind(i64::from(participant.0))
+                .bind(r.order_qty_max)
+                .bind(r.order_notional_max.as_deref())
+                .bind(r.open_orders_max)
+                .bind(r.collar_bps)
+                .bind(i64::from(r.killed))
+                .bind(now_ns)
+                .execute(p)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    /// Every participant's limits.
+    pub async fn all_risk(&self) -> Result<Vec<(ParticipantId, RiskRow)>, DbError> {
+        let q = "SELECT * FROM risk_limits ORDER BY participant_id";
+        with_pool!(self, |p, _o, _t| {
+            let rows = sqlx::query(q).fetch_all(p).await.map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    let id = u32::try_from(r.i64("participant_id")?).map_err(|_| bad("participant id"))?;
+                    Ok((
+                        ParticipantId(id),
+                        RiskRow {
+                            order_qty_max: r.opt_i64("order_qty_max")?,
+                            order_notional_max: r.try_get("order_notional_max").map_err(db_err)?,
+                            open_orders_max: r.opt_i64("open_orders_max")?,
+                            collar_bps: r.opt_i64("collar_bps")?,
+                            killed: r.i64("killed")? != 0,
+                        },
+                    ))
+                })
+                .collect()
         })
     }
 

@@ -8,7 +8,9 @@ mod db;
 mod postgres;
 mod sqlite;
 
-pub use db::{ApiKeyRow, Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, UserRow};
+pub use db::{
+    ApiKeyRow, Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, RiskRow, UserRow,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
