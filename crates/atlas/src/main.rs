@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod cli;
 mod journal_load;
 mod up;
 mod verify;
@@ -15,6 +16,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,6 +33,8 @@ enum Command {
     /// Test tool: concurrent producers against the journal, printing each ack.
     #[command(hide = true)]
     JournalLoad(journal_load::JournalLoadArgs),
+    #[command(flatten)]
+    Client(cli::Client),
 }
 
 fn main() -> anyhow::Result<std::process::ExitCode> {
@@ -39,6 +44,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
         Command::Verify(v) => verify::run(v),
         Command::JournalLoad(a) => journal_load::run(a).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Client(c) => cli::run(cli.connection, c).map(|()| std::process::ExitCode::SUCCESS),
     }
 }
 

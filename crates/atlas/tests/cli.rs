@@ -1,0 +1,82 @@
+//! The terminal commands against a running `atlas up`: an operator lists a
+//! product, admits a broker and gives it a user; the broker places, amends,
+//! lists and cancels orders and reads the book and the tape; `--json` prints the
+//! API's JSON; errors exit non-zero with the API's code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use server::{ADMIN_PASSWORD, Server};
+
+fn atlas(s: &Server, user: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_atlas"))
+        .args(args)
+        .args(["--url", &s.external, "--internal-url", &s.internal, "--user", user])
+        .arg("--pki-dir")
+        .arg(s.data_dir.join("pki"))
+        .env("ATLAS_PASSWORD", password)
+        .env("ATLAS_NEW_PASSWORD", "carol-password-1")
+        .output()
+        .expect("run atlas")
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn operators_and_brokers_at_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let admin = |args: &[&str]| atlas(&s, "admin", ADMIN_PASSWORD, args);
+    let table =
+        ok(admin(&["product", "create", "ACME", "--tick-size", "0.05", "--description", "Acme Corp"]));
+    assert!(
+        table.lines().next().unwrap().starts_with("id  symbol  tickSize"),
+        "a table with a header:\n{table}"
+    );
+    assert!(table.contains("ACME") && table.contains("0.05"), "{table}");
+    let list: Value = serde_json::from_str(&ok(admin(&["product", "list", "--json"]))).unwrap();
+    assert_eq!(list[0]["symbol"], "ACME");
+    ok(admin(&["participant", "create", "Carol & Co"]));
+    ok(admin(&["participant", "add-user", "1", "carol"]));
+
+    let carol = |args: &[&str]| atlas(&s, "carol", "carol-password-1", args);
+    let placed: Value = serde_json::from_str(&ok(carol(&[
+        "order",
+        "place",
+        "--product",
+        "1",
+        "--side",
+        "sell",
+        "--quantity",
+        "10",
+        "--price",
+        "10.05",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(placed["status"], "BOOKED");
+    let id = placed["id"].as_u64().unwrap().to_string();
+    let amended = ok(carol(&["order", "amend", &id, "--quantity", "7"]));
+    assert!(amended.contains("BOOKED") && amended.contains(" 7 "), "{amended}");
+    let book = ok(carol(&["book", "1"]));
+    assert!(book.contains("offer") && book.contains("10.05"), "{book}");
+    assert!(ok(carol(&["order", "list"])).contains(&id));
+    // A bad price: non-zero exit, and the API's code on stderr.
+    let bad =
+        carol(&["order", "place", "--product", "1", "--side", "buy", "--quantity", "1", "--price", "10.01"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("PRICE_NOT_ON_TICK"));
+    let cancelled = ok(carol(&["order", "cancel", &id]));
+    assert!(cancelled.contains("CANCELLED"), "{cancelled}");
+    assert!(ok(carol(&["trades", "1"])).starts_with("id"));
+    // The wrong password: refused, non-zero.
+    assert!(!atlas(&s, "carol", "wrong-password-0", &["order", "list"]).status.success());
+}
