@@ -49,6 +49,9 @@ pub struct SequencerConfig {
     pub pipeline_batches: usize,
     /// Take a snapshot after this many committed commands (0: never).
     pub snapshot_every_commands: u64,
+    /// Also take one when this much time has passed since the last and anything
+    /// was committed since (so a quiet shard still restarts from a recent state).
+    pub snapshot_every: Duration,
     /// How often to retry storage after a failure.
     pub retry_every: Duration,
 }
@@ -63,6 +66,7 @@ impl Default for SequencerConfig {
             batch_max: BATCH_ENTRIES_MAX,
             pipeline_batches: 1,
             snapshot_every_commands: 1_000_000,
+            snapshot_every: Duration::from_secs(600),
             retry_every: Duration::from_millis(250),
         }
     }
@@ -277,10 +281,10 @@ impl Sequencer {
             let sink = storage.snapshot_sink()?;
             let (snap_tx, snap_rx) = sync_channel::<SnapshotFeed>(SNAPSHOT_BACKLOG_BATCHES);
             let replica = recovered.clone();
-            let every = config.snapshot_every_commands;
+            let (every, interval) = (config.snapshot_every_commands, config.snapshot_every);
             let thread = std::thread::Builder::new()
                 .name("atlas-snapshot".into())
-                .spawn(move || snapshot_loop(replica, snap_rx, sink, every))
+                .spawn(move || snapshot_loop(replica, snap_rx, sink, every, interval))
                 .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?;
             Some((snap_tx, thread))
         } else {
@@ -563,36 +567,44 @@ fn snapshot_loop(
     feed: Receiver<SnapshotFeed>,
     mut sink: Box<dyn SnapshotSink>,
     every: u64,
+    interval: Duration,
 ) {
     let mut since = 0u64;
+    let mut last = Instant::now();
     let mut events = Vec::with_capacity(256);
-    for msg in feed {
-        match msg {
-            SnapshotFeed::Committed(entries, hash) => {
+    loop {
+        let wait = interval.saturating_sub(last.elapsed()).max(Duration::from_millis(1));
+        match feed.recv_timeout(wait) {
+            Ok(SnapshotFeed::Committed(entries, hash)) => {
                 since += entries.len() as u64;
                 for e in entries {
                     replica.apply(e, &mut events);
                 }
                 replica.chain_hash = hash;
-                if since >= every {
-                    since = 0;
-                    let snapshot = Snapshot {
-                        seq: Seq(replica.engine.last_seq()),
-                        time: replica.last_time,
-                        chain_hash: replica.chain_hash,
-                        state_hash: replica.engine.state_hash(),
-                        next_order_id: replica.next_order_id,
-                        engine: replica.engine.snapshot(),
-                        client_orders: replica.client_orders.clone(),
-                    };
-                    // A failed snapshot costs recovery time, not correctness.
-                    let _ = sink.save_snapshot(&snapshot);
-                }
             }
-            SnapshotFeed::Reset(state) => {
+            Ok(SnapshotFeed::Reset(state)) => {
                 replica = *state;
                 since = 0;
+                last = Instant::now();
+                continue;
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if since > 0 && (since >= every || last.elapsed() >= interval) {
+            since = 0;
+            last = Instant::now();
+            let snapshot = Snapshot {
+                seq: Seq(replica.engine.last_seq()),
+                time: replica.last_time,
+                chain_hash: replica.chain_hash,
+                state_hash: replica.engine.state_hash(),
+                next_order_id: replica.next_order_id,
+                engine: replica.engine.snapshot(),
+                client_orders: replica.client_orders.clone(),
+            };
+            // A failed snapshot costs recovery time, not correctness.
+            let _ = sink.save_snapshot(&snapshot);
         }
     }
 }

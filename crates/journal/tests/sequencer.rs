@@ -348,3 +348,25 @@ fn risk_limits_hold_under_concurrency_and_journal_nothing() {
     );
     s.shutdown();
 }
+
+/// A quiet shard still snapshots: after `snapshot_every` has passed with
+/// anything committed, whatever the command count.
+#[test]
+fn snapshots_are_also_taken_on_time() {
+    let storage = MemoryStorage::default();
+    let cfg = SequencerConfig {
+        snapshot_every_commands: 1_000_000,
+        snapshot_every: Duration::from_millis(50),
+        ..config()
+    };
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    h.submit_wait(trader(1), None, order(1, Side::Buy, 90)).unwrap();
+    let last = storage.last_seq();
+    wait_until("a timed snapshot", || {
+        let mut st = storage.clone();
+        st.latest_snapshot().ok().flatten().is_some_and(|snap| snap.seq.0 == last)
+    });
+    s.shutdown();
+}
