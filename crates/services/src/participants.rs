@@ -43,6 +43,11 @@ fn not_found() -> ApiError {
     ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant")
 }
 
+/// A participant by id, or 404.
+pub(crate) async fn find(app: &crate::app::App, id: u32) -> Result<atlas_store::ParticipantRow, ApiError> {
+    app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)
+}
+
 fn duplicate(e: DbError) -> ApiError {
     match e {
         DbError::Duplicate => {

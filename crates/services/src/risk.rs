@@ -138,11 +138,7 @@ pub async fn check_order(app: &App, o: &NewOrder, product: &ProductRow) -> Resul
 }
 
 async fn participant_exists(app: &App, id: u32) -> Result<ParticipantId, ApiError> {
-    app.db
-        .participant(ParticipantId(id))
-        .await?
-        .map(|p| p.id)
-        .ok_or_else(|| ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant"))
+    Ok(crate::participants::find(app, id).await?.id)
 }
 
 /// `GET /atlas/internal/api/participant/broker/{id}/limits`.

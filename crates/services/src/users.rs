@@ -131,12 +131,7 @@ pub async fn create_broker_user(
     if b.role != Role::Broker {
         return Err(ApiError::validation("role must be broker"));
     }
-    let participant = ctx
-        .app
-        .db
-        .participant(ParticipantId(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant"))?;
+    let participant = crate::participants::find(&ctx.app, id).await?;
     create_user(&ctx, b, Some(participant.id)).await
 }
 
@@ -160,12 +155,7 @@ pub async fn create_api_key(
     let crate::auth::Principal::User(created_by) = caller.principal else {
         return Err(ApiError::forbidden());
     };
-    let participant = ctx
-        .app
-        .db
-        .participant(ParticipantId(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("PARTICIPANT_NOT_FOUND", "no such participant"))?;
+    let participant = crate::participants::find(&ctx.app, id).await?;
     let key: String = random::<16>().iter().map(|b| format!("{b:02x}")).collect();
     let secret = base64::engine::general_purpose::STANDARD.encode(random::<64>());
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
