@@ -270,6 +270,9 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         external_addr: "127.0.0.1:0".parse()?,
         internal_addr: "127.0.0.1:0".parse()?,
         database_url: args.database_url.clone(),
+        // The benchmark measures the exchange, not its rate limits.
+        rate_limit_orders: 0,
+        rate_limit_queries: 0,
     };
     // The exchange on its own runtime (two workers, like `atlas up` on this
     // machine); the load on another.

@@ -23,6 +23,13 @@ pub struct UpArgs {
     /// PostgreSQL instead of the embedded SQLite, e.g. postgres://user@host/db.
     #[arg(long, env = "ATLAS_DATABASE_URL")]
     database_url: Option<String>,
+    /// Order entry (place, amend, cancel) requests per second, per credential and
+    /// per IP, with bursts of twice that; 0 disables the limit.
+    #[arg(long, env = "ATLAS_RATE_LIMIT_ORDERS", default_value_t = atlas_services::limits::ORDERS_PER_SECOND_DEFAULT)]
+    rate_limit_orders: u32,
+    /// Every other request per second, per credential and per IP; 0 disables it.
+    #[arg(long, env = "ATLAS_RATE_LIMIT_QUERIES", default_value_t = atlas_services::limits::QUERIES_PER_SECOND_DEFAULT)]
+    rate_limit_queries: u32,
 }
 
 /// Runs the exchange until SIGINT or SIGTERM.
@@ -34,5 +41,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         external_addr: args.external_addr,
         internal_addr: args.internal_addr,
         database_url: args.database_url,
+        rate_limit_orders: args.rate_limit_orders,
+        rate_limit_queries: args.rate_limit_queries,
     }))
 }

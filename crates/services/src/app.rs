@@ -39,6 +39,8 @@ pub struct App {
     /// Every participant's risk limits (the table's copy; the engine thread
     /// holds the stateful ones).
     pub risk: std::sync::RwLock<std::collections::HashMap<atlas_types::ParticipantId, atlas_store::RiskRow>>,
+    /// Request rate limits.
+    pub rate_limits: crate::limits::RateLimits,
 }
 
 impl App {

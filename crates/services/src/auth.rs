@@ -97,7 +97,7 @@ struct Claims {
 }
 
 /// Who a credential belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// A user (by id).
     User(i64),

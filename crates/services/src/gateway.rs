@@ -147,6 +147,31 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: N
     } else {
         None
     };
+    // Rate limits: per client IP always, per credential once known. Health and
+    // metrics are for the infrastructure and exempt.
+    let path = req.uri().path();
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        let kind = crate::limits::Kind::of(req.method(), path);
+        let ip = req.extensions().get::<crate::tls::Peer>().map(|p| p.0);
+        let who = match &outcome {
+            Some(Ok(c)) => Some(c.principal),
+            _ => None,
+        };
+        if let Err(limited) = ctx.app.rate_limits.check(kind, ip, who) {
+            let secs = u32::try_from(limited.retry_after.as_secs()).unwrap_or(u32::MAX).saturating_add(1);
+            let mut r = ApiError {
+                retry_after_s: Some(secs),
+                ..ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "too many requests; slow down",
+                )
+            }
+            .into_response();
+            r.headers_mut().insert("ratelimit-limit", HeaderValue::from(limited.per_second));
+            return r;
+        }
+    }
     match outcome {
         Some(Ok(caller)) => match HeaderValue::from_str(&ctx.app.tokens.identity(&caller)) {
             Ok(v) => {

@@ -8,6 +8,7 @@ pub mod auth;
 mod coinbase;
 mod error;
 mod gateway;
+pub mod limits;
 mod metrics;
 mod model;
 mod orders;

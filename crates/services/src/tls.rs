@@ -67,6 +67,10 @@ pub fn internal(files: &CertFiles, ca_cert: &Path) -> anyhow::Result<Arc<ServerC
     Ok(finish(builder()?.with_client_cert_verifier(verifier).with_single_cert(certs, key)?))
 }
 
+/// The client's address, for per-IP limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::IpAddr);
+
 /// Serves `app` over TLS on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
@@ -77,7 +81,7 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     loop {
-        let (tcp, _peer) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(c) => c,
                 Err(_) => {
@@ -99,6 +103,7 @@ pub async fn serve(
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
             };
+            let app = app.layer(axum::Extension(Peer(peer.ip())));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
             tokio::pin!(conn);

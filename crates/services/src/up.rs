@@ -35,6 +35,10 @@ pub struct UpConfig {
     pub internal_addr: SocketAddr,
     /// PostgreSQL instead of SQLite, if set.
     pub database_url: Option<String>,
+    /// Order-entry requests per second per credential and per IP (0: no limit).
+    pub rate_limit_orders: u32,
+    /// Other requests per second per credential and per IP (0: no limit).
+    pub rate_limit_queries: u32,
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -143,6 +147,7 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         ready: Default::default(),
         products: Default::default(),
         risk: Default::default(),
+        rate_limits: crate::limits::RateLimits::new(config.rate_limit_orders, config.rate_limit_queries),
     });
     products::reconcile(&app).await.context("reconciling products with the engine")?;
     crate::risk::load(&app).await.context("loading risk limits")?;
@@ -151,6 +156,16 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     let external = TcpListener::bind(config.external_addr).await.context("binding the external listener")?;
     let internal = TcpListener::bind(config.internal_addr).await.context("binding the internal listener")?;
     let (external_addr, internal_addr) = (external.local_addr()?, internal.local_addr()?);
+    // Idle rate-limit keys are forgotten every minute, so the maps stay bounded.
+    {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                app.rate_limits.retain_recent();
+            }
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let external_tls = tls::external(&pki.external)?;
     let internal_tls = tls::internal(&pki.internal, &pki.ca_cert)?;

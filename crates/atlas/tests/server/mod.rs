@@ -23,7 +23,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, database_url: Option<&str>) -> Server {
+        // Functional tests run far above the default rate limits; the limits
+        // have their own test.
+        Server::start_with(
+            data_dir,
+            database_url,
+            &[("ATLAS_RATE_LIMIT_ORDERS", "0"), ("ATLAS_RATE_LIMIT_QUERIES", "0")],
+        )
+    }
+
+    /// Starts with extra environment variables.
+    pub fn start_with(data_dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atlas"));
+        cmd.envs(env.iter().copied());
         cmd.args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])

@@ -1,0 +1,67 @@
+//! Rate limits take effect at the configured numbers: with 5 order-entry and 10
+//! other requests per second (bursts of 10 and 20), a burst of orders from one
+//! broker is cut at about the burst with `429 RATE_LIMITED` and `Retry-After`,
+//! queries have their own bucket, health endpoints are exempt, and after waiting
+//! the broker can trade again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use server::{Server, admin, broker, code};
+
+#[test]
+fn rate_limits_cut_bursts_and_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_ORDERS", "5"), ("ATLAS_RATE_LIMIT_QUERIES", "10")],
+    );
+    let adm = admin(&s);
+    adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME"}));
+    adm.post("/atlas/internal/api/participant/broker", json!({"name": "Broker alice"}));
+    let (st, _) = adm.post(
+        "/atlas/internal/api/participant/broker/1/user",
+        json!({"username": "alice", "password": "alice-password", "role": "broker"}),
+    );
+    assert_eq!(st, StatusCode::CREATED);
+    // Let the internal calls' IP bucket refill (the same loopback address).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let alice = broker(&s, "alice");
+    let body = json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "1.00"});
+    let mut created = 0;
+    let mut limited = None;
+    for _ in 0..30 {
+        let r = alice.send(alice.req(reqwest::Method::POST, "/atlas/api/order").json(&body));
+        match r.0 {
+            StatusCode::CREATED => created += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                limited = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", r.1),
+        }
+    }
+    // Burst 10, plus what refilled at 5/s while the requests ran.
+    assert!((10..=14).contains(&created), "{created} orders before the limit");
+    let limited = limited.expect("the burst must be cut");
+    assert_eq!(limited.1["code"], "RATE_LIMITED");
+    // Queries draw from their own bucket; health checks from none.
+    assert_eq!(alice.get("/atlas/api/orderBook/1").0, StatusCode::OK);
+    for _ in 0..50 {
+        assert_eq!(alice.get("/healthz").0, StatusCode::OK);
+    }
+    let raw = alice.req(reqwest::Method::POST, "/atlas/api/order").json(&body).send().unwrap();
+    assert_eq!(raw.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = raw.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert_eq!(raw.headers()["ratelimit-limit"], "5");
+    let r = alice.send(alice.req(reqwest::Method::POST, "/atlas/api/order").json(&body));
+    assert_eq!(code(&r), (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"));
+    // Retry-After is honest: after it, orders go through again.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(alice.post("/atlas/api/order", body).0, StatusCode::CREATED);
+}
