@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use atlas_engine::EngineConfig;
 use atlas_journal::Storage;
 use atlas_journal::verify;
 use atlas_store::{PgStore, SqliteStore};
@@ -54,8 +53,9 @@ pub fn open_store(data_dir: &std::path::Path, url: Option<&str>) -> anyhow::Resu
 /// Runs the verification; exit code 1 on any mismatch or damage.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_store(&args.data_dir, args.database_url.as_deref())?;
-    // The engine's limits take part in replay; they are the defaults everywhere today.
-    match verify(&mut store, EngineConfig::default()) {
+    // The engine's limits take part in replay: use the ones the journal recorded.
+    let config = store.engine_config()?.unwrap_or_default();
+    match verify(&mut store, config) {
         Ok(r) => {
             println!("journal OK: {} entries, {} snapshots checked", r.entries, r.snapshots_checked);
             println!("state hash {}", r.state_hash);

@@ -19,6 +19,7 @@ struct Inner {
     snapshots: Vec<Snapshot>,
     orders: std::collections::BTreeMap<u64, OrderRow>,
     trades: Vec<TradeRow>,
+    engine_config: Option<atlas_engine::EngineConfig>,
 }
 
 /// Shared in-memory journal; clones see the same data.
@@ -81,6 +82,17 @@ impl SnapshotSink for MemoryStorage {
 impl Storage for MemoryStorage {
     fn claim_writer(&mut self) -> Result<(), StorageError> {
         // One process, one owner: nothing to fence.
+        Ok(())
+    }
+
+    fn engine_config(&mut self) -> Result<Option<atlas_engine::EngineConfig>, StorageError> {
+        self.check()?;
+        Ok(self.lock().engine_config)
+    }
+
+    fn record_engine_config(&mut self, config: atlas_engine::EngineConfig) -> Result<(), StorageError> {
+        self.check()?;
+        self.lock().engine_config = Some(config);
         Ok(())
     }
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {

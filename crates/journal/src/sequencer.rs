@@ -267,6 +267,17 @@ impl Sequencer {
     /// Rebuilds the shard from `storage` and starts the threads.
     pub fn start<S: Storage>(mut storage: S, config: SequencerConfig) -> Result<Sequencer, RecoveryError> {
         storage.claim_writer()?;
+        // Replay must run with the limits the journal was written with.
+        match storage.engine_config()? {
+            None => storage.record_engine_config(config.engine)?,
+            Some(recorded) if recorded.orders_max != config.engine.orders_max => {
+                return Err(RecoveryError::Storage(crate::StorageError(format!(
+                    "the journal was written with orders_max {}, not {}; start with the same engine limits",
+                    recorded.orders_max, config.engine.orders_max
+                ))));
+            }
+            Some(_) => {}
+        }
         let recovered = recover(&mut storage, config.engine)?;
         let projection = Projection::from_open(storage.open_orders()?);
         let shared = Arc::new(Shared {

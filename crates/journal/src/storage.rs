@@ -48,6 +48,10 @@ pub trait Storage: Send + 'static {
     /// if the store cannot be claimed. Only a sequencer claims; readers
     /// (`verify`, tests) do not, so they never fence a running shard.
     fn claim_writer(&mut self) -> Result<(), StorageError>;
+    /// The engine limits the journal was written with, if recorded.
+    fn engine_config(&mut self) -> Result<Option<EngineConfig>, StorageError>;
+    /// Records them (once, when the journal starts).
+    fn record_engine_config(&mut self, config: EngineConfig) -> Result<(), StorageError>;
     /// A separate writer for snapshots, used by the sequencer's snapshot thread.
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError>;
     /// Appends a batch and its effects on the order and trade tables, atomically:
@@ -79,6 +83,12 @@ impl SnapshotSink for Box<dyn SnapshotSink> {
 impl Storage for Box<dyn Storage> {
     fn claim_writer(&mut self) -> Result<(), StorageError> {
         (**self).claim_writer()
+    }
+    fn engine_config(&mut self) -> Result<Option<EngineConfig>, StorageError> {
+        (**self).engine_config()
+    }
+    fn record_engine_config(&mut self, config: EngineConfig) -> Result<(), StorageError> {
+        (**self).record_engine_config(config)
     }
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         (**self).snapshot_sink()

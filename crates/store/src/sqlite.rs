@@ -128,6 +128,35 @@ impl Storage for SqliteStore {
         }
     }
 
+    fn engine_config(&mut self) -> Result<Option<atlas_engine::EngineConfig>, StorageError> {
+        let orders_max: Option<i64> = self
+            .rt
+            .block_on(
+                sqlx::query_scalar("SELECT orders_max FROM engine_config WHERE shard = ?")
+                    .bind(self.shard)
+                    .fetch_optional(&self.pool),
+            )
+            .map_err(err)?;
+        orders_max
+            .map(|m| {
+                let orders_max = u32::try_from(m).map_err(err)?;
+                Ok(atlas_engine::EngineConfig { orders_max, ..atlas_engine::EngineConfig::default() })
+            })
+            .transpose()
+    }
+
+    fn record_engine_config(&mut self, config: atlas_engine::EngineConfig) -> Result<(), StorageError> {
+        self.rt
+            .block_on(
+                sqlx::query("INSERT INTO engine_config (shard, orders_max) VALUES (?, ?)")
+                    .bind(self.shard)
+                    .bind(i64::from(config.orders_max))
+                    .execute(&self.pool),
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
     fn snapshot_sink(&self) -> Result<Box<dyn SnapshotSink>, StorageError> {
         // Its own connection on its own runtime, for the snapshot thread.
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(err)?;

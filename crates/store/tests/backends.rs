@@ -230,6 +230,23 @@ fn single_writer(open: Open, second_is_refused: bool) {
     assert_eq!(report.entries, 3);
 }
 
+/// The engine limits are recorded with the journal: a restart with other limits
+/// is refused (its replay could accept or reject different orders).
+#[test]
+fn sqlite_engine_limits_are_recorded_with_the_journal() {
+    let (_dir, open) = sqlite();
+    let s = Sequencer::start(open(), config()).unwrap();
+    list(&s);
+    s.shutdown();
+    let mut other = config();
+    other.engine.orders_max = 7;
+    let err = Sequencer::start(open(), other).err().expect("other limits must be refused");
+    assert!(err.to_string().contains("orders_max"), "{err}");
+    let mut store = open();
+    assert_eq!(store.engine_config().unwrap(), Some(config().engine));
+    Sequencer::start(open(), config()).unwrap().shutdown();
+}
+
 #[test]
 fn sqlite_single_writer() {
     let (_dir, open) = sqlite();
