@@ -103,9 +103,15 @@ pub async fn serve(
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
             };
-            let app = app.layer(axum::Extension(Peer(peer.ip())));
+            // The peer goes into each request's extensions (for per-IP limits);
+            // re-layering the router per connection would rebuild every route.
+            let ip = Peer(peer.ip());
+            let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ip);
+                tower::ServiceExt::oneshot(app.clone(), req)
+            });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
