@@ -194,6 +194,32 @@ fn products_and_participants(s: &Server) {
         code(&alice.get("/atlas/api/participant/broker/99")),
         (StatusCode::NOT_FOUND, "PARTICIPANT_NOT_FOUND")
     );
+    // Disabling a broker: its tokens die at once, its orders are cancelled, it
+    // cannot log in again.
+    let (st, dave_p) = adm.post("/atlas/internal/api/participant/broker", json!({"name": "Broker dave"}));
+    assert_eq!(st, StatusCode::CREATED);
+    let dave_id = dave_p["id"].as_u64().unwrap();
+    let (st, _) = adm.post(
+        &format!("/atlas/internal/api/participant/broker/{dave_id}/user"),
+        json!({"username": "dave", "password": "dave-password", "role": "broker"}),
+    );
+    assert_eq!(st, StatusCode::CREATED);
+    let dave = broker(s, "dave");
+    let resting = dave.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "1.00"}),
+    );
+    assert_eq!(resting.0, StatusCode::CREATED, "{}", resting.1);
+    assert_eq!(
+        adm.delete(&format!("/atlas/internal/api/participant/broker/{dave_id}")).0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(code(&dave.get("/atlas/api/order")), (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"));
+    let order_id = resting.1["id"].as_u64().unwrap();
+    assert_eq!(adm.get(&format!("/atlas/internal/api/order/{order_id}")).1["status"], "CANCELLED");
+    let relogin = Api { client: s.client(), base: s.external.clone(), token: None }
+        .post("/atlas/api/auth/token", json!({"username": "dave", "password": "dave-password"}));
+    assert_eq!(relogin.0, StatusCode::UNAUTHORIZED);
     // Users: unique names, password rules, roles.
     let dup_user = adm.post(
         "/atlas/internal/api/participant/broker/1/user",

@@ -41,9 +41,32 @@ pub struct App {
     pub risk: std::sync::RwLock<std::collections::HashMap<atlas_types::ParticipantId, atlas_store::RiskRow>>,
     /// Request rate limits.
     pub rate_limits: crate::limits::RateLimits,
+    /// Disabled participants: their users' tokens stop working at once, not when
+    /// they expire.
+    pub disabled: std::sync::RwLock<std::collections::HashSet<atlas_types::ParticipantId>>,
 }
 
 impl App {
+    /// True if the participant has been disabled.
+    pub fn is_disabled(&self, p: atlas_types::ParticipantId) -> bool {
+        match self.disabled.read() {
+            Ok(g) => g.contains(&p),
+            Err(poisoned) => poisoned.into_inner().contains(&p),
+        }
+    }
+
+    /// Marks a participant disabled.
+    pub fn disable(&self, p: atlas_types::ParticipantId) {
+        match self.disabled.write() {
+            Ok(mut g) => {
+                g.insert(p);
+            }
+            Err(poisoned) => {
+                poisoned.into_inner().insert(p);
+            }
+        }
+    }
+
     fn product_rows(&self) -> Arc<Vec<ProductRow>> {
         // A poisoned lock still holds a consistent Arc.
         match self.products.read() {

@@ -119,7 +119,13 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: N
     let scheme = [&ATLAS, &COINBASE].into_iter().find(|s| req.headers().contains_key(s.key));
     let outcome = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
         Some(match value.to_str() {
-            Ok(v) => bearer(&ctx.app.tokens, v, ctx.audience),
+            Ok(v) => bearer(&ctx.app.tokens, v, ctx.audience).and_then(|c| {
+                // A disabled participant's tokens are dead at once.
+                match c.participant {
+                    Some(p) if ctx.app.is_disabled(p) => Err(AuthFailure::Unauthenticated),
+                    _ => Ok(c),
+                }
+            }),
             Err(_) => Err(AuthFailure::Unauthenticated),
         })
     } else if let Some(scheme) = scheme {

@@ -127,6 +127,8 @@ pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<
     caller.operator()?;
     let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
     ctx.app.db.update_participant(row.id, None, Some("DISABLED"), now_ns()).await?;
+    // Its users' tokens stop working now, before its orders are cancelled.
+    ctx.app.disable(row.id);
     let actor = Actor { user: caller.actor_user(), participant: None };
     ctx.app
         .seq

@@ -148,7 +148,13 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         products: Default::default(),
         risk: Default::default(),
         rate_limits: crate::limits::RateLimits::new(config.rate_limit_orders, config.rate_limit_queries),
+        disabled: Default::default(),
     });
+    for p in app.db.participants().await? {
+        if p.status != "ACTIVE" {
+            app.disable(p.id);
+        }
+    }
     products::reconcile(&app).await.context("reconciling products with the engine")?;
     crate::risk::load(&app).await.context("loading risk limits")?;
     app.ready.store(true, Ordering::Release);
