@@ -589,6 +589,11 @@ fn risk_limits(s: &Server) {
         "RISK_PRICE_COLLAR"
     );
 
+    // So do the quantity limit (an amend cannot grow an order past it).
+    assert_eq!(
+        code(&bob.put(&format!("/atlas/api/order/{o1_id}"), json!({"quantity": 6}))),
+        (StatusCode::UNPROCESSABLE_ENTITY, "RISK_MAX_QUANTITY")
+    );
     // The kill switch: block, cancel everything, refuse new orders; then release.
     let (st, k) = adm.post("/atlas/internal/api/participant/broker/2/killSwitch", json!({"active": true}));
     assert_eq!(st, StatusCode::OK, "{k}");

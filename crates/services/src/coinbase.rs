@@ -240,7 +240,9 @@ pub async fn trades(
 ) -> CbResult<impl IntoResponse> {
     let app = &ctx.app;
     let product = product_by_cb_id(app, &id).await?;
-    let _ = (p.before, p.after);
+    if p.before.is_some() || p.after.is_some() {
+        return Err(bad("before/after paging is not supported here; use limit"));
+    }
     let rows = app.db.latest_trades(product.id, p.limit.unwrap_or(100).clamp(1, 1_000)).await?;
     Ok(axum::Json(
         rows.iter()
@@ -562,7 +564,10 @@ pub async fn list_orders(
 ) -> CbResult<impl IntoResponse> {
     let caller = caller?;
     let me = caller.broker()?;
-    let _ = (&p.profile_id, &p.before);
+    let _ = &p.profile_id;
+    if p.before.is_some() {
+        return Err(bad("before is not supported; page with after"));
+    }
     let app = &ctx.app;
     let filter = match p.status.as_deref().unwrap_or("open") {
         "open" | "pending" | "active" => OrderFilter::Open,
@@ -609,7 +614,10 @@ pub async fn fills(
 ) -> CbResult<impl IntoResponse> {
     let caller = caller?;
     let me = caller.broker()?;
-    let _ = (&p.profile_id, &p.before, &p.after);
+    let _ = &p.profile_id;
+    if p.before.is_some() || p.after.is_some() {
+        return Err(bad("before/after paging is not supported here; use limit and dates"));
+    }
     let app = &ctx.app;
     let since = p
         .start_date

@@ -213,6 +213,22 @@ pub async fn amend(
         price: b.price.as_deref().map(|p| parse_price(p, &product, "price")).transpose()?,
         stop_price: b.stop_price.as_deref().map(|p| parse_price(p, &product, "stopPrice")).transpose()?,
     };
+    // An amend must fit the same quantity and notional limits as a new order:
+    // check the order as it would stand afterwards.
+    let after = NewOrder {
+        order_id: row.id,
+        participant: row.participant,
+        product: row.product,
+        side: row.side,
+        order_type: row.order_type,
+        time_in_force: row.time_in_force,
+        quantity: amend.quantity.unwrap_or(row.original),
+        price: amend.price.or(row.price),
+        stop_price: amend.stop_price.or(row.stop_price),
+        post_only: row.post_only,
+        self_trade_prevention: row.self_trade_prevention,
+    };
+    crate::risk::check_order(app, &after, &product).await?;
     let receipt = await_receipt(app.seq.submit(actor(&caller), None, CommandKind::Amend(amend))?).await?;
     if let Some(e) = rejected(&receipt) {
         return Err(e);

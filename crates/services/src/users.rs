@@ -39,7 +39,13 @@ fn check_username(u: &str) -> Result<(), ApiError> {
     if ok { Ok(()) } else { Err(ApiError::validation("username must be 1 to 64 of A-Z a-z 0-9 . _ - @")) }
 }
 
+/// Password hashes computed at once, at most: each argon2 run takes ~19 MiB and
+/// tens of milliseconds, so a flood of logins must queue, not exhaust memory.
+const PASSWORD_HASHES_CONCURRENT_MAX: usize = 4;
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PASSWORD_HASHES_CONCURRENT_MAX);
+    let _slot = SLOTS.acquire().await.map_err(|_| ApiError::internal())?;
     tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::internal())
 }
 

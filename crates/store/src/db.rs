@@ -22,6 +22,8 @@ use sqlx::sqlite::{
 
 /// Connections in the services' pool.
 const POOL_CONNECTIONS_MAX: u32 = 8;
+/// Fills returned with one order, at most.
+pub const ORDER_FILLS_MAX: i64 = 10_000;
 /// Rows one list query returns, at most.
 pub const PAGE_ROWS_MAX: u32 = 1_000;
 
@@ -748,14 +750,16 @@ impl Db {
         })
     }
 
-    /// The trades of one order, oldest first.
+    /// The trades of one order, oldest first, at most [`ORDER_FILLS_MAX`].
     pub async fn trades_of_order(&self, id: OrderId) -> Result<Vec<(TradeRow, bool)>, DbError> {
+        // Bounded: an order filled by very many makers shows its first fills only.
         let q = "SELECT * FROM trades WHERE maker_order_id = $1 UNION ALL \
-                 SELECT * FROM trades WHERE taker_order_id = $1 AND maker_order_id <> $1 ORDER BY id";
+                 SELECT * FROM trades WHERE taker_order_id = $1 AND maker_order_id <> $1 ORDER BY id LIMIT $2";
         let id = id_i64(id.0)?;
         with_pool!(self, |p, _o, trade_row| {
             sqlx::query(q)
                 .bind(id)
+                .bind(ORDER_FILLS_MAX)
                 .fetch_all(p)
                 .await
                 .map_err(db_err)?
