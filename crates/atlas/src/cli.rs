@@ -73,6 +73,11 @@ pub enum Client {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Bust a trade (operators): it stays on record, marked busted, and leaves the tape.
+    Bust {
+        /// Trade id.
+        trade: u64,
+    },
 }
 
 /// Product commands.
@@ -542,6 +547,24 @@ pub fn run(c: Connection, cmd: Client) -> anyhow::Result<()> {
                 None,
             )?;
             show(c.json, &v, &["id", "price", "quantity", "aggressorSide", "time"]);
+        }
+        Client::Bust { trade } => {
+            let s = connect(&c, true)?;
+            let v = s.call(reqwest::Method::DELETE, &format!("/atlas/internal/api/trade/{trade}"), None)?;
+            let row = if c.json {
+                v
+            } else {
+                json!({
+                    "id": v["trade"]["id"], "price": v["trade"]["price"], "quantity": v["trade"]["quantity"],
+                    "makerParticipantId": v["makerParticipantId"], "takerParticipantId": v["takerParticipantId"],
+                    "busted": v["busted"],
+                })
+            };
+            show(
+                c.json,
+                &row,
+                &["id", "price", "quantity", "makerParticipantId", "takerParticipantId", "busted"],
+            );
         }
     }
     Ok(())

@@ -437,6 +437,50 @@ fn trading(s: &Server) {
     assert_eq!(l3["offers"][0]["participantId"], 1);
 }
 
+/// Busts: an operator busts a trade through the journal; it keeps its row, marked
+/// busted, and leaves the public tape.
+fn busts(s: &Server) {
+    let (adm, alice, bob) = (admin(s), broker(s, "alice"), broker(s, "bob"));
+    // At the last price: the engine's collar reference is the last print, busted
+    // or not (see docs/api.md).
+    let sell = order(&alice, "SELL", 2, "5.00")["id"].as_u64().unwrap();
+    let buy = order(&bob, "BUY", 2, "5.00");
+    assert_eq!(buy["status"], "FILLED", "{buy}");
+    let trade = buy["trades"][0]["id"].as_u64().unwrap();
+    let path = format!("/atlas/internal/api/trade/{trade}");
+    let tape_has = |id: u64| {
+        let (_, tape) = alice.get("/atlas/api/trade?productId=1");
+        tape.as_array().unwrap().iter().any(|t| t["id"].as_u64() == Some(id))
+    };
+    assert!(tape_has(trade));
+
+    // Brokers cannot bust: the internal path does not exist outside, and a
+    // broker's token is not an operator's.
+    assert_eq!(bob.delete(&path).0, StatusCode::NOT_FOUND);
+    assert_eq!(adm.get(&path).1["busted"], false, "a refused bust changes nothing");
+
+    let (st, busted) = adm.delete(&path);
+    assert_eq!(st, StatusCode::OK, "{busted}");
+    assert_eq!((busted["busted"].as_bool(), busted["trade"]["id"].as_u64()), (Some(true), Some(trade)));
+    assert_eq!(busted["makerOrderId"].as_u64(), Some(sell));
+    assert_eq!(code(&adm.delete(&path)), (StatusCode::CONFLICT, "TRADE_ALREADY_BUSTED"));
+    assert_eq!(
+        code(&adm.delete("/atlas/internal/api/trade/999999")),
+        (StatusCode::NOT_FOUND, "TRADE_NOT_FOUND")
+    );
+    assert_eq!(adm.delete("/atlas/internal/api/trade/abc").0, StatusCode::BAD_REQUEST);
+
+    // Both parties see it busted; the tape no longer shows it; the orders stand.
+    assert_eq!(bob.get(&format!("/atlas/api/trade/{trade}")).1["busted"], true);
+    assert_eq!(alice.get(&format!("/atlas/api/trade/{trade}")).1["busted"], true);
+    assert!(!tape_has(trade), "a busted trade left the tape");
+    let (_, report) = alice.get(&format!("/atlas/api/order/{sell}"));
+    assert_eq!(
+        (report["status"].as_str(), report["trades"][0]["busted"].as_bool()),
+        (Some("FILLED"), Some(true))
+    );
+}
+
 /// Signs a request as API.md says: base64(HMAC-SHA256(secret, ts + METHOD + path + body)).
 fn signed(
     client: &Client,
@@ -619,6 +663,7 @@ fn snapshot(s: &Server) -> Value {
         "products": adm.get("/atlas/internal/api/product/equity").1,
         "brokers": adm.get("/atlas/internal/api/participant/broker").1,
         "limits": adm.get("/atlas/internal/api/participant/broker/2/limits").1,
+        "trades": (1..=8).map(|t| adm.get(&format!("/atlas/internal/api/trade/{t}")).1).collect::<Vec<_>>(),
     })
 }
 
@@ -629,6 +674,7 @@ fn whole_api(database_url: Option<&str>) {
     listeners_and_login(&s);
     products_and_participants(&s);
     trading(&s);
+    busts(&s);
     api_keys_and_forgery(&s);
     risk_limits(&s);
     let before = snapshot(&s);

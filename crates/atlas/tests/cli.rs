@@ -77,6 +77,30 @@ fn operators_and_brokers_at_the_terminal() {
     let cancelled = ok(carol(&["order", "cancel", &id]));
     assert!(cancelled.contains("CANCELLED"), "{cancelled}");
     assert!(ok(carol(&["trades", "1"])).starts_with("id"));
+    // A trade (carol with herself) that an operator busts from the terminal.
+    for side in ["sell", "buy"] {
+        ok(carol(&[
+            "order",
+            "place",
+            "--product",
+            "1",
+            "--side",
+            side,
+            "--quantity",
+            "1",
+            "--price",
+            "10.00",
+        ]));
+    }
+    let tape: Value = serde_json::from_str(&ok(carol(&["trades", "1", "--json"]))).unwrap();
+    let trade = tape[0]["id"].as_u64().unwrap().to_string();
+    let busted = ok(admin(&["bust", &trade]));
+    assert!(busted.lines().nth(1).is_some_and(|l| l.starts_with(&trade) && l.ends_with("true")), "{busted}");
+    assert_eq!(ok(carol(&["trades", "1", "--json"])).trim(), "[]", "a busted trade leaves the tape");
+    let again = admin(&["bust", &trade]);
+    assert!(
+        !again.status.success() && String::from_utf8_lossy(&again.stderr).contains("TRADE_ALREADY_BUSTED")
+    );
     // The wrong password: refused, non-zero.
     assert!(!atlas(&s, "carol", "wrong-password-0", &["order", "list"]).status.success());
 }

@@ -1,6 +1,6 @@
 //! Commands: the only way in. Each carries its own sequence number and time.
 
-use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp};
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
 
 /// One state-changing instruction, stamped by the sequencer.
 ///
@@ -59,6 +59,13 @@ pub enum CommandKind {
     RemoveProduct {
         /// The product.
         product: ProductId,
+    },
+    /// Bust a printed trade: it no longer counts for clearing, the tape or volume.
+    /// The books are unchanged (the orders' fills stand as matched); only trades
+    /// the engine has printed can be busted.
+    BustTrade {
+        /// The trade.
+        trade: TradeId,
     },
 }
 

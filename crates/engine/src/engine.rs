@@ -210,6 +210,7 @@ impl Engine {
             CommandKind::EndOfDay { product } => self.end_of_day(*product, out),
             CommandKind::AddProduct(spec) => self.add_product(*spec, out),
             CommandKind::RemoveProduct { product } => self.remove_product(*product, out),
+            CommandKind::BustTrade { trade } => self.bust_trade(*trade, out),
         };
         match result {
             Ok(()) => {
@@ -1076,6 +1077,18 @@ impl Engine {
         self.book_mut(b).halted = halted;
         let status = if halted { ProductStatus::Halted } else { ProductStatus::Active };
         out.push(Event::ProductStatus { product, status });
+        Ok(())
+    }
+
+    fn bust_trade(&mut self, trade: TradeId, out: &mut Vec<Event>) -> Result<(), Reject> {
+        // Trade ids are dense from 1: anything below the next one was printed. The
+        // engine keeps no list of busted trades (the trades table does); busting one
+        // twice changes nothing more.
+        if trade.0 == 0 || trade.0 >= self.next_trade_id {
+            return Err(Reject::UnknownTrade);
+        }
+        out.push(Event::Accepted);
+        out.push(Event::TradeBusted { trade_id: trade });
         Ok(())
     }
 

@@ -97,6 +97,11 @@ pub enum Event {
         /// Its new status.
         status: ProductStatus,
     },
+    /// A trade was busted (see [`crate::CommandKind::BustTrade`]).
+    TradeBusted {
+        /// The trade.
+        trade_id: TradeId,
+    },
     /// A price level's new total (0: the level is gone). For market data (L2).
     Level {
         /// The product.

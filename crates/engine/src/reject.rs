@@ -67,6 +67,9 @@ pub enum Reject {
     /// The engine holds its maximum number of open orders.
     #[error("order capacity exhausted")]
     CapacityExhausted,
+    /// No trade with that id was printed.
+    #[error("trade not found")]
+    UnknownTrade,
 }
 
 impl Reject {
@@ -93,11 +96,12 @@ impl Reject {
             Reject::NothingToAmend => "NOTHING_TO_AMEND",
             Reject::QuantityBelowExecuted => "QUANTITY_BELOW_EXECUTED",
             Reject::CapacityExhausted => "CAPACITY_EXHAUSTED",
+            Reject::UnknownTrade => "TRADE_NOT_FOUND",
         }
     }
 
     /// Every variant, for tables and documentation.
-    pub const ALL: [Reject; 20] = [
+    pub const ALL: [Reject; 21] = [
         Reject::UnknownProduct,
         Reject::ProductExists,
         Reject::InvalidProductSpec,
@@ -118,6 +122,7 @@ impl Reject {
         Reject::NothingToAmend,
         Reject::QuantityBelowExecuted,
         Reject::CapacityExhausted,
+        Reject::UnknownTrade,
     ];
 }
 

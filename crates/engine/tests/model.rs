@@ -59,6 +59,7 @@ enum Op {
     EndOfDay(Option<u32>),
     Add(u32),
     Remove(u32),
+    Bust(u64),
 }
 
 /// Random ops. In `wide` streams a quarter of the prices are far away (up to 3M
@@ -85,6 +86,7 @@ fn op(wide: bool) -> impl Strategy<Value = Op> {
         1 => prop::option::of(1u32..=3).prop_map(Op::EndOfDay),
         1 => (1u32..=4).prop_map(Op::Add),
         1 => (2u32..=3).prop_map(Op::Remove),
+        1 => (0u64..60).prop_map(Op::Bust),
     ]
 }
 
@@ -205,6 +207,7 @@ impl Gen {
             Op::EndOfDay(p) => CommandKind::EndOfDay { product: p.map(ProductId) },
             Op::Add(p) => CommandKind::AddProduct(spec(p)),
             Op::Remove(p) => CommandKind::RemoveProduct { product: ProductId(p) },
+            Op::Bust(t) => CommandKind::BustTrade { trade: TradeId(t) },
         };
         Command { seq: Seq(self.seq), time: Timestamp(self.seq as i64 * 1_000), kind }
     }
@@ -363,6 +366,7 @@ fn generated_streams_cover_every_behaviour() {
         "StopTriggered",
         "ProductStatus",
         "Level",
+        "TradeBusted",
     ] {
         expected.push(e.to_string());
     }

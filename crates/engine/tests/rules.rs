@@ -524,6 +524,8 @@ fn every_rejection_changes_nothing() {
             Reject::UnknownProduct,
         ),
         (CommandKind::RemoveProduct { product: ProductId(9) }, Reject::UnknownProduct),
+        (CommandKind::BustTrade { trade: TradeId(0) }, Reject::UnknownTrade),
+        (CommandKind::BustTrade { trade: TradeId(2) }, Reject::UnknownTrade),
     ];
     let setup = || {
         let mut h = Harness::new();
@@ -554,6 +556,21 @@ fn every_rejection_changes_nothing() {
     covered.insert(Reject::CapacityExhausted.code());
     let all: std::collections::BTreeSet<_> = Reject::ALL.iter().map(|r| r.code()).collect();
     assert_eq!(covered, all, "every rejection has a case");
+}
+
+#[test]
+fn a_bust_names_a_printed_trade_and_leaves_the_books_alone() {
+    let mut h = Harness::new();
+    h.order(lim(1, 1, Sell, 5, 10));
+    h.order(lim(2, 2, Buy, 3, 10));
+    let before = h.observable();
+    for _ in 0..2 {
+        // Busting twice is allowed (the trades table keeps the flag); nothing moves.
+        let ev = h.run(CommandKind::BustTrade { trade: TradeId(1) });
+        assert_eq!(ev, vec![Event::Accepted, Event::TradeBusted { trade_id: TradeId(1) }]);
+    }
+    assert_eq!(h.observable(), before);
+    assert_eq!(rejected(&h.run(CommandKind::BustTrade { trade: TradeId(2) })), Some(Reject::UnknownTrade));
 }
 
 #[test]

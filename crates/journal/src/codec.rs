@@ -6,7 +6,7 @@
 //! entry re-encodes to the same bytes, which the hash chain relies on.
 
 use atlas_engine::{Amend, CommandKind, NewOrder, OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
-use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp};
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
 use thiserror::Error;
 
 use crate::{Actor, Entry};
@@ -177,6 +177,7 @@ mod tag {
     pub const END_OF_DAY: u8 = 7;
     pub const ADD_PRODUCT: u8 = 8;
     pub const REMOVE_PRODUCT: u8 = 9;
+    pub const BUST_TRADE: u8 = 10;
 }
 
 /// Appends the encoding of `entry` to `out`.
@@ -251,6 +252,10 @@ pub fn encode(entry: &Entry, out: &mut Vec<u8>) {
             w.u8(tag::REMOVE_PRODUCT);
             w.u32(product.0);
         }
+        CommandKind::BustTrade { trade } => {
+            w.u8(tag::BUST_TRADE);
+            w.u64(trade.0);
+        }
     }
 }
 
@@ -315,6 +320,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
             lot: Qty(r.i64()?),
         }),
         tag::REMOVE_PRODUCT => CommandKind::RemoveProduct { product: ProductId(r.u32()?) },
+        tag::BUST_TRADE => CommandKind::BustTrade { trade: TradeId(r.u64()?) },
         _ => return Err(DecodeError::Invalid("command tag")),
     };
     if !r.0.is_empty() {

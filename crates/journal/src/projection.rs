@@ -133,6 +133,8 @@ pub struct Effects {
     pub orders: Vec<OrderRow>,
     /// Every trade the batch printed, in order.
     pub trades: Vec<TradeRow>,
+    /// Trades the batch busted (possibly printed in this batch, possibly twice).
+    pub busted: Vec<TradeId>,
     position: HashMap<OrderId, usize>,
 }
 
@@ -141,6 +143,7 @@ impl Effects {
     pub fn clear(&mut self) {
         self.orders.clear();
         self.trades.clear();
+        self.busted.clear();
         self.position.clear();
     }
 
@@ -323,6 +326,7 @@ impl Projection {
                     }
                     touched.push(order_id);
                 }
+                Event::TradeBusted { trade_id } => fx.busted.push(trade_id),
                 Event::Accepted
                 | Event::Rejected { .. }
                 | Event::ProductStatus { .. }

@@ -2,7 +2,7 @@
 
 use atlas_engine::{Amend, CommandKind, NewOrder, OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
 use atlas_journal::{Actor, Batch, ChainHash, Entry, JournalError, codec, valid_client_order_id};
-use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp};
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
 use proptest::prelude::*;
 
 fn command() -> impl Strategy<Value = CommandKind> {
@@ -66,6 +66,7 @@ fn command() -> impl Strategy<Value = CommandKind> {
         (product.clone(), any::<i64>(), any::<i64>())
             .prop_map(|(id, t, l)| CommandKind::AddProduct(ProductSpec { id, tick: Price(t), lot: Qty(l) })),
         product.prop_map(|product| CommandKind::RemoveProduct { product }),
+        any::<u64>().prop_map(|t| CommandKind::BustTrade { trade: TradeId(t) }),
     ]
 }
 

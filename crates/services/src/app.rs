@@ -205,7 +205,7 @@ pub fn internal(app: Arc<App>) -> Router {
         .route("/atlas/internal/api/orderBook/endOfDay", post(orders::end_of_day))
         .route("/atlas/internal/api/orderBook/{product}", get(orders::book_internal))
         .route("/atlas/internal/api/order/{id}", get(orders::get_internal))
-        .route("/atlas/internal/api/trade/{id}", get(orders::trade_internal))
+        .route("/atlas/internal/api/trade/{id}", get(orders::trade_internal).delete(orders::bust))
         .route("/metrics", get(crate::metrics::render))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track))
         .fallback(not_found)

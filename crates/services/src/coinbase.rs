@@ -475,6 +475,7 @@ pub async fn create_order(
         self_trade_prevention,
     };
     let (_, row, trades) = orders::place(app, &caller, &product, order, b.client_oid).await?;
+    let trades: Vec<TradeRow> = trades.into_iter().map(|(t, _)| t).collect();
     Ok(axum::Json(order_json(&row, &trades, &product)))
 }
 
@@ -633,11 +634,23 @@ pub async fn fills(
     let trades: Vec<TradeRow> = match (&p.order_id, &p.product_id) {
         (Some(order), _) => {
             let row = orders::own_order(app, &caller, order.parse().map_err(|_| order_not_found())?).await?;
-            app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect()
+            app.db
+                .trades_of_order(row.id)
+                .await?
+                .into_iter()
+                .filter(|(_, busted)| !busted)
+                .map(|(t, _)| t)
+                .collect()
         }
         (None, Some(product)) => {
             let id = product_by_cb_id(app, product).await?.id;
-            app.db.fills(me, Some(id), limit).await?.into_iter().map(|(t, _)| t).collect()
+            app.db
+                .fills(me, Some(id), limit)
+                .await?
+                .into_iter()
+                .filter(|(_, busted)| !busted)
+                .map(|(t, _)| t)
+                .collect()
         }
         (None, None) => return Err(bad("product_id or order_id is required")),
     };

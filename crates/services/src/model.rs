@@ -208,7 +208,7 @@ pub fn format_price(p: Price, product: &ProductRow) -> String {
 pub fn reject(r: Reject) -> ApiError {
     use axum::http::StatusCode;
     let status = match r {
-        Reject::UnknownProduct | Reject::UnknownOrder => StatusCode::NOT_FOUND,
+        Reject::UnknownProduct | Reject::UnknownOrder | Reject::UnknownTrade => StatusCode::NOT_FOUND,
         Reject::OrderNotOpen | Reject::ProductExists | Reject::DuplicateOrderId => StatusCode::CONFLICT,
         Reject::MarketHalted => StatusCode::CONFLICT,
         Reject::CapacityExhausted => StatusCode::SERVICE_UNAVAILABLE,
@@ -217,6 +217,7 @@ pub fn reject(r: Reject) -> ApiError {
     let detail = match r {
         Reject::UnknownProduct => "no such product",
         Reject::UnknownOrder => "no such order",
+        Reject::UnknownTrade => "no such trade",
         Reject::OrderNotOpen => "the order is no longer open",
         Reject::MarketHalted => "trading in this product is halted",
         Reject::QuantityNotOnLot => "quantity is not a multiple of the lot size",
@@ -237,6 +238,7 @@ pub struct Fill {
     quantity: i64,
     time: String,
     liquidity: &'static str,
+    busted: bool,
 }
 
 /// `OrderReport` (API.md).
@@ -285,18 +287,23 @@ fn average(row: &OrderRow, product: &ProductRow) -> Option<String> {
 }
 
 impl OrderReport {
-    /// Builds the report of `row` with its `trades`.
-    pub fn of(row: &OrderRow, trades: &[TradeRow], product: &ProductRow) -> OrderReport {
+    /// Builds the report of `row` with its `trades` (each with its busted flag).
+    pub fn of<'t>(
+        row: &OrderRow,
+        trades: impl IntoIterator<Item = (&'t TradeRow, bool)>,
+        product: &ProductRow,
+    ) -> OrderReport {
         use atlas_journal::projection::codes;
         let fills = trades
-            .iter()
-            .filter(|t| t.maker_order == row.id || t.taker_order == row.id)
-            .map(|t| Fill {
+            .into_iter()
+            .filter(|(t, _)| t.maker_order == row.id || t.taker_order == row.id)
+            .map(|(t, busted)| Fill {
                 id: t.id.0,
                 price: format_price(t.price, product),
                 quantity: t.quantity.0,
                 time: rfc3339(t.time.0),
                 liquidity: if t.maker_order == row.id { "MAKER" } else { "TAKER" },
+                busted,
             })
             .collect();
         let waiting_stop = row.status == OrderStatus::New;

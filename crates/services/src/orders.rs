@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use atlas_engine::{Amend, CommandKind, Event, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
-use atlas_journal::projection::{Effects, OrderRow, Projection};
+use atlas_journal::projection::{Effects, OrderRow, Projection, TradeRow};
 use atlas_journal::{Actor, Entry, Receipt};
 use atlas_store::{OrderFilter, PAGE_ROWS_MAX, ProductRow};
 use atlas_types::{OrderId, ParticipantId, ProductId, Qty, Side, TradeId};
@@ -59,8 +59,8 @@ fn rejected(receipt: &Receipt) -> Option<ApiError> {
 /// An order's report as stored, with its fills.
 async fn stored_report(app: &App, row: &OrderRow) -> Result<OrderReport, ApiError> {
     let product = product_for_order(app, row.product).await?;
-    let trades: Vec<_> = app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect();
-    Ok(OrderReport::of(row, &trades, &product))
+    let trades = app.db.trades_of_order(row.id).await?;
+    Ok(OrderReport::of(row, trades.iter().map(|(t, b)| (t, *b)), &product))
 }
 
 /// The caller's order, or 404 (also for another broker's order).
@@ -105,7 +105,7 @@ pub async fn create(
     };
     let (created, row, trades) = place(app, &caller, &product, order, b.client_order_id).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, axum::Json(OrderReport::of(&row, &trades, &product))))
+    Ok((status, axum::Json(OrderReport::of(&row, trades.iter().map(|(t, b)| (t, *b)), &product))))
 }
 
 /// Enters an order for the caller and waits for matching and commit. Returns
@@ -117,7 +117,7 @@ pub(crate) async fn place(
     product: &ProductRow,
     order: NewOrder,
     client_order_id: Option<String>,
-) -> Result<(bool, OrderRow, Vec<atlas_journal::projection::TradeRow>), ApiError> {
+) -> Result<(bool, OrderRow, Vec<(TradeRow, bool)>), ApiError> {
     crate::risk::check_order(app, &order, product).await?;
     let ticket = app.seq.submit(actor(caller), client_order_id.clone(), CommandKind::NewOrder(order))?;
     let receipt = await_receipt(ticket).await?;
@@ -125,7 +125,7 @@ pub(crate) async fn place(
     if receipt.duplicate {
         crate::metrics::order("duplicate", 0);
         let row = app.db.order(order_id).await?.ok_or_else(order_not_found)?;
-        let trades = app.db.trades_of_order(row.id).await?.into_iter().map(|(t, _)| t).collect();
+        let trades = app.db.trades_of_order(row.id).await?;
         return Ok((false, row, trades));
     }
     if let Some(e) = rejected(&receipt) {
@@ -145,7 +145,7 @@ pub(crate) async fn place(
     Projection::default().apply(&entry, &receipt.events, &mut fx);
     let row = fx.orders.into_iter().find(|r| r.id == order_id).ok_or_else(ApiError::internal)?;
     crate::metrics::order("accepted", fx.trades.len());
-    Ok((true, row, fx.trades))
+    Ok((true, row, fx.trades.into_iter().map(|t| (t, false)).collect()))
 }
 
 /// Cancels one of the caller's orders; returns its final row.
@@ -302,7 +302,7 @@ pub async fn list(
             products.push(product_for_order(app, row.product).await?);
         }
         let product = products.iter().find(|x| x.id == row.product).ok_or_else(ApiError::internal)?;
-        reports.push(OrderReport::of(row, &[], product).without_trades());
+        reports.push(OrderReport::of(row, [], product).without_trades());
     }
     let next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.0)).flatten();
     Ok(axum::Json(serde_json::json!({ "orders": reports, "nextCursor": next })))
@@ -459,23 +459,50 @@ pub async fn trade(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<im
     Ok(axum::Json(OwnTrade::of(&t, busted, me, &product)))
 }
 
+/// `GET /atlas/internal/api/trade/{id}`: any trade, with both parties.
 pub async fn trade_internal(
     State(ctx): St,
     caller: Caller,
     Id(id): Id<u64>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
-    let app = &ctx.app;
-    let (t, busted) = app.db.trade(TradeId(id)).await?.ok_or_else(trade_not_found)?;
+    let (t, busted) = ctx.app.db.trade(TradeId(id)).await?.ok_or_else(trade_not_found)?;
+    Ok(axum::Json(internal_trade(&ctx.app, &t, busted).await?))
+}
+
+async fn internal_trade(app: &App, t: &TradeRow, busted: bool) -> Result<serde_json::Value, ApiError> {
     let product = product_for_order(app, t.product).await?;
-    Ok(axum::Json(serde_json::json!({
-        "trade": PublicTrade::of(&t, &product),
+    Ok(serde_json::json!({
+        "trade": PublicTrade::of(t, &product),
         "makerOrderId": t.maker_order.0,
         "makerParticipantId": t.maker_participant.0,
         "takerOrderId": t.taker_order.0,
         "takerParticipantId": t.taker_participant.0,
         "busted": busted,
-    })))
+    }))
+}
+
+/// `DELETE /atlas/internal/api/trade/{id}`: busts a trade. The bust is a journaled
+/// command (sequenced, with the operator as its actor); the trade then carries
+/// `busted: true`, leaves the tape, volume and Coinbase fills, and the orders that
+/// made it stand as matched.
+pub async fn bust(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
+    caller.operator()?;
+    let app = &ctx.app;
+    let (t, busted) = app.db.trade(TradeId(id)).await?.ok_or_else(trade_not_found)?;
+    if busted {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "TRADE_ALREADY_BUSTED",
+            "the trade is already busted",
+        ));
+    }
+    let receipt =
+        await_receipt(app.seq.submit(actor(&caller), None, CommandKind::BustTrade { trade: t.id })?).await?;
+    if let Some(e) = rejected(&receipt) {
+        return Err(e);
+    }
+    Ok(axum::Json(internal_trade(app, &t, true).await?))
 }
 
 /// `GET /atlas/api/trade/order/{orderId}`: the fills of one of the caller's orders.

@@ -62,6 +62,18 @@ async fn write_effects(
         });
         q.build().execute(&mut **tx).await.map_err(err)?;
     }
+    // Busts come after the inserts: a trade may be printed and busted in one batch.
+    for chunk in fx.busted.chunks(ORDER_IDS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::$db>::new("UPDATE trades SET busted = ");
+        q.push_bind(bool_param(true));
+        q.push(" WHERE id IN (");
+        let mut ids = q.separated(", ");
+        for id in chunk {
+            ids.push_bind(i64_of(id.0)?);
+        }
+        q.push(")");
+        q.build().execute(&mut **tx).await.map_err(err)?;
+    }
     Ok(())
 }
 

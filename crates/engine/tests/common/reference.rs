@@ -138,6 +138,15 @@ impl Reference {
             CommandKind::Resume { product } => self.set_halt(product.0, false, &mut ev),
             CommandKind::AddProduct(spec) => self.add(*spec, &mut ev),
             CommandKind::RemoveProduct { product } => self.remove(product.0, &mut ev),
+            CommandKind::BustTrade { trade } => {
+                if (1..self.next_trade_id).contains(&trade.0) {
+                    ev.push(Event::Accepted);
+                    ev.push(Event::TradeBusted { trade_id: *trade });
+                    Ok(())
+                } else {
+                    Err(Reject::UnknownTrade)
+                }
+            }
         };
         if let Err(reason) = result {
             return vec![Event::Rejected { reason }];
