@@ -7,7 +7,7 @@ use atlas_engine::{
     Amend, Command, CommandKind, Engine, EngineConfig, Event, NewOrder, OrderType, ProductSpec,
     SelfTradePrevention, TimeInForce,
 };
-use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp};
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
 
 /// One fuzzed operation.
 #[derive(Arbitrary, Debug)]
@@ -39,6 +39,8 @@ pub enum Op {
     Add { product: u8, tick: u8, lot: u8 },
     /// Delist a product.
     Remove { product: u8 },
+    /// Bust a trade (printed or not).
+    Bust { trade: u8 },
 }
 
 /// Applies ops to `engine`, checking every invariant after every command.
@@ -108,6 +110,7 @@ pub fn run(engine: &mut Engine, ops: &[Op]) {
             Op::Remove { product } => {
                 CommandKind::RemoveProduct { product: ProductId(u32::from(product % 4)) }
             }
+            Op::Bust { trade } => CommandKind::BustTrade { trade: TradeId(u64::from(trade)) },
         };
         let seq = engine.last_seq() + 1;
         out.clear();
