@@ -30,6 +30,13 @@ enum Command {
     /// Replay the whole journal from genesis; check its hash chain and every
     /// snapshot's state hash. Exits non-zero on any mismatch.
     Verify(verify::VerifyArgs),
+    /// Print the OpenAPI description of the external listener's API (or, with
+    /// --internal, of the internal one), as served at …/openapi.json.
+    Openapi {
+        /// The internal (operator) listener's.
+        #[arg(long)]
+        internal: bool,
+    },
     /// Test tool: concurrent producers against the journal, printing each ack.
     #[command(hide = true)]
     JournalLoad(journal_load::JournalLoadArgs),
@@ -43,6 +50,10 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         Command::Up(a) => up::run(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
         Command::Verify(v) => verify::run(v),
+        Command::Openapi { internal } => {
+            println!("{}", atlas_services::openapi_json(internal));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::JournalLoad(a) => journal_load::run(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Client(c) => cli::run(cli.connection, c).map(|()| std::process::ExitCode::SUCCESS),
     }

@@ -678,6 +678,9 @@ fn whole_api(database_url: Option<&str>) {
     api_keys_and_forgery(&s);
     risk_limits(&s);
     let before = snapshot(&s);
+    // Every answer so far is what the OpenAPI description says it is.
+    let checked = server::check_against_openapi(&s);
+    assert!(checked > 150, "only {checked} answers checked against the description");
     let (dir_path, url) = s.stop();
     let s = Server::start(&dir_path, url.as_deref());
     assert_eq!(snapshot(&s), before, "a restart changed what the API shows");
@@ -689,6 +692,7 @@ fn whole_api(database_url: Option<&str>) {
     );
     assert_eq!(code(&over).1, "RISK_MAX_QUANTITY", "limits survive the restart");
     assert_eq!(order(&bob, "BUY", 5, "11.00")["status"], "FILLED");
+    server::check_against_openapi(&s);
     drop(s);
     drop(dir);
 }

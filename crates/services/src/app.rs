@@ -10,7 +10,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use atlas_journal::SequencerHandle;
 use atlas_store::{Db, ProductRow};
@@ -123,14 +125,30 @@ impl HasTokens for Ctx {
 /// The router state type.
 pub type St = State<Arc<Ctx>>;
 
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, axum::Json(serde_json::json!({"status": "UP"})))
+/// A health answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `UP` or `READY`.
+    status: &'static str,
 }
 
+/// Alive
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process is up", body = Health)))]
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, axum::Json(Health { status: "UP" }))
+}
+
+/// Ready
+///
+/// Storage reachable, books recovered, products reconciled.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, description = "Ready to trade", body = Health),
+              (status = 503, description = "`NOT_READY`, with `Retry-After`", body = crate::error::Problem, content_type = "application/problem+json")))]
 async fn readyz(State(ctx): St) -> Result<impl IntoResponse, ApiError> {
     let app = &ctx.app;
     if app.ready.load(Ordering::Acquire) && app.seq.available() && app.db.ping().await {
-        Ok((StatusCode::OK, axum::Json(serde_json::json!({"status": "READY"}))))
+        Ok((StatusCode::OK, axum::Json(Health { status: "READY" })))
     } else {
         Err(ApiError {
             retry_after_s: Some(1),
@@ -143,25 +161,63 @@ async fn not_found() -> ApiError {
     ApiError::not_found("NOT_FOUND", "no such resource")
 }
 
-/// The external listener's routes: `/atlas/api/**` and the health endpoints.
+/// The external listener's documented routes and their OpenAPI description.
+pub fn external_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(crate::openapi::external())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(users::token_external))
+        .routes(routes!(users::whoami_external))
+        .routes(routes!(products::list))
+        .routes(routes!(products::get_one))
+        .routes(routes!(participants::get_own))
+        .routes(routes!(orders::create, orders::list, orders::cancel_all))
+        .routes(routes!(orders::get_one, orders::amend, orders::cancel))
+        .routes(routes!(orders::book))
+        .routes(routes!(orders::tape))
+        .routes(routes!(orders::trade))
+        .routes(routes!(orders::trades_of_order))
+        .split_for_parts();
+    crate::openapi::finish(&mut doc);
+    (router, doc)
+}
+
+/// The internal listener's documented routes and their OpenAPI description.
+pub fn internal_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(crate::openapi::internal())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(users::token_internal))
+        .routes(routes!(users::whoami_internal))
+        .routes(routes!(users::create_internal))
+        .routes(routes!(products::create, products::list_internal))
+        .routes(routes!(products::get_internal, products::update, products::delete))
+        .routes(routes!(products::halt))
+        .routes(routes!(products::resume))
+        .routes(routes!(participants::create, participants::list))
+        .routes(routes!(participants::get_internal, participants::update, participants::disable))
+        .routes(routes!(users::create_broker_user))
+        .routes(routes!(users::create_api_key))
+        .routes(routes!(users::revoke_api_key))
+        .routes(routes!(crate::risk::get_limits, crate::risk::put_limits))
+        .routes(routes!(crate::risk::kill_switch))
+        .routes(routes!(orders::end_of_day))
+        .routes(routes!(orders::book_internal))
+        .routes(routes!(orders::get_internal))
+        .routes(routes!(orders::trade_internal, orders::bust))
+        .split_for_parts();
+    crate::openapi::finish(&mut doc);
+    (router, doc)
+}
+
+/// The external listener's routes: `/atlas/api/**` (with its OpenAPI description
+/// and docs page), the Coinbase-compatible surface and the health endpoints.
 /// Nothing under `/atlas/internal` is routed, so it answers 404.
 pub fn external(app: Arc<App>) -> Router {
     let ctx = Arc::new(Ctx { app, audience: Audience::External });
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/atlas/api/auth/token", post(users::token))
-        .route("/atlas/api/auth/whoami", get(users::whoami))
-        .route("/atlas/api/product/equity", get(products::list))
-        .route("/atlas/api/product/equity/{id}", get(products::get_one))
-        .route("/atlas/api/participant/broker/{id}", get(participants::get_own))
-        .route("/atlas/api/order", post(orders::create).get(orders::list).delete(orders::cancel_all))
-        .route("/atlas/api/order/{id}", get(orders::get_one).put(orders::amend).delete(orders::cancel))
-        .route("/atlas/api/orderBook/{product}", get(orders::book))
-        .route("/atlas/api/trade", get(orders::tape))
-        .route("/atlas/api/trade/{id}", get(orders::trade))
-        .route("/atlas/api/trade/order/{order}", get(orders::trades_of_order))
-        .merge(crate::coinbase::routes())
+    let (api, doc) = external_api();
+    api.merge(crate::coinbase::routes())
+        .merge(crate::openapi::serve("/atlas/api", doc))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -170,43 +226,12 @@ pub fn external(app: Arc<App>) -> Router {
 }
 
 /// The internal listener's routes (behind mutual TLS): `/atlas/internal/api/**`
-/// and the health endpoints.
+/// (with its OpenAPI description and docs page), metrics and the health endpoints.
 pub fn internal(app: Arc<App>) -> Router {
     let ctx = Arc::new(Ctx { app, audience: Audience::Internal });
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/atlas/internal/api/auth/token", post(users::token))
-        .route("/atlas/internal/api/auth/whoami", get(users::whoami))
-        .route("/atlas/internal/api/user", post(users::create_internal))
-        .route("/atlas/internal/api/product/equity", post(products::create).get(products::list_internal))
-        .route(
-            "/atlas/internal/api/product/equity/{id}",
-            get(products::get_internal).put(products::update).delete(products::delete),
-        )
-        .route("/atlas/internal/api/product/equity/{id}/halt", post(products::halt))
-        .route("/atlas/internal/api/product/equity/{id}/resume", post(products::resume))
-        .route("/atlas/internal/api/participant/broker", post(participants::create).get(participants::list))
-        .route(
-            "/atlas/internal/api/participant/broker/{id}",
-            get(participants::get_internal).put(participants::update).delete(participants::disable),
-        )
-        .route("/atlas/internal/api/participant/broker/{id}/user", post(users::create_broker_user))
-        .route("/atlas/internal/api/participant/broker/{id}/apikey", post(users::create_api_key))
-        .route(
-            "/atlas/internal/api/participant/broker/{id}/limits",
-            get(crate::risk::get_limits).put(crate::risk::put_limits),
-        )
-        .route("/atlas/internal/api/participant/broker/{id}/killSwitch", post(crate::risk::kill_switch))
-        .route(
-            "/atlas/internal/api/participant/broker/{id}/apikey/{key}",
-            axum::routing::delete(users::revoke_api_key),
-        )
-        .route("/atlas/internal/api/orderBook/endOfDay", post(orders::end_of_day))
-        .route("/atlas/internal/api/orderBook/{product}", get(orders::book_internal))
-        .route("/atlas/internal/api/order/{id}", get(orders::get_internal))
-        .route("/atlas/internal/api/trade/{id}", get(orders::trade_internal).delete(orders::bust))
-        .route("/metrics", get(crate::metrics::render))
+    let (api, doc) = internal_api();
+    api.route("/metrics", get(crate::metrics::render))
+        .merge(crate::openapi::serve("/atlas/internal/api", doc))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))

@@ -67,16 +67,38 @@ fn title(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
+/// An error answer: RFC 9457 problem details (`application/problem+json`) with
+/// Atlas's stable upper-snake `code`, which clients match on.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"type": "https://atlas.exchange/problems/order-not-found", "title": "Not Found", "status": 404, "detail": "no such order", "code": "ORDER_NOT_FOUND"}))]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong, for people (never secrets or internals).
+    pub detail: String,
+    /// The stable machine-readable code, e.g. `VALIDATION_FAILED`, `ORDER_NOT_FOUND`.
+    pub code: &'static str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({
-            "type": format!("https://atlas.exchange/problems/{}", self.code.to_ascii_lowercase().replace('_', "-")),
-            "title": title(self.status),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-            "code": self.code,
-        });
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!(
+                "https://atlas.exchange/problems/{}",
+                self.code.to_ascii_lowercase().replace('_', "-")
+            ),
+            title: title(self.status),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code,
+        };
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(s) = self.retry_after_s {

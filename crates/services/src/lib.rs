@@ -11,6 +11,7 @@ mod gateway;
 pub mod limits;
 mod metrics;
 mod model;
+mod openapi;
 mod orders;
 mod participants;
 pub mod pki;
@@ -21,3 +22,11 @@ pub mod up;
 mod users;
 
 pub use up::{UpConfig, run};
+
+/// The OpenAPI description of the external (`false`) or internal (`true`)
+/// listener, as pretty JSON: what `/atlas/api/openapi.json` and
+/// `/atlas/internal/api/openapi.json` serve.
+pub fn openapi_json(internal: bool) -> String {
+    let (_, doc) = if internal { app::internal_api() } else { app::external_api() };
+    doc.to_pretty_json().unwrap_or_default()
+}

@@ -3,6 +3,7 @@
 //! field; prices travel as decimal strings, quantities as integers.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use atlas_engine::{OrderType, Reject, SelfTradePrevention, TimeInForce};
 use atlas_journal::projection::{OrderRow, OrderStatus, TradeRow};
@@ -28,16 +29,27 @@ pub fn now_ns() -> i64 {
 }
 
 /// A product as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Equity {
     id: u32,
+    /// Unique; 1 to 16 of A-Z, 0-9, '.', '_', starting with a letter.
+    #[schema(example = "ACME")]
     symbol: String,
     description: String,
+    /// Always `EQUITY`.
+    #[schema(example = "EQUITY")]
     product_type: String,
+    /// Prices are positive multiples of this (decimal string).
+    #[schema(example = "0.01")]
     tick_size: String,
+    /// Quantities are positive multiples of this.
     lot_size: i64,
+    /// ISO 4217 code.
+    #[schema(example = "USD")]
     currency: String,
+    /// `ACTIVE`, `HALTED` or `DELETED`.
+    #[schema(example = "ACTIVE")]
     status: String,
 }
 
@@ -57,12 +69,16 @@ impl From<&ProductRow> for Equity {
 }
 
 /// A participant as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Broker {
     id: u32,
     name: String,
+    /// Always `BROKER`.
+    #[schema(example = "BROKER")]
     participant_type: String,
+    /// `ACTIVE` or `DISABLED`.
+    #[schema(example = "ACTIVE")]
     status: String,
 }
 
@@ -77,43 +93,56 @@ impl From<&ParticipantRow> for Broker {
     }
 }
 
-/// `POST /atlas/api/order`.
-#[derive(Deserialize)]
+/// A new order (`POST /atlas/api/order`). Unknown fields are refused.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 10, "price": "10.05", "clientOrderId": "my-order-1"}))]
 pub struct NewOrderBody {
     pub product_id: u32,
     pub side: SideDto,
     #[serde(rename = "type")]
     pub order_type: OrderTypeDto,
+    /// Positive multiple of the product's lot size.
     pub quantity: i64,
+    /// Limit price (LIMIT, STOP_LIMIT), a decimal string on the product's tick.
     pub price: Option<String>,
+    /// Trigger price (STOP, STOP_LIMIT).
     pub stop_price: Option<String>,
+    /// Default GTC.
     pub time_in_force: Option<TimeInForceDto>,
+    /// Rejected with `POST_ONLY_WOULD_TRADE` instead of trading on entry.
     pub post_only: Option<bool>,
+    /// Default NONE.
     pub self_trade_prevention: Option<StpDto>,
+    /// Up to 64 printable ASCII characters, unique per participant and trading day:
+    /// a retry with the same id returns the original order (200) and creates nothing.
     pub client_order_id: Option<String>,
     /// Accepted only if it is the caller's own participant.
     pub participant_id: Option<u32>,
 }
 
-/// `PUT /atlas/api/order/{id}`.
-#[derive(Deserialize)]
+/// An amend (`PUT /atlas/api/order/{id}`): a smaller quantity keeps time priority;
+/// a larger one or a new price loses it.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AmendBody {
+    /// New total quantity (must exceed what already traded).
     pub quantity: Option<i64>,
     pub price: Option<String>,
     pub stop_price: Option<String>,
 }
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = Side)]
 pub enum SideDto {
     Buy,
     Sell,
 }
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = OrderType)]
 pub enum OrderTypeDto {
     Limit,
     Market,
@@ -121,8 +150,9 @@ pub enum OrderTypeDto {
     StopLimit,
 }
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = TimeInForce)]
 pub enum TimeInForceDto {
     Gtc,
     Day,
@@ -130,8 +160,9 @@ pub enum TimeInForceDto {
     Fok,
 }
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(as = SelfTradePrevention)]
 pub enum StpDto {
     None,
     CancelNewest,
@@ -230,41 +261,87 @@ pub fn reject(r: Reject) -> ApiError {
 }
 
 /// A fill as the OrderReport lists it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Fill {
+    /// The trade id.
     id: u64,
     price: String,
     quantity: i64,
+    /// RFC 3339 UTC.
     time: String,
+    #[schema(value_type = Liquidity)]
     liquidity: &'static str,
+    /// An operator busted the trade.
     busted: bool,
 }
 
-/// `OrderReport` (API.md).
-#[derive(Serialize)]
+/// Which side of a trade an order was on.
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum Liquidity {
+    /// The resting order.
+    MAKER,
+    /// The incoming order.
+    TAKER,
+}
+
+/// An order's status.
+#[derive(ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms, non_camel_case_types)]
+pub enum Status {
+    /// A stop order waiting for its trigger.
+    NEW,
+    /// Resting, nothing traded yet.
+    BOOKED,
+    /// Resting, partly traded.
+    PARTIALLY_FILLED,
+    /// Traded completely.
+    FILLED,
+    /// Done without trading.
+    CANCELLED,
+    /// Done after trading part of it.
+    PARTIALLY_CANCELLED,
+    /// Never stored: rejected orders answer with an error.
+    REJECTED,
+    /// A DAY order that reached the end of its trading day.
+    EXPIRED,
+}
+
+/// An order as it stands after matching and commit.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderReport {
     id: u64,
     client_order_id: Option<String>,
     product_id: u32,
     participant_id: u32,
+    #[schema(value_type = SideDto)]
     side: &'static str,
     #[serde(rename = "type")]
+    #[schema(value_type = OrderTypeDto)]
     order_type: &'static str,
+    #[schema(value_type = TimeInForceDto)]
     time_in_force: &'static str,
     post_only: bool,
+    #[schema(value_type = StpDto)]
     self_trade_prevention: &'static str,
     price: Option<String>,
     stop_price: Option<String>,
+    /// Total quantity (after amends).
     original_quantity: i64,
     traded_quantity: i64,
+    /// Resting in the book now (0 for a stop waiting for its trigger).
     booked_quantity: i64,
     cancelled_quantity: i64,
+    /// Volume-weighted price of the fills.
     average_price: Option<String>,
+    #[schema(value_type = Status)]
     status: &'static str,
+    /// RFC 3339 UTC.
     entry_time: String,
     update_time: String,
+    /// The fills (absent in lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     trades: Option<Vec<Fill>>,
 }
@@ -338,7 +415,7 @@ impl OrderReport {
 }
 
 /// A trade on the public tape (anonymous).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublicTrade {
     id: u64,
@@ -346,6 +423,8 @@ pub struct PublicTrade {
     price: String,
     quantity: i64,
     time: String,
+    /// The incoming order's side.
+    #[schema(value_type = SideDto)]
     aggressor_side: &'static str,
 }
 
@@ -364,7 +443,7 @@ impl PublicTrade {
 }
 
 /// A trade as one of its parties sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OwnTrade {
     id: u64,
@@ -372,10 +451,16 @@ pub struct OwnTrade {
     price: String,
     quantity: i64,
     time: String,
+    #[schema(value_type = SideDto)]
     aggressor_side: &'static str,
+    /// The caller's order in it.
     order_id: u64,
+    /// The caller's side.
+    #[schema(value_type = SideDto)]
     side: &'static str,
+    #[schema(value_type = Liquidity)]
     liquidity: &'static str,
+    /// An operator busted the trade.
     busted: bool,
 }
 

@@ -6,7 +6,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use atlas_engine::{Amend, CommandKind, Event, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
 use atlas_journal::projection::{Effects, OrderRow, Projection, TradeRow};
@@ -72,7 +73,19 @@ pub(crate) async fn own_order(app: &App, caller: &Caller, id: u64) -> Result<Ord
     }
 }
 
-/// `POST /atlas/api/order`: enters an order and answers after matching.
+/// Place an order
+///
+/// Enters an order and answers after it has been matched and committed, with its
+/// fills. A retry with the same `clientOrderId` (same participant, same trading
+/// day) returns the original order as it stands now, with 200, and creates nothing.
+#[utoipa::path(post, path = "/atlas/api/order", tag = "orders", request_body = NewOrderBody, security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 201, description = "Accepted (matched and committed)", body = OrderReport),
+              (status = 200, description = "A retried `clientOrderId`: the original order", body = OrderReport),
+              (status = 400, description = "Refused by the rules: `VALIDATION_FAILED`, `PRICE_NOT_ON_TICK`, `QUANTITY_NOT_ON_LOT`, `POST_ONLY_WOULD_TRADE`, `PRICE_REQUIRED`, ...", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, description = "`PARTICIPANT_BLOCKED` (kill switch) or `FORBIDDEN`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`MARKET_HALTED`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 422, description = "A risk limit: `RISK_MAX_QUANTITY`, `RISK_MAX_NOTIONAL`, `RISK_MAX_OPEN_ORDERS`, `RISK_PRICE_COLLAR`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(ctx): St,
     caller: Caller,
@@ -181,11 +194,20 @@ pub(crate) async fn cancel_many(
         .collect())
 }
 
+/// One of the caller's orders
+///
+/// The order with its fills.
+#[utoipa::path(get, path = "/atlas/api/order/{id}", tag = "orders", params(("id" = u64, Path, description = "Order id")), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The order", body = OrderReport), (status = 404, description = "`ORDER_NOT_FOUND` (also for another broker's order)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_one(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
     let row = own_order(&ctx.app, &caller, id).await?;
     Ok(axum::Json(stored_report(&ctx.app, &row).await?))
 }
 
+/// Any order
+#[utoipa::path(get, path = "/atlas/internal/api/order/{id}", tag = "orders", params(("id" = u64, Path, description = "Order id")), security(("bearer" = [])),
+    responses((status = 200, description = "The order", body = OrderReport),
+              (status = 404, description = "`ORDER_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_internal(
     State(ctx): St,
     caller: Caller,
@@ -196,7 +218,15 @@ pub async fn get_internal(
     Ok(axum::Json(stored_report(&ctx.app, &row).await?))
 }
 
-/// `PUT /atlas/api/order/{id}`: amends in place.
+/// Amend an order
+///
+/// Changes quantity, price or stop price in place. A smaller quantity keeps time
+/// priority; a larger one or a new price loses it (and a new price may trade).
+#[utoipa::path(put, path = "/atlas/api/order/{id}", tag = "orders", params(("id" = u64, Path, description = "Order id")), request_body = AmendBody, security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The order after the amend", body = OrderReport), (status = 404, description = "`ORDER_NOT_FOUND` (also for another broker's order)", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 400, description = "`NOTHING_TO_AMEND`, `QUANTITY_BELOW_EXECUTED`, `PRICE_NOT_ON_TICK`, ...", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`ORDER_NOT_OPEN`, `MARKET_HALTED`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 422, description = "A risk limit", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn amend(
     State(ctx): St,
     caller: Caller,
@@ -237,47 +267,83 @@ pub async fn amend(
     Ok(axum::Json(stored_report(app, &row).await?))
 }
 
-/// `DELETE /atlas/api/order/{id}`.
+/// Cancel an order
+#[utoipa::path(delete, path = "/atlas/api/order/{id}", tag = "orders", params(("id" = u64, Path, description = "Order id")), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The cancelled order", body = OrderReport), (status = 404, description = "`ORDER_NOT_FOUND` (also for another broker's order)", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`ORDER_NOT_OPEN`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn cancel(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
     let row = cancel_one(&ctx.app, &caller, id).await?;
     Ok(axum::Json(stored_report(&ctx.app, &row).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CancelAllParams {
+    /// Only this product's orders.
     product_id: Option<u32>,
 }
 
-/// `DELETE /atlas/api/order[?productId=]`: cancels all the caller's open orders.
+/// The ids of the orders a mass cancel cancelled.
+#[derive(Serialize, ToSchema)]
+pub struct Cancelled {
+    cancelled: Vec<u64>,
+}
+
+/// Cancel all the caller's open orders
+#[utoipa::path(delete, path = "/atlas/api/order", tag = "orders", params(CancelAllParams), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "What was cancelled", body = Cancelled)))]
 pub async fn cancel_all(
     State(ctx): St,
     caller: Caller,
     Params(p): Params<CancelAllParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     let cancelled = cancel_many(&ctx.app, &caller, p.product_id.map(ProductId)).await?;
-    Ok(axum::Json(serde_json::json!({ "cancelled": cancelled })))
+    Ok(axum::Json(Cancelled { cancelled }))
 }
 
-#[derive(Deserialize)]
+/// Which orders to list.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum StatusFilter {
+    /// Working (resting, or stops waiting).
     Open,
+    /// Finished.
     Done,
+    /// Both (the default).
     All,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Default ALL.
+    #[param(inline)]
     status: Option<StatusFilter>,
     product_id: Option<u32>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
     cursor: Option<u64>,
 }
 
-/// `GET /atlas/api/order`: the caller's orders, newest first; `nextCursor` pages on.
-/// List items carry no fills (fetch the order for them).
+/// A page of orders.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    /// Newest first, without fills.
+    orders: Vec<OrderReport>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next_cursor: Option<u64>,
+}
+
+/// The caller's orders
+///
+/// Newest first; `nextCursor` pages on. List items carry no fills (fetch the order
+/// for them).
+#[utoipa::path(get, path = "/atlas/api/order", tag = "orders", params(ListParams), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "A page of orders", body = OrderPage)))]
 pub async fn list(
     State(ctx): St,
     caller: Caller,
@@ -305,27 +371,72 @@ pub async fn list(
         reports.push(OrderReport::of(row, [], product).without_trades());
     }
     let next = (rows.len() == limit as usize).then(|| rows.last().map(|r| r.id.0)).flatten();
-    Ok(axum::Json(serde_json::json!({ "orders": reports, "nextCursor": next })))
+    Ok(axum::Json(OrderPage { orders: reports, next_cursor: next }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BookParams {
+    /// Levels per side, 1 to 1000 (default 10).
     depth: Option<usize>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InternalBookParams {
+    /// Levels per side for level 2, 1 to 1000 (default 10).
     depth: Option<usize>,
+    /// 2 (aggregated, the default) or 3 (every resting order).
     level: Option<u8>,
 }
 
-async fn aggregated_book(
-    app: &App,
-    product: &ProductRow,
-    depth: usize,
-) -> Result<serde_json::Value, ApiError> {
+/// One aggregated price level.
+#[derive(Serialize, ToSchema)]
+pub struct Level {
+    price: String,
+    /// Total open quantity at the price.
+    quantity: i64,
+    /// Orders at the price.
+    orders: u32,
+}
+
+/// A product's aggregated book, best prices first.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Book {
+    product_id: u32,
+    symbol: String,
+    /// The journal sequence number of the state shown.
+    sequence: u64,
+    bids: Vec<Level>,
+    offers: Vec<Level>,
+}
+
+/// One resting order in a level-3 book.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookOrder {
+    order_id: u64,
+    participant_id: u32,
+    price: String,
+    quantity: i64,
+}
+
+/// A product's level-3 book: every resting order in priority order (at most
+/// 1000 per side).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BookL3 {
+    product_id: u32,
+    symbol: String,
+    sequence: u64,
+    bids: Vec<BookOrder>,
+    offers: Vec<BookOrder>,
+}
+
+async fn aggregated_book(app: &App, product: &ProductRow, depth: usize) -> Result<Book, ApiError> {
     if depth == 0 || depth > DEPTH_MAX {
         return Err(ApiError::validation(format!("depth must be 1 to {DEPTH_MAX}")));
     }
@@ -339,23 +450,32 @@ async fn aggregated_book(
     let side = |levels: &[atlas_engine::LevelView]| {
         levels
             .iter()
-            .map(|l| serde_json::json!({"price": format_price(l.price, product), "quantity": l.quantity.0, "orders": l.orders}))
+            .map(|l| Level {
+                price: format_price(l.price, product),
+                quantity: l.quantity.0,
+                orders: l.orders,
+            })
             .collect::<Vec<_>>()
     };
-    Ok(serde_json::json!({
-        "productId": product.id.0,
-        "symbol": product.symbol,
-        "sequence": seq,
-        "bids": side(&book.bids),
-        "offers": side(&book.asks),
-    }))
+    Ok(Book {
+        product_id: product.id.0,
+        symbol: product.symbol.clone(),
+        sequence: seq,
+        bids: side(&book.bids),
+        offers: side(&book.asks),
+    })
 }
 
 async fn listed_product(app: &App, id: u32) -> Result<ProductRow, ApiError> {
     app.product(ProductId(id)).ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))
 }
 
-/// `GET /atlas/api/orderBook/{productId}?depth=N`.
+/// A product's order book
+///
+/// Aggregated price levels, best first, as of the journal sequence shown.
+#[utoipa::path(get, path = "/atlas/api/orderBook/{product}", tag = "orderbook",
+    params(("product" = u32, Path, description = "Product id"), BookParams), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The book", body = Book), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn book(
     State(ctx): St,
     _caller: Caller,
@@ -366,18 +486,24 @@ pub async fn book(
     Ok(axum::Json(aggregated_book(&ctx.app, &product, p.depth.unwrap_or(DEPTH_DEFAULT)).await?))
 }
 
-/// `GET /atlas/internal/api/orderBook/{productId}?level=2|3`.
+/// A product's order book, level 2 or 3
+///
+/// Level 3 lists every resting order with its id and participant.
+#[utoipa::path(get, path = "/atlas/internal/api/orderBook/{product}", tag = "orderbook",
+    params(("product" = u32, Path, description = "Product id"), InternalBookParams), security(("bearer" = [])),
+    responses((status = 200, description = "The book (`Book` for level 2, `BookL3` for level 3)", body = BookL3), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn book_internal(
     State(ctx): St,
     caller: Caller,
     Id(id): Id<u32>,
     Params(p): Params<InternalBookParams>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     caller.operator()?;
     let app = &ctx.app;
     let product = listed_product(app, id).await?;
     match p.level.unwrap_or(2) {
-        2 => Ok(axum::Json(aggregated_book(app, &product, p.depth.unwrap_or(DEPTH_DEFAULT)).await?)),
+        2 => Ok(axum::Json(aggregated_book(app, &product, p.depth.unwrap_or(DEPTH_DEFAULT)).await?)
+            .into_response()),
         3 => {
             let pid = product.id;
             let (seq, bids, asks) = app
@@ -397,37 +523,43 @@ pub async fn book_internal(
                 orders
                     .unwrap_or_default()
                     .iter()
-                    .map(|o| {
-                        serde_json::json!({
-                            "orderId": o.id.0,
-                            "participantId": o.participant.0,
-                            "price": format_price(o.price, &product),
-                            "quantity": o.open.0,
-                        })
+                    .map(|o| BookOrder {
+                        order_id: o.id.0,
+                        participant_id: o.participant.0,
+                        price: format_price(o.price, &product),
+                        quantity: o.open.0,
                     })
                     .collect::<Vec<_>>()
             };
-            Ok(axum::Json(serde_json::json!({
-                "productId": product.id.0,
-                "symbol": product.symbol,
-                "sequence": seq,
-                "bids": side(bids),
-                "offers": side(asks),
-            })))
+            Ok(axum::Json(BookL3 {
+                product_id: product.id.0,
+                symbol: product.symbol.clone(),
+                sequence: seq,
+                bids: side(bids),
+                offers: side(asks),
+            })
+            .into_response())
         }
         _ => Err(ApiError::validation("level must be 2 or 3")),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TapeParams {
     product_id: u32,
+    /// Only trades with a greater id.
     since: Option<u64>,
+    /// 1 to 1000 (default 100).
     limit: Option<u32>,
 }
 
-/// `GET /atlas/api/trade?productId=&since=&limit=`: the public tape, anonymous.
+/// The public tape
+///
+/// A product's trades, anonymous; busted trades are left out.
+#[utoipa::path(get, path = "/atlas/api/trade", tag = "trades", params(TapeParams), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "Trades", body = Vec<PublicTrade>), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn tape(
     State(ctx): St,
     _caller: Caller,
@@ -449,7 +581,11 @@ fn party(t: &atlas_journal::projection::TradeRow, me: ParticipantId) -> bool {
     t.maker_participant == me || t.taker_participant == me
 }
 
-/// `GET /atlas/api/trade/{id}`: only a trade the caller is party to.
+/// One of the caller's trades
+///
+/// Only a trade the caller is party to, as its side saw it.
+#[utoipa::path(get, path = "/atlas/api/trade/{id}", tag = "trades", params(("id" = u64, Path, description = "Trade id")), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The trade", body = OwnTrade), (status = 404, description = "`TRADE_NOT_FOUND` (also for a trade the caller is not party to)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn trade(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
     let me = caller.broker()?;
     let app = &ctx.app;
@@ -459,7 +595,10 @@ pub async fn trade(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<im
     Ok(axum::Json(OwnTrade::of(&t, busted, me, &product)))
 }
 
-/// `GET /atlas/internal/api/trade/{id}`: any trade, with both parties.
+/// Any trade, with both parties
+#[utoipa::path(get, path = "/atlas/internal/api/trade/{id}", tag = "trades", params(("id" = u64, Path, description = "Trade id")), security(("bearer" = [])),
+    responses((status = 200, description = "The trade", body = TradeParties),
+              (status = 404, description = "`TRADE_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn trade_internal(
     State(ctx): St,
     caller: Caller,
@@ -470,22 +609,39 @@ pub async fn trade_internal(
     Ok(axum::Json(internal_trade(&ctx.app, &t, busted).await?))
 }
 
-async fn internal_trade(app: &App, t: &TradeRow, busted: bool) -> Result<serde_json::Value, ApiError> {
-    let product = product_for_order(app, t.product).await?;
-    Ok(serde_json::json!({
-        "trade": PublicTrade::of(t, &product),
-        "makerOrderId": t.maker_order.0,
-        "makerParticipantId": t.maker_participant.0,
-        "takerOrderId": t.taker_order.0,
-        "takerParticipantId": t.taker_participant.0,
-        "busted": busted,
-    }))
+/// A trade with both its parties.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TradeParties {
+    trade: PublicTrade,
+    maker_order_id: u64,
+    maker_participant_id: u32,
+    taker_order_id: u64,
+    taker_participant_id: u32,
+    busted: bool,
 }
 
-/// `DELETE /atlas/internal/api/trade/{id}`: busts a trade. The bust is a journaled
-/// command (sequenced, with the operator as its actor); the trade then carries
-/// `busted: true`, leaves the tape, volume and Coinbase fills, and the orders that
-/// made it stand as matched.
+async fn internal_trade(app: &App, t: &TradeRow, busted: bool) -> Result<TradeParties, ApiError> {
+    let product = product_for_order(app, t.product).await?;
+    Ok(TradeParties {
+        trade: PublicTrade::of(t, &product),
+        maker_order_id: t.maker_order.0,
+        maker_participant_id: t.maker_participant.0,
+        taker_order_id: t.taker_order.0,
+        taker_participant_id: t.taker_participant.0,
+        busted,
+    })
+}
+
+/// Bust a trade
+///
+/// The bust is a journaled command (sequenced, with the operator as its actor);
+/// the trade then carries `busted: true`, leaves the tape, volume and Coinbase
+/// fills, and the orders that made it stand as matched.
+#[utoipa::path(delete, path = "/atlas/internal/api/trade/{id}", tag = "trades", params(("id" = u64, Path, description = "Trade id")), security(("bearer" = [])),
+    responses((status = 200, description = "The busted trade", body = TradeParties),
+              (status = 404, description = "`TRADE_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`TRADE_ALREADY_BUSTED`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn bust(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let app = &ctx.app;
@@ -505,7 +661,10 @@ pub async fn bust(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<imp
     Ok(axum::Json(internal_trade(app, &t, true).await?))
 }
 
-/// `GET /atlas/api/trade/order/{orderId}`: the fills of one of the caller's orders.
+/// The trades of one of the caller's orders
+#[utoipa::path(get, path = "/atlas/api/trade/order/{order}", tag = "trades",
+    params(("order" = u64, Path, description = "Order id")), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "Its trades", body = Vec<OwnTrade>), (status = 404, description = "`ORDER_NOT_FOUND` (also for another broker's order)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn trades_of_order(
     State(ctx): St,
     caller: Caller,
@@ -519,13 +678,28 @@ pub async fn trades_of_order(
     Ok(axum::Json(trades.iter().map(|(t, b)| OwnTrade::of(t, *b, me, &product)).collect::<Vec<_>>()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EndOfDayParams {
+    /// Only this product's DAY orders.
     product_id: Option<u32>,
 }
 
-/// `POST /atlas/internal/api/orderBook/endOfDay[?productId=]`: expires DAY orders.
+/// What an end of day did.
+#[derive(Serialize, ToSchema)]
+pub struct EndOfDay {
+    /// DAY orders expired.
+    expired: usize,
+    /// Its journal sequence number.
+    sequence: u64,
+}
+
+/// End the trading day
+///
+/// Expires every DAY order (of one product, or all).
+#[utoipa::path(post, path = "/atlas/internal/api/orderBook/endOfDay", tag = "orderbook", params(EndOfDayParams), security(("bearer" = [])),
+    responses((status = 200, description = "Done", body = EndOfDay), (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn end_of_day(
     State(ctx): St,
     caller: Caller,
@@ -539,5 +713,5 @@ pub async fn end_of_day(
         return Err(e);
     }
     let expired = receipt.events.iter().filter(|e| matches!(e, Event::Expired { .. })).count();
-    Ok(axum::Json(serde_json::json!({ "expired": expired, "sequence": receipt.seq.0 })))
+    Ok(axum::Json(EndOfDay { expired, sequence: receipt.seq.0 }))
 }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use atlas_engine::CommandKind;
 use atlas_journal::Actor;
@@ -16,14 +17,18 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Body, Id};
 use crate::model::{Broker, now_ns};
 
-#[derive(Deserialize)]
+/// A participant to admit.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateBody {
+    /// Unique, 1 to 128 characters.
     name: String,
+    /// `BROKER` (the default).
     participant_type: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A participant's new name (the other fields must be as they are).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateBody {
     id: Option<u32>,
@@ -57,6 +62,11 @@ fn duplicate(e: DbError) -> ApiError {
     }
 }
 
+/// Admit a participant
+#[utoipa::path(post, path = "/atlas/internal/api/participant/broker", tag = "participants", request_body = CreateBody,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Admitted", body = Broker),
+              (status = 409, description = "`DUPLICATE_NAME`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(ctx): St,
     caller: Caller,
@@ -71,12 +81,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(Broker::from(&row))))
 }
 
+/// Every participant
+#[utoipa::path(get, path = "/atlas/internal/api/participant/broker", tag = "participants",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Participants", body = Vec<Broker>)))]
 pub async fn list(State(ctx): St, caller: Caller) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let rows = ctx.app.db.participants().await?;
     Ok(axum::Json(rows.iter().map(Broker::from).collect::<Vec<_>>()))
 }
 
+/// A participant
+#[utoipa::path(get, path = "/atlas/internal/api/participant/broker/{id}", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The participant", body = Broker), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_internal(
     State(ctx): St,
     caller: Caller,
@@ -87,7 +105,12 @@ pub async fn get_internal(
     Ok(axum::Json(Broker::from(&row)))
 }
 
-/// A broker reads itself; any other id answers as if it did not exist.
+/// The caller's participant
+///
+/// A broker reads only itself; any other id answers as if it did not exist.
+#[utoipa::path(get, path = "/atlas/api/participant/broker/{id}", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The caller's participant", body = Broker), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_own(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
     let me = caller.broker()?;
     if me.0 != id {
@@ -97,6 +120,11 @@ pub async fn get_own(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<
     Ok(axum::Json(Broker::from(&row)))
 }
 
+/// Rename a participant
+#[utoipa::path(put, path = "/atlas/internal/api/participant/broker/{id}", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    request_body = UpdateBody, security(("bearer" = [])),
+    responses((status = 200, description = "The participant", body = Broker), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`DUPLICATE_NAME`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(ctx): St,
     caller: Caller,
@@ -121,8 +149,13 @@ pub async fn update(
     Ok(axum::Json(Broker::from(&row)))
 }
 
-/// Disables a participant (its users can no longer log in or trade) and cancels
-/// its open orders.
+/// Disable a participant
+///
+/// Its users can no longer log in or trade (their tokens and its API keys stop
+/// working at once), and its open orders are cancelled.
+#[utoipa::path(delete, path = "/atlas/internal/api/participant/broker/{id}", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Disabled"), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;

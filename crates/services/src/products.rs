@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use atlas_engine::{CommandKind, Event, ProductSpec};
 use atlas_journal::{Actor, SequencerHandle};
@@ -23,19 +24,28 @@ use crate::model::{Equity, now_ns, reject};
 /// Decimal places a tick may have (prices are integers in 10^-scale units).
 const PRICE_SCALE_MAX: u8 = 9;
 
-#[derive(Deserialize)]
+/// A product to list.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"symbol": "ACME", "description": "Acme Corp", "productType": "EQUITY", "tickSize": "0.01", "lotSize": 1, "currency": "USD"}))]
 pub struct CreateBody {
+    /// Unique; 1 to 16 of A-Z, 0-9, '.', '_', starting with a letter.
     symbol: String,
+    /// At most 256 characters.
     description: Option<String>,
+    /// `EQUITY` (the default).
     product_type: Option<String>,
+    /// A positive decimal with at most 9 decimal places (default `0.01`).
     tick_size: Option<String>,
+    /// Positive (default 1).
     lot_size: Option<i64>,
+    /// Three-letter ISO code (default `USD`).
     currency: Option<String>,
 }
 
-/// `PUT`: the full shape is accepted, but only the description may change.
-#[derive(Deserialize)]
+/// A product's new terms: the full shape is accepted, but only the description
+/// may change (the rest must be as it is).
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateBody {
     symbol: Option<String>,
@@ -48,9 +58,22 @@ pub struct UpdateBody {
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// Every listed product, or (with `symbol`) the one with that symbol.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Products {
+    /// Without `symbol`.
+    All(Vec<Equity>),
+    /// With `symbol`.
+    One(Equity),
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only the product with this symbol (answered as one object, or 404).
     symbol: Option<String>,
 }
 
@@ -102,6 +125,13 @@ pub async fn submit_product_command(
     }
 }
 
+/// List a product
+///
+/// Lists an equity: the engine opens its (empty, active) book.
+#[utoipa::path(post, path = "/atlas/internal/api/product/equity", tag = "products", request_body = CreateBody,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Listed", body = Equity),
+              (status = 409, description = "`DUPLICATE_SYMBOL`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(ctx): St,
     caller: Caller,
@@ -173,6 +203,13 @@ async fn list_products(app: &Arc<App>, p: ListParams) -> Result<axum::response::
     }
 }
 
+/// The listed products
+///
+/// Every listed product, or with `symbol` the one product with that symbol.
+#[utoipa::path(get, path = "/atlas/api/product/equity", tag = "products", params(ListParams),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "Products (an array; one object with `symbol`)", body = Products),
+              (status = 404, description = "`PRODUCT_NOT_FOUND` (with `symbol`)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(ctx): St,
     _caller: Caller,
@@ -181,6 +218,11 @@ pub async fn list(
     list_products(&ctx.app, p).await
 }
 
+/// The listed products
+#[utoipa::path(get, path = "/atlas/internal/api/product/equity", tag = "products", params(ListParams),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Products (an array; one object with `symbol`)", body = Products),
+              (status = 404, description = "`PRODUCT_NOT_FOUND` (with `symbol`)", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn list_internal(
     State(ctx): St,
     caller: Caller,
@@ -190,6 +232,11 @@ pub async fn list_internal(
     list_products(&ctx.app, p).await
 }
 
+/// A product
+#[utoipa::path(get, path = "/atlas/api/product/equity/{id}", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The product", body = Equity),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_one(
     State(ctx): St,
     _caller: Caller,
@@ -198,6 +245,11 @@ pub async fn get_one(
     Ok(axum::Json(Equity::from(&find(&ctx.app.db, id).await?)))
 }
 
+/// A product
+#[utoipa::path(get, path = "/atlas/internal/api/product/equity/{id}", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "The product", body = Equity),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_internal(
     State(ctx): St,
     caller: Caller,
@@ -207,6 +259,14 @@ pub async fn get_internal(
     Ok(axum::Json(Equity::from(&find(&ctx.app.db, id).await?)))
 }
 
+/// Change a product's description
+///
+/// Tick, lot, symbol, type and currency cannot change once listed; status
+/// changes through halt, resume and delete.
+#[utoipa::path(put, path = "/atlas/internal/api/product/equity/{id}", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    request_body = UpdateBody, security(("bearer" = [])),
+    responses((status = 200, description = "The product", body = Equity),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn update(
     State(ctx): St,
     caller: Caller,
@@ -252,16 +312,36 @@ async fn set_status(
     Ok(ProductRow { status: status.to_owned(), ..row })
 }
 
+/// Halt a product
+///
+/// No new orders or amends until it resumes; cancels still work.
+#[utoipa::path(post, path = "/atlas/internal/api/product/equity/{id}/halt", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Halted", body = Equity),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn halt(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
     let row = set_status(&ctx, &caller, id, CommandKind::Halt { product: ProductId(id) }, "HALTED").await?;
     Ok(axum::Json(Equity::from(&row)))
 }
 
+/// Resume a halted product
+#[utoipa::path(post, path = "/atlas/internal/api/product/equity/{id}/resume", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Trading", body = Equity),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn resume(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
     let row = set_status(&ctx, &caller, id, CommandKind::Resume { product: ProductId(id) }, "ACTIVE").await?;
     Ok(axum::Json(Equity::from(&row)))
 }
 
+/// Delist a product
+///
+/// The engine cancels its open orders and drops its book; its orders and trades
+/// stay readable.
+#[utoipa::path(delete, path = "/atlas/internal/api/product/equity/{id}", tag = "products", params(("id" = u32, Path, description = "Product id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Delisted"),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn delete(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let row = find(&ctx.app.db, id).await?;

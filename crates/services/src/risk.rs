@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use atlas_engine::{CommandKind, NewOrder, OrderType};
 use atlas_journal::risk::{RiskLimits, RiskUpdate};
@@ -25,21 +26,42 @@ use crate::model::now_ns;
 /// Notional limits are compared at this many decimal places.
 const NOTIONAL_SCALE: u8 = 9;
 
-#[derive(Deserialize, Serialize, Default)]
+/// A participant's pre-trade limits; an absent field is no limit.
+#[derive(Deserialize, Serialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"maxOrderQuantity": 1000, "maxOrderNotional": "100000.00", "maxOpenOrders": 500, "priceCollarPercent": "10"}))]
 pub struct LimitsBody {
+    /// Largest quantity of one order (at least 1).
     max_order_quantity: Option<i64>,
+    /// Largest price × quantity of one order (a positive decimal; a market order
+    /// is valued at the best opposite price, else the last trade).
     max_order_notional: Option<String>,
+    /// Most working orders at once (0 or more).
     max_open_orders: Option<i64>,
+    /// Limit prices must be within this percentage of the last trade (0.01 to 1000;
+    /// no trade yet, no collar).
     price_collar_percent: Option<String>,
 }
 
-fn body_of(r: &RiskRow) -> LimitsBody {
-    LimitsBody {
-        max_order_quantity: r.order_qty_max,
-        max_order_notional: r.order_notional_max.clone(),
-        max_open_orders: r.open_orders_max,
-        price_collar_percent: r.collar_bps.map(|b| format_units(b, 2)),
+/// A participant's limits and kill switch.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsOut {
+    #[serde(flatten)]
+    limits: LimitsBody,
+    /// On: new orders and amends are refused.
+    kill_switch: bool,
+}
+
+fn limits_out(r: &RiskRow) -> LimitsOut {
+    LimitsOut {
+        limits: LimitsBody {
+            max_order_quantity: r.order_qty_max,
+            max_order_notional: r.order_notional_max.clone(),
+            max_open_orders: r.open_orders_max,
+            price_collar_percent: r.collar_bps.map(|b| format_units(b, 2)),
+        },
+        kill_switch: r.killed,
     }
 }
 
@@ -141,7 +163,10 @@ async fn participant_exists(app: &App, id: u32) -> Result<ParticipantId, ApiErro
     Ok(crate::participants::find(app, id).await?.id)
 }
 
-/// `GET /atlas/internal/api/participant/broker/{id}/limits`.
+/// A participant's risk limits
+#[utoipa::path(get, path = "/atlas/internal/api/participant/broker/{id}/limits", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "Its limits", body = LimitsOut), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn get_limits(
     State(ctx): St,
     caller: Caller,
@@ -149,14 +174,15 @@ pub async fn get_limits(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let p = participant_exists(&ctx.app, id).await?;
-    let r = cached(&ctx.app, p);
-    let mut v = serde_json::to_value(body_of(&r)).map_err(|_| ApiError::internal())?;
-    v["killSwitch"] = serde_json::json!(r.killed);
-    Ok(axum::Json(v))
+    Ok(axum::Json(limits_out(&cached(&ctx.app, p))))
 }
 
-/// `PUT /atlas/internal/api/participant/broker/{id}/limits`: replaces the limits
-/// (an absent field is no limit).
+/// Set a participant's risk limits
+///
+/// Replaces them all (an absent field is no limit); they apply to the next order.
+#[utoipa::path(put, path = "/atlas/internal/api/participant/broker/{id}/limits", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    request_body = LimitsBody, security(("bearer" = [])),
+    responses((status = 200, description = "Its limits", body = LimitsOut), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn put_limits(
     State(ctx): St,
     caller: Caller,
@@ -199,20 +225,31 @@ pub async fn put_limits(
     app.db.upsert_risk(p, &row, now_ns()).await?;
     push(app, p, &row).await?;
     store_cache(app, p, row.clone());
-    let mut v = serde_json::to_value(body_of(&row)).map_err(|_| ApiError::internal())?;
-    v["killSwitch"] = serde_json::json!(row.killed);
-    Ok(axum::Json(v))
+    Ok(axum::Json(limits_out(&row)))
 }
 
-#[derive(Deserialize)]
+/// The kill switch's new position.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KillBody {
     active: bool,
 }
 
-/// `POST /atlas/internal/api/participant/broker/{id}/killSwitch` `{"active"}`:
-/// on blocks the participant's new orders and amends, then cancels all its open
-/// orders; off lets it trade again.
+/// What a kill switch did.
+#[derive(Serialize, ToSchema)]
+pub struct KillOut {
+    active: bool,
+    /// The orders it cancelled.
+    cancelled: Vec<u64>,
+}
+
+/// A participant's kill switch
+///
+/// On blocks the participant's new orders and amends, then cancels all its open
+/// orders; off lets it trade again. Persisted.
+#[utoipa::path(post, path = "/atlas/internal/api/participant/broker/{id}/killSwitch", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
+    request_body = KillBody, security(("bearer" = [])),
+    responses((status = 200, description = "Done", body = KillOut), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn kill_switch(
     State(ctx): St,
     caller: Caller,
@@ -244,5 +281,5 @@ pub async fn kill_switch(
             })
             .collect();
     }
-    Ok(axum::Json(serde_json::json!({"active": b.active, "cancelled": cancelled})))
+    Ok(axum::Json(KillOut { active: b.active, cancelled }))
 }

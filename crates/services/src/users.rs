@@ -5,7 +5,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use atlas_store::DbError;
 use atlas_types::ParticipantId;
@@ -18,19 +19,76 @@ use crate::auth::{
 use crate::error::{ApiError, Body, Id};
 use crate::model::now_ns;
 
-#[derive(Deserialize)]
+/// A login.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     username: String,
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Deserialize)]
+/// An access token.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenOut {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    access_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: u64,
+}
+
+/// A new user.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// 1 to 64 of A-Z a-z 0-9 . _ - @
     username: String,
+    /// At least 12 characters.
+    #[schema(format = Password)]
     password: String,
+    #[schema(value_type = String, example = "broker")]
+    /// `broker` (under a participant), `operator` or `admin`.
     role: Role,
+}
+
+/// A user as created.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserOut {
+    id: i64,
+    username: String,
+    role: String,
+    /// The broker's participant; absent for operators and admins.
+    participant_id: Option<u32>,
+}
+
+/// A new API key: the secret and passphrase are shown once, here, and never again.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyOut {
+    /// The key id (`ATLAS-KEY`, `CB-ACCESS-KEY`).
+    key: String,
+    /// Base64; the HMAC key is its decoded bytes.
+    secret: String,
+    /// Needed by the Coinbase-compatible surface (`CB-ACCESS-PASSPHRASE`).
+    passphrase: String,
+    participant_id: u32,
+}
+
+/// The caller, as its credential says.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    /// `user` or `apiKey`.
+    principal: &'static str,
+    /// The user's or key's id.
+    id: i64,
+    /// `broker`, `operator` or `admin`.
+    role: &'static str,
+    participant_id: Option<u32>,
 }
 
 fn check_username(u: &str) -> Result<(), ApiError> {
@@ -49,9 +107,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|_| ApiError::internal())
 }
 
+/// Log in as a broker
+///
+/// Returns a bearer access token. A wrong user and a wrong password get the same
+/// 401 after the same work; operators and admins log in on the internal listener.
+#[utoipa::path(post, path = "/atlas/api/auth/token", tag = "auth", request_body = Login,
+    responses((status = 200, description = "Logged in", body = TokenOut),
+              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn token_external(ctx: St, body: Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
+    token(ctx, body).await
+}
+
+/// Log in as an operator or admin
+///
+/// Returns a bearer access token for the internal listener.
+#[utoipa::path(post, path = "/atlas/internal/api/auth/token", tag = "auth", request_body = Login,
+    responses((status = 200, description = "Logged in", body = TokenOut),
+              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn token_internal(ctx: St, body: Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
+    token(ctx, body).await
+}
+
 /// `POST …/auth/token`: brokers on the external listener, admins and operators
 /// on the internal one.
-pub async fn token(State(ctx): St, Body(b): Body<Login>) -> Result<impl IntoResponse, ApiError> {
+async fn token(State(ctx): St, Body(b): Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
     if b.username.len() > 64 || b.password.len() > PASSWORD_BYTES_MAX {
         return Err(ApiError::unauthenticated());
     }
@@ -77,18 +156,14 @@ pub async fn token(State(ctx): St, Body(b): Body<Login>) -> Result<impl IntoResp
         }
     }
     let token = ctx.app.tokens.issue(user.id, role, user.participant, ctx.audience);
-    Ok(axum::Json(serde_json::json!({
-        "accessToken": token,
-        "tokenType": "Bearer",
-        "expiresIn": ACCESS_TOKEN_TTL_S,
-    })))
+    Ok(axum::Json(TokenOut { access_token: token, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL_S }))
 }
 
 async fn create_user(
     ctx: &crate::app::Ctx,
     b: NewUser,
     participant: Option<ParticipantId>,
-) -> Result<impl IntoResponse + use<>, ApiError> {
+) -> Result<(StatusCode, axum::Json<UserOut>), ApiError> {
     check_username(&b.username)?;
     check_password_rules(&b.password)?;
     let password = b.password;
@@ -102,16 +177,22 @@ async fn create_user(
     };
     Ok((
         StatusCode::CREATED,
-        axum::Json(serde_json::json!({
-            "id": row.id,
-            "username": row.username,
-            "role": row.role,
-            "participantId": row.participant.map(|p| p.0),
-        })),
+        axum::Json(UserOut {
+            id: row.id,
+            username: row.username,
+            role: row.role,
+            participant_id: row.participant.map(|p| p.0),
+        }),
     ))
 }
 
-/// `POST /atlas/internal/api/user`: an operator or admin (admins only).
+/// Create an operator or admin user
+///
+/// Admins only.
+#[utoipa::path(post, path = "/atlas/internal/api/user", tag = "auth", request_body = NewUser,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = UserOut),
+              (status = 409, description = "`DUPLICATE_USERNAME`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create_internal(
     State(ctx): St,
     caller: Caller,
@@ -126,7 +207,13 @@ pub async fn create_internal(
     create_user(&ctx, b, None).await
 }
 
-/// `POST /atlas/internal/api/participant/broker/{id}/user`: a broker user.
+/// Create a broker user for a participant
+#[utoipa::path(post, path = "/atlas/internal/api/participant/broker/{id}/user", tag = "participants",
+    params(("id" = u32, Path, description = "Participant id")), request_body = NewUser,
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = UserOut),
+              (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 409, description = "`DUPLICATE_USERNAME`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create_broker_user(
     State(ctx): St,
     caller: Caller,
@@ -148,8 +235,14 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-/// `POST /atlas/internal/api/participant/broker/{id}/apikey`: a new key for a
-/// broker. The secret and passphrase are shown once, here, and never again.
+/// Create an API key for a participant
+///
+/// The secret and passphrase are shown once, here, and never again.
+#[utoipa::path(post, path = "/atlas/internal/api/participant/broker/{id}/apikey", tag = "participants",
+    params(("id" = u32, Path, description = "Participant id")),
+    security(("bearer" = [])),
+    responses((status = 201, description = "Created", body = ApiKeyOut),
+              (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn create_api_key(
     State(ctx): St,
     caller: Caller,
@@ -170,15 +263,15 @@ pub async fn create_api_key(
     let digest: String =
         sha2::Sha256::digest(passphrase.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     ctx.app.db.insert_api_key(&key, participant.id, &secret, &digest, created_by, now_ns()).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(
-            serde_json::json!({"key": key, "secret": secret, "passphrase": passphrase, "participantId": id}),
-        ),
-    ))
+    Ok((StatusCode::CREATED, axum::Json(ApiKeyOut { key, secret, passphrase, participant_id: id })))
 }
 
-/// `DELETE /atlas/internal/api/participant/broker/{id}/apikey/{key}`.
+/// Revoke an API key
+#[utoipa::path(delete, path = "/atlas/internal/api/participant/broker/{id}/apikey/{key}", tag = "participants",
+    params(("id" = u32, Path, description = "Participant id"), ("key" = String, Path, description = "The key id")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "Revoked"),
+              (status = 404, description = "`API_KEY_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn revoke_api_key(
     State(ctx): St,
     caller: Caller,
@@ -192,17 +285,34 @@ pub async fn revoke_api_key(
     }
 }
 
-/// `GET /atlas/api/auth/whoami`: the caller as its credential says, with no
-/// storage behind it (also the no-op baseline of `atlas bench api`).
-pub async fn whoami(caller: Caller) -> Result<impl IntoResponse, ApiError> {
+/// The caller
+///
+/// The caller as its credential says, with no storage behind it (also the no-op
+/// baseline of `atlas bench api`).
+#[utoipa::path(get, path = "/atlas/api/auth/whoami", tag = "auth",
+    security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
+pub async fn whoami_external(caller: Caller) -> Result<axum::Json<WhoAmI>, ApiError> {
+    whoami(caller).await
+}
+
+/// The caller
+#[utoipa::path(get, path = "/atlas/internal/api/auth/whoami", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
+pub async fn whoami_internal(caller: Caller) -> Result<axum::Json<WhoAmI>, ApiError> {
+    whoami(caller).await
+}
+
+async fn whoami(caller: Caller) -> Result<axum::Json<WhoAmI>, ApiError> {
     let (kind, id) = match caller.principal {
         crate::auth::Principal::User(id) => ("user", id),
         crate::auth::Principal::Key(id) => ("apiKey", id),
     };
-    Ok(axum::Json(serde_json::json!({
-        "principal": kind,
-        "id": id,
-        "role": caller.role.as_str(),
-        "participantId": caller.participant.map(|p| p.0),
-    })))
+    Ok(axum::Json(WhoAmI {
+        principal: kind,
+        id,
+        role: caller.role.as_str(),
+        participant_id: caller.participant.map(|p| p.0),
+    }))
 }
