@@ -151,13 +151,8 @@ impl Api {
                 "{body}"
             );
         }
-        let exchange = openapi::Exchange {
-            base: origin,
-            method,
-            path,
-            status: status.as_u16(),
-            body: body.clone(),
-        };
+        let exchange =
+            openapi::Exchange { base: origin, method, path, status: status.as_u16(), body: body.clone() };
         EXCHANGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(exchange);
         (status, body)
     }
