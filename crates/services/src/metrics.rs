@@ -15,6 +15,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::app::St;
 use crate::auth::Audience;
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process's recorder, installed once (several `atlas up`s in one test
 /// process share it).
 fn handle() -> Option<&'static PrometheusHandle> {
@@ -27,6 +30,19 @@ fn handle() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histograms keep every sample until drained: by a scrape, or by this
+            // upkeep. Without it an unscraped exchange would grow by every
+            // request's sample forever.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("atlas-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
             Some(handle)
         })
         .as_ref()
