@@ -7,6 +7,7 @@ mod rows;
 mod db;
 mod postgres;
 mod sqlite;
+mod sqlite_writer;
 
 pub use db::{
     ApiKeyRow, Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, RiskRow, UserRow,

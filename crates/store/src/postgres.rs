@@ -338,4 +338,5 @@ pub(crate) fn read_bool(row: &sqlx::postgres::PgRow, col: &str) -> Result<bool, 
     row.try_get::<bool, _>(col).map_err(err)
 }
 
+crate::rows::order_writes!(Postgres);
 crate::rows::order_rows!(Postgres);

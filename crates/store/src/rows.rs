@@ -1,9 +1,9 @@
 //! Writing and reading the order and trade tables, one definition for both backends.
 
-/// The order and trade row writing and reading shared by both backends: expanded
-/// in each backend's module, which supplies `err`, `bool_param` (how a boolean
-/// binds) and `read_bool` (how one reads back).
-macro_rules! order_rows {
+/// Writing the order and trade rows through sqlx (PostgreSQL; SQLite's writer
+/// has its own synchronous connection, `sqlite_writer.rs`): expanded in the
+/// backend's module, which supplies `err` and `bool_param` (how a boolean binds).
+macro_rules! order_writes {
     ($db:ident) => {
 /// Order rows per statement: well under the database's bind-parameter limit.
 const ORDER_ROWS_PER_STATEMENT: usize = 512;
@@ -138,62 +138,73 @@ async fn insert_orders<'r>(
     Ok(())
 }
 
-/// Reads an orders row back.
-pub(crate) fn order_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<OrderRow, StorageError> {
-    let bad = |what: &str| StorageError(format!("stored order has an invalid {what}"));
-    let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
-    let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
-    let text = |col: &str| row.try_get::<String, _>(col).map_err(err);
-    Ok(OrderRow {
-        id: OrderId(u(row.try_get("id").map_err(err)?)?),
-        client_order_id: row.try_get("client_order_id").map_err(err)?,
-        product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
-        participant: ParticipantId(u32_of(row.try_get("participant_id").map_err(err)?)?),
-        side: codes::parse_side(&text("side")?).ok_or_else(|| bad("side"))?,
-        order_type: codes::parse_order_type(&text("order_type")?).ok_or_else(|| bad("type"))?,
-        time_in_force: codes::parse_time_in_force(&text("time_in_force")?)
-            .ok_or_else(|| bad("time in force"))?,
-        post_only: read_bool(row, "post_only")?,
-        self_trade_prevention: codes::parse_stp(&text("self_trade_prevention")?).ok_or_else(|| bad("stp"))?,
-        price: row.try_get::<Option<i64>, _>("price").map_err(err)?.map(Price),
-        stop_price: row.try_get::<Option<i64>, _>("stop_price").map_err(err)?.map(Price),
-        original: Qty(row.try_get("original_qty").map_err(err)?),
-        traded: Qty(row.try_get("traded_qty").map_err(err)?),
-        cancelled: Qty(row.try_get("cancelled_qty").map_err(err)?),
-        open: Qty(row.try_get("open_qty").map_err(err)?),
-        notional: text("notional")?.parse().map_err(|_| bad("notional"))?,
-        status: codes::parse_status(&text("status")?).ok_or_else(|| bad("status"))?,
-        entry_seq: Seq(u(row.try_get("entry_seq").map_err(err)?)?),
-        entry_time: Timestamp(row.try_get("entry_time_ns").map_err(err)?),
-        update_seq: Seq(u(row.try_get("update_seq").map_err(err)?)?),
-        update_time: Timestamp(row.try_get("update_time_ns").map_err(err)?),
-        triggered: read_bool(row, "triggered")?,
-        expired: read_bool(row, "expired")?,
-    })
-}
-
-/// Reads a trades row back (with its `busted` flag).
-pub(crate) fn trade_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<(TradeRow, bool), StorageError> {
-    let bad = |what: &str| StorageError(format!("stored trade has an invalid {what}"));
-    let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
-    let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
-    let trade = TradeRow {
-        id: atlas_types::TradeId(u(row.try_get("id").map_err(err)?)?),
-        product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
-        price: Price(row.try_get("price").map_err(err)?),
-        quantity: Qty(row.try_get("quantity").map_err(err)?),
-        maker_order: OrderId(u(row.try_get("maker_order_id").map_err(err)?)?),
-        maker_participant: ParticipantId(u32_of(row.try_get("maker_participant_id").map_err(err)?)?),
-        taker_order: OrderId(u(row.try_get("taker_order_id").map_err(err)?)?),
-        taker_participant: ParticipantId(u32_of(row.try_get("taker_participant_id").map_err(err)?)?),
-        aggressor: codes::parse_side(&row.try_get::<String, _>("aggressor_side").map_err(err)?)
-            .ok_or_else(|| bad("side"))?,
-        seq: Seq(u(row.try_get("seq").map_err(err)?)?),
-        time: Timestamp(row.try_get("time_ns").map_err(err)?),
     };
-    Ok((trade, read_bool(row, "busted")?))
 }
+pub(crate) use order_writes;
 
+/// Reading the order and trade rows back, shared by both backends: expanded in
+/// each backend's module, which supplies `err` and `read_bool` (how a boolean
+/// reads back).
+macro_rules! order_rows {
+    ($db:ident) => {
+        /// Reads an orders row back.
+        pub(crate) fn order_row(row: &<sqlx::$db as sqlx::Database>::Row) -> Result<OrderRow, StorageError> {
+            let bad = |what: &str| StorageError(format!("stored order has an invalid {what}"));
+            let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
+            let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
+            let text = |col: &str| row.try_get::<String, _>(col).map_err(err);
+            Ok(OrderRow {
+                id: OrderId(u(row.try_get("id").map_err(err)?)?),
+                client_order_id: row.try_get("client_order_id").map_err(err)?,
+                product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
+                participant: ParticipantId(u32_of(row.try_get("participant_id").map_err(err)?)?),
+                side: codes::parse_side(&text("side")?).ok_or_else(|| bad("side"))?,
+                order_type: codes::parse_order_type(&text("order_type")?).ok_or_else(|| bad("type"))?,
+                time_in_force: codes::parse_time_in_force(&text("time_in_force")?)
+                    .ok_or_else(|| bad("time in force"))?,
+                post_only: read_bool(row, "post_only")?,
+                self_trade_prevention: codes::parse_stp(&text("self_trade_prevention")?)
+                    .ok_or_else(|| bad("stp"))?,
+                price: row.try_get::<Option<i64>, _>("price").map_err(err)?.map(Price),
+                stop_price: row.try_get::<Option<i64>, _>("stop_price").map_err(err)?.map(Price),
+                original: Qty(row.try_get("original_qty").map_err(err)?),
+                traded: Qty(row.try_get("traded_qty").map_err(err)?),
+                cancelled: Qty(row.try_get("cancelled_qty").map_err(err)?),
+                open: Qty(row.try_get("open_qty").map_err(err)?),
+                notional: text("notional")?.parse().map_err(|_| bad("notional"))?,
+                status: codes::parse_status(&text("status")?).ok_or_else(|| bad("status"))?,
+                entry_seq: Seq(u(row.try_get("entry_seq").map_err(err)?)?),
+                entry_time: Timestamp(row.try_get("entry_time_ns").map_err(err)?),
+                update_seq: Seq(u(row.try_get("update_seq").map_err(err)?)?),
+                update_time: Timestamp(row.try_get("update_time_ns").map_err(err)?),
+                triggered: read_bool(row, "triggered")?,
+                expired: read_bool(row, "expired")?,
+            })
+        }
+
+        /// Reads a trades row back (with its `busted` flag).
+        pub(crate) fn trade_row(
+            row: &<sqlx::$db as sqlx::Database>::Row,
+        ) -> Result<(TradeRow, bool), StorageError> {
+            let bad = |what: &str| StorageError(format!("stored trade has an invalid {what}"));
+            let u = |v: i64| u64::try_from(v).map_err(|_| bad("number"));
+            let u32_of = |v: i64| u32::try_from(v).map_err(|_| bad("id"));
+            let trade = TradeRow {
+                id: atlas_types::TradeId(u(row.try_get("id").map_err(err)?)?),
+                product: ProductId(u32_of(row.try_get("product_id").map_err(err)?)?),
+                price: Price(row.try_get("price").map_err(err)?),
+                quantity: Qty(row.try_get("quantity").map_err(err)?),
+                maker_order: OrderId(u(row.try_get("maker_order_id").map_err(err)?)?),
+                maker_participant: ParticipantId(u32_of(row.try_get("maker_participant_id").map_err(err)?)?),
+                taker_order: OrderId(u(row.try_get("taker_order_id").map_err(err)?)?),
+                taker_participant: ParticipantId(u32_of(row.try_get("taker_participant_id").map_err(err)?)?),
+                aggressor: codes::parse_side(&row.try_get::<String, _>("aggressor_side").map_err(err)?)
+                    .ok_or_else(|| bad("side"))?,
+                seq: Seq(u(row.try_get("seq").map_err(err)?)?),
+                time: Timestamp(row.try_get("time_ns").map_err(err)?),
+            };
+            Ok((trade, read_bool(row, "busted")?))
+        }
     };
 }
 pub(crate) use order_rows;

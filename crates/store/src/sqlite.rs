@@ -3,8 +3,9 @@
 //! power cut.
 //!
 //! The journal's `Storage` trait is synchronous (the sequencer's writer thread
-//! calls it), so this store drives its connection on a private current-thread
-//! runtime.
+//! calls it). Appends go through the writer's own synchronous connection
+//! (`sqlite_writer.rs`); the rest (migrations, recovery, snapshots) drives sqlx
+//! connections on a private current-thread runtime.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
     /// Held (locked) while this store is the shard's writer.
     writer_lock: Option<std::fs::File>,
+    /// The writer's own synchronous connection, once it is the writer.
+    writer: Option<crate::sqlite_writer::Writer>,
 }
 
 fn err(e: impl std::fmt::Display) -> StorageError {
@@ -93,6 +96,7 @@ impl SqliteStore {
             shard: i64::from(shard),
             path: path.to_owned(),
             writer_lock: None,
+            writer: None,
         })
     }
 }
@@ -115,6 +119,7 @@ impl Storage for SqliteStore {
             .map_err(|e| StorageError(format!("opening the writer lock file: {e}")))?;
         match file.try_lock() {
             Ok(()) => {
+                self.writer = Some(crate::sqlite_writer::Writer::open(&self.path)?);
                 self.writer_lock = Some(file);
                 Ok(())
             }
@@ -167,31 +172,11 @@ impl Storage for SqliteStore {
     }
 
     fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
-        if self.writer_lock.is_none() {
-            return Err(StorageError("append before claim_writer".into()));
-        }
         // One transaction: the batch and what it changed land together or not at all.
-        let (pool, shard) = (self.pool.clone(), self.shard);
-        self.rt.block_on(async move {
-            let first = i64::try_from(batch.first_seq.0).map_err(err)?;
-            let last = i64::try_from(batch.last_seq.0).map_err(err)?;
-            let mut tx = pool.begin().await.map_err(err)?;
-            sqlx::query(
-                "INSERT INTO journal (shard, first_seq, last_seq, prev_hash, hash, entries) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(shard)
-            .bind(first)
-            .bind(last)
-            .bind(&batch.prev_hash.0[..])
-            .bind(&batch.hash.0[..])
-            .bind(&batch.blob)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-            write_effects(&mut tx, effects, batch.first_seq).await?;
-            tx.commit().await.map_err(err)
-        })
+        match &mut self.writer {
+            Some(w) => w.append(self.shard, batch, effects),
+            None => Err(StorageError("append before claim_writer".into())),
+        }
     }
 
     fn open_orders(&mut self) -> Result<Vec<OrderRow>, StorageError> {
@@ -350,11 +335,6 @@ impl SnapshotSink for SqliteSnapshots {
     fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
         self.rt.block_on(save_snapshot(&self.pool, self.shard, s))
     }
-}
-
-/// How a boolean binds in this database.
-fn bool_param(b: bool) -> i64 {
-    i64::from(b)
 }
 
 /// How a boolean reads back from this database.
