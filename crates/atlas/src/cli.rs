@@ -54,6 +54,15 @@ pub enum Client {
     /// Participants, their users, API keys, limits and kill switch (operators).
     #[command(subcommand)]
     Participant(ParticipantCmd),
+    /// Operator and admin users (admins).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// End the trading day: expire DAY orders (operators).
+    EndOfDay {
+        /// Only this product's.
+        #[arg(long)]
+        product: Option<u32>,
+    },
     /// Orders (brokers).
     #[command(subcommand)]
     Order(OrderCmd),
@@ -119,6 +128,19 @@ pub enum ProductCmd {
     },
 }
 
+/// User commands.
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create an operator or admin user (its password from ATLAS_NEW_PASSWORD).
+    Create {
+        /// The new user's name.
+        username: String,
+        /// operator or admin.
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+}
+
 /// Participant commands.
 #[derive(Subcommand, Debug)]
 pub enum ParticipantCmd {
@@ -138,6 +160,26 @@ pub enum ParticipantCmd {
     },
     /// Create an API key (the secret and passphrase are shown once).
     AddKey {
+        /// Participant id.
+        id: u32,
+    },
+    /// Revoke an API key.
+    RevokeKey {
+        /// Participant id.
+        id: u32,
+        /// The key.
+        #[arg(value_name = "KEY")]
+        api_key: String,
+    },
+    /// Rename a participant.
+    Rename {
+        /// Participant id.
+        id: u32,
+        /// The new name.
+        name: String,
+    },
+    /// Disable a participant: its users and keys stop working, its orders are cancelled.
+    Disable {
         /// Participant id.
         id: u32,
     },
@@ -211,6 +253,9 @@ pub enum OrderCmd {
         /// New price.
         #[arg(long)]
         price: Option<String>,
+        /// New stop price (a stop waiting for its trigger).
+        #[arg(long)]
+        stop_price: Option<String>,
     },
     /// Cancel an order.
     Cancel {
@@ -411,6 +456,23 @@ pub fn run(c: Connection, cmd: Client) -> anyhow::Result<()> {
                         &["key", "secret", "passphrase"],
                     );
                 }
+                ParticipantCmd::RevokeKey { id, api_key } => {
+                    s.call(Method::DELETE, &format!("{base}/{id}/apikey/{api_key}"), None)?;
+                    show(c.json, &json!({"key": api_key, "revoked": true}), &["key", "revoked"]);
+                }
+                ParticipantCmd::Rename { id, name } => show(
+                    c.json,
+                    &s.call(Method::PUT, &format!("{base}/{id}"), Some(json!({"name": name})))?,
+                    &["id", "name", "status"],
+                ),
+                ParticipantCmd::Disable { id } => {
+                    s.call(Method::DELETE, &format!("{base}/{id}"), None)?;
+                    show(
+                        c.json,
+                        &s.call(Method::GET, &format!("{base}/{id}"), None)?,
+                        &["id", "name", "status"],
+                    );
+                }
                 ParticipantCmd::Limits {
                     id,
                     max_order_quantity,
@@ -478,13 +540,16 @@ pub fn run(c: Connection, cmd: Client) -> anyhow::Result<()> {
                     }
                     s.call(Method::POST, "/atlas/api/order", Some(body))?
                 }
-                OrderCmd::Amend { id, quantity, price } => {
+                OrderCmd::Amend { id, quantity, price, stop_price } => {
                     let mut body = json!({});
                     if let Some(q) = quantity {
                         body["quantity"] = json!(q);
                     }
                     if let Some(p) = price {
                         body["price"] = json!(p);
+                    }
+                    if let Some(p) = stop_price {
+                        body["stopPrice"] = json!(p);
                     }
                     s.call(Method::PUT, &format!("/atlas/api/order/{id}"), Some(body))?
                 }
@@ -547,6 +612,24 @@ pub fn run(c: Connection, cmd: Client) -> anyhow::Result<()> {
                 None,
             )?;
             show(c.json, &v, &["id", "price", "quantity", "aggressorSide", "time"]);
+        }
+        Client::User(UserCmd::Create { username, role }) => {
+            let s = connect(&c, true)?;
+            let password = std::env::var("ATLAS_NEW_PASSWORD").context("set ATLAS_NEW_PASSWORD")?;
+            let body = json!({"username": username, "password": password, "role": role.to_lowercase()});
+            show(
+                c.json,
+                &s.call(Method::POST, "/atlas/internal/api/user", Some(body))?,
+                &["id", "username", "role"],
+            );
+        }
+        Client::EndOfDay { product } => {
+            let s = connect(&c, true)?;
+            let path = match product {
+                Some(p) => format!("/atlas/internal/api/orderBook/endOfDay?productId={p}"),
+                None => "/atlas/internal/api/orderBook/endOfDay".to_owned(),
+            };
+            show(c.json, &s.call(Method::POST, &path, None)?, &["expired", "sequence"]);
         }
         Client::Bust { trade } => {
             let s = connect(&c, true)?;

@@ -103,4 +103,35 @@ fn operators_and_brokers_at_the_terminal() {
     );
     // The wrong password: refused, non-zero.
     assert!(!atlas(&s, "carol", "wrong-password-0", &["order", "list"]).status.success());
+
+    // DAY orders expire at the end of the day.
+    ok(carol(&[
+        "order",
+        "place",
+        "--product",
+        "1",
+        "--side",
+        "buy",
+        "--quantity",
+        "1",
+        "--price",
+        "9.00",
+        "--time-in-force",
+        "day",
+    ]));
+    let eod: Value = serde_json::from_str(&ok(admin(&["end-of-day", "--product", "1", "--json"]))).unwrap();
+    assert_eq!(eod["expired"], 1, "{eod}");
+    // An operator user (admins only), who can then work at the terminal.
+    let made = ok(admin(&["user", "create", "olga", "--role", "operator"]));
+    assert!(made.contains("olga") && made.contains("operator"), "{made}");
+    assert!(ok(atlas(&s, "olga", "carol-password-1", &["participant", "list"])).contains("Carol & Co"));
+    // API keys: made, then revoked; revoking again is an error.
+    let key: Value = serde_json::from_str(&ok(admin(&["participant", "add-key", "1", "--json"]))).unwrap();
+    let k = key["key"].as_str().unwrap();
+    assert!(ok(admin(&["participant", "revoke-key", "1", k])).contains("true"));
+    assert!(!admin(&["participant", "revoke-key", "1", k]).status.success());
+    // Rename, then disable: carol can no longer log in.
+    assert!(ok(admin(&["participant", "rename", "1", "Carol and Co"])).contains("Carol and Co"));
+    assert!(ok(admin(&["participant", "disable", "1"])).contains("DISABLED"));
+    assert!(!carol(&["order", "list"]).status.success());
 }
