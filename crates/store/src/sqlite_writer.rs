@@ -59,9 +59,58 @@ fn id_list(head: &str, n: usize) -> String {
     format!("{head} ({})", vec!["?"; n].join(", "))
 }
 
-/// The writer's connection.
+/// How often the checkpointer copies committed WAL pages into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// WAL pages (4 KiB) after which a commit checkpoints by itself: a backstop in
+/// case the checkpointer falls behind, far above what it lets accumulate.
+const WAL_BACKSTOP_PAGES: u32 = 262_144;
+
+/// The writer's connection, and the thread that checkpoints beside it.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Kept for its thread (stopped when the writer goes).
+    _checkpointer: Checkpointer,
+}
+
+/// Checkpoints the WAL on its own connection, off the commit path: SQLite's
+/// automatic checkpoint runs inside the commit that crosses the threshold, and
+/// copying 64 MiB back into the database there stalled that commit (and every
+/// order waiting on it) for tens of milliseconds. A PASSIVE checkpoint never
+/// blocks the writer; the writer keeps appending while it runs.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StorageError> {
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("atlas-checkpoint".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    // A failure here is not the commit's: the next round (or the
+                    // backstop) checkpoints.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+            })
+            .map_err(err)?;
+        Ok(Checkpointer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 /// Binds values in order, counting parameters from 1.
@@ -86,13 +135,15 @@ impl Writer {
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         // WAL is a property of the file (set by sqlx at creation); the rest are
         // per connection. See `SqliteStore::open_shard` for why each.
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
-             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; PRAGMA foreign_keys = ON;",
-        )
+             PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; \
+             PRAGMA foreign_keys = ON;"
+        ))
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Writer { conn })
+        let checkpointer = Checkpointer::start(path)?;
+        Ok(Writer { conn, _checkpointer: checkpointer })
     }
 
     /// Appends `batch` and writes `fx` in one transaction.
