@@ -1,6 +1,8 @@
 //! `atlas bench api`: REST order entry end to end — TLS, the gateway, the order
 //! service, matching and the durable commit — over keep-alive HTTPS (HTTP/1.1)
-//! connections from this machine. Starts its own `atlas up` in process on a
+//! connections from this machine (a lean hyper client with prepared requests, so
+//! the load generator takes little of the CPU it shares with the exchange). Starts
+//! its own `atlas up` in process on a
 //! fresh data directory (SQLite unless `--database-url`), then measures: orders
 //! closed-loop on every connection, an authenticated no-op endpoint the same way
 //! (the ratio shows what the exchange adds to the HTTP stack), and orders
@@ -139,6 +141,96 @@ struct Target<'a> {
     token: &'a str,
 }
 
+/// One keep-alive HTTPS connection of the load generator: a hyper HTTP/1.1
+/// client connection over rustls, requests built from prepared parts.
+struct Conn {
+    send: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+}
+
+/// What every request of a phase shares, prepared once.
+struct Prepared {
+    tls: tokio_rustls::TlsConnector,
+    addr: std::net::SocketAddr,
+    host: hyper::header::HeaderValue,
+    auth: hyper::header::HeaderValue,
+    buy: bytes::Bytes,
+    sell: bytes::Bytes,
+}
+
+impl Prepared {
+    fn new(ca: &[u8], base: &str, token: &str) -> anyhow::Result<Prepared> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca) {
+            roots.add(cert?)?;
+        }
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            tokio_rustls::rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let authority = base.trim_start_matches("https://");
+        let order = |side: &str| {
+            bytes::Bytes::from(
+                json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": 1, "price": "100.00"})
+                    .to_string(),
+            )
+        };
+        Ok(Prepared {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            addr: authority.parse().context("the bench server's address")?,
+            host: hyper::header::HeaderValue::from_str(authority)?,
+            auth: hyper::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+            buy: order("BUY"),
+            sell: order("SELL"),
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Conn> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let name = rustls_pki_types::ServerName::IpAddress(self.addr.ip().into());
+        let tls = self.tls.connect(name, tcp).await?;
+        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(Conn { send })
+    }
+
+    /// One request; true if it answered 2xx (its body read).
+    async fn request(&self, c: &mut Conn, load: Load, buy: bool) -> bool {
+        use http_body_util::BodyExt;
+        use hyper::header;
+        let (method, path, body) = match load {
+            Load::Orders => (
+                hyper::Method::POST,
+                "/atlas/api/order",
+                if buy { self.buy.clone() } else { self.sell.clone() },
+            ),
+            Load::Noop => (hyper::Method::GET, "/atlas/api/auth/whoami", bytes::Bytes::new()),
+        };
+        let mut req = hyper::Request::new(http_body_util::Full::new(body));
+        *req.method_mut() = method;
+        *req.uri_mut() = hyper::Uri::from_static(path);
+        let h = req.headers_mut();
+        h.insert(header::HOST, self.host.clone());
+        h.insert(header::AUTHORIZATION, self.auth.clone());
+        if matches!(load, Load::Orders) {
+            h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+        }
+        if c.send.ready().await.is_err() {
+            return false;
+        }
+        match c.send.send_request(req).await {
+            Ok(resp) => {
+                let ok = resp.status().is_success();
+                ok && resp.into_body().collect().await.is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+}
+
 /// Runs one phase on `connections` connections for `seconds`: closed loop when
 /// `rate` is 0, otherwise open loop at `rate` requests/s in all.
 async fn phase(
@@ -150,16 +242,21 @@ async fn phase(
     rate: u64,
 ) -> anyhow::Result<Phase> {
     let Target { ca, base, token } = *target;
+    let prepared = Arc::new(Prepared::new(ca, base, token)?);
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(prepared.connect().await?);
+    }
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for i in 0..connections {
-        let c = client(ca, None)?;
-        let (base, token, done, errors) = (base.to_owned(), token.to_owned(), done.clone(), errors.clone());
+    for (i, mut c) in conns.into_iter().enumerate() {
+        let (prepared, done, errors) = (prepared.clone(), done.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!());
+            let mut h =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap_or_else(|_| unreachable!());
             let mut k: u64 = 0;
             loop {
                 // Open loop: this connection's share of the schedule.
@@ -178,18 +275,7 @@ async fn phase(
                     }
                     now
                 };
-                let result = match load {
-                    Load::Orders => {
-                        let side = if (k + i as u64).is_multiple_of(2) { "BUY" } else { "SELL" };
-                        let body = json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": 1, "price": "100.00"});
-                        c.post(format!("{base}/atlas/api/order")).bearer_auth(&token).json(&body).send().await
-                    }
-                    Load::Noop => c.get(format!("{base}/atlas/api/auth/whoami")).bearer_auth(&token).send().await,
-                };
-                let ok = match result {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
-                };
+                let ok = prepared.request(&mut c, load, (k + i as u64).is_multiple_of(2)).await;
                 let ns = u64::try_from(scheduled.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 h.saturating_record(ns.max(1));
                 if ok {

@@ -10,6 +10,9 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Atlas exchange.
 #[derive(Parser, Debug)]
 #[command(name = "atlas", version, about, propagate_version = true)]
