@@ -677,6 +677,12 @@ fn whole_api(database_url: Option<&str>) {
     busts(&s);
     api_keys_and_forgery(&s);
     risk_limits(&s);
+    // A live key and a revoked one: a restart keeps both as they are.
+    let adm = admin(&s);
+    let live = adm.post("/atlas/internal/api/participant/broker/1/apikey", json!({})).1;
+    let dead = adm.post("/atlas/internal/api/participant/broker/1/apikey", json!({})).1;
+    let dead_key = dead["key"].as_str().unwrap();
+    adm.delete(&format!("/atlas/internal/api/participant/broker/1/apikey/{dead_key}"));
     let before = snapshot(&s);
     // Every answer so far is what the OpenAPI description says it is.
     let checked = server::check_against_openapi(&s);
@@ -684,6 +690,11 @@ fn whole_api(database_url: Option<&str>) {
     let (dir_path, url) = s.stop();
     let s = Server::start(&dir_path, url.as_deref());
     assert_eq!(snapshot(&s), before, "a restart changed what the API shows");
+    let raw = Api { client: s.client(), base: s.external.clone(), token: None };
+    for (key, want) in [(&live, StatusCode::OK), (&dead, StatusCode::UNAUTHORIZED)] {
+        let r = signed(&s.client(), &s.external, key, "GET", "/atlas/api/order", "", now_s());
+        assert_eq!(raw.send(r).0, want, "API keys survive a restart as they were");
+    }
     // And it keeps trading where it left off.
     let bob = broker(&s, "bob");
     let over = bob.post(
