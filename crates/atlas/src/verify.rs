@@ -55,16 +55,48 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_store(&args.data_dir, args.database_url.as_deref())?;
     // The engine's limits take part in replay: use the ones the journal recorded.
     let config = store.engine_config()?.unwrap_or_default();
-    match verify(&mut store, config) {
+    let journal_ok = match verify(&mut store, config) {
         Ok(r) => {
             println!("journal OK: {} entries, {} snapshots checked", r.entries, r.snapshots_checked);
             println!("state hash {}", r.state_hash);
             println!("chain hash {}", r.chain_hash);
-            Ok(ExitCode::SUCCESS)
+            true
         }
         Err(e) => {
             eprintln!("journal verification FAILED: {e}");
-            Ok(ExitCode::FAILURE)
+            false
         }
-    }
+    };
+    drop(store);
+    let audit_ok = match verify_audit(&args.data_dir, args.database_url.as_deref())? {
+        Ok(n) => {
+            println!("audit trail OK: {n} entries");
+            true
+        }
+        Err(e) => {
+            eprintln!("audit trail verification FAILED: {e}");
+            false
+        }
+    };
+    Ok(if journal_ok && audit_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Walks the audit trail's hash chain.
+fn verify_audit(
+    data_dir: &std::path::Path,
+    url: Option<&str>,
+) -> anyhow::Result<Result<u64, atlas_store::AuditBroken>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let db = match url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                atlas_store::Db::connect_pg(url).await?
+            }
+            Some(url) => {
+                atlas_store::Db::open_sqlite(std::path::Path::new(&url["sqlite://".len()..])).await?
+            }
+            None => atlas_store::Db::open_sqlite(&data_dir.join(DATABASE_FILE)).await?,
+        };
+        Ok(db.verify_audit().await?)
+    })
 }

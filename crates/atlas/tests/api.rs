@@ -652,6 +652,68 @@ fn risk_limits(s: &Server) {
     assert_eq!(adm.put(limits, json!({"maxOrderQuantity": 5, "maxOrderNotional": "1000"})).0, StatusCode::OK);
 }
 
+/// The audit trail: every kind of change the run made, in one chain, readable
+/// by admins only, and never a secret in it.
+fn audit_trail(s: &Server, secrets: &[&str]) {
+    let adm = admin(s);
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let (st, page) = adm.get(&format!("/atlas/internal/api/audit?after={after}&limit=50"));
+        assert_eq!(st, StatusCode::OK, "{page}");
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_i64() {
+            Some(c) => after = c,
+            None => break,
+        }
+    }
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["seq"].as_i64(), Some(i as i64 + 1), "paging returns the chain in order");
+        if i > 0 {
+            assert_eq!(e["prevHash"], entries[i - 1]["hash"], "each entry links to the one before");
+        }
+    }
+    let actions: std::collections::BTreeSet<&str> =
+        entries.iter().filter_map(|e| e["action"].as_str()).collect();
+    for want in [
+        "LOGIN_SUCCEEDED",
+        "LOGIN_FAILED",
+        "USER_CREATED",
+        "PRODUCT_CREATED",
+        "PRODUCT_UPDATED",
+        "PRODUCT_HALTED",
+        "PRODUCT_RESUMED",
+        "PARTICIPANT_CREATED",
+        "API_KEY_CREATED",
+        "API_KEY_REVOKED",
+        "RISK_LIMITS_SET",
+        "KILL_SWITCH_ON",
+        "KILL_SWITCH_OFF",
+        "TRADE_BUSTED",
+    ] {
+        assert!(actions.contains(want), "no {want} in the trail: {actions:?}");
+    }
+    let failed = entries.iter().find(|e| e["action"] == "LOGIN_FAILED").unwrap();
+    assert!(
+        failed["principal"].as_str().unwrap().starts_with("login:") && failed["ip"] == "127.0.0.1",
+        "{failed}"
+    );
+    let bust = entries.iter().find(|e| e["action"] == "TRADE_BUSTED").unwrap();
+    assert!(
+        bust["principal"].as_str().unwrap().starts_with("user:")
+            && bust["target"].as_str().unwrap().starts_with("trade:")
+    );
+    let text = serde_json::to_string(&entries).unwrap();
+    for secret in secrets {
+        assert!(!text.contains(secret), "a secret is in the audit trail");
+    }
+    // Filtered by action; admins only (a broker cannot reach the internal path).
+    let (_, only) = adm.get("/atlas/internal/api/audit?action=TRADE_BUSTED");
+    assert!(only["entries"].as_array().unwrap().iter().all(|e| e["action"] == "TRADE_BUSTED"));
+    assert_eq!(adm.get("/atlas/internal/api/audit?limit=0").0, StatusCode::BAD_REQUEST);
+    assert_eq!(broker(s, "bob").get("/atlas/internal/api/audit").0, StatusCode::NOT_FOUND);
+}
+
 /// What a restart must preserve, read through the API.
 fn snapshot(s: &Server) -> Value {
     let alice = broker(s, "alice");
@@ -681,6 +743,14 @@ fn whole_api(database_url: Option<&str>) {
     let adm = admin(&s);
     let live = adm.post("/atlas/internal/api/participant/broker/1/apikey", json!({})).1;
     let dead = adm.post("/atlas/internal/api/participant/broker/1/apikey", json!({})).1;
+    let secrets = [
+        ADMIN_PASSWORD,
+        "alice-password",
+        "bob-password",
+        live["secret"].as_str().unwrap(),
+        live["passphrase"].as_str().unwrap(),
+    ];
+    audit_trail(&s, &secrets);
     let dead_key = dead["key"].as_str().unwrap();
     adm.delete(&format!("/atlas/internal/api/participant/broker/1/apikey/{dead_key}"));
     let before = snapshot(&s);
@@ -704,7 +774,20 @@ fn whole_api(database_url: Option<&str>) {
     assert_eq!(code(&over).1, "RISK_MAX_QUANTITY", "limits survive the restart");
     assert_eq!(order(&bob, "BUY", 5, "11.00")["status"], "FILLED");
     server::check_against_openapi(&s);
-    drop(s);
+    s.stop();
+    // The journal and the audit trail verify from genesis.
+    let mut verify = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"));
+    verify.args(["verify", "--data-dir"]).arg(dir.path());
+    if let Some(url) = database_url {
+        verify.args(["--database-url", url]);
+    }
+    let out = verify.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("audit trail OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(dir);
 }
 

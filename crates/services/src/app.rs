@@ -205,6 +205,7 @@ pub fn internal_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::book_internal))
         .routes(routes!(orders::get_internal))
         .routes(routes!(orders::trade_internal, orders::bust))
+        .routes(routes!(crate::audit::list))
         .split_for_parts();
     crate::openapi::finish(&mut doc);
     (router, doc)

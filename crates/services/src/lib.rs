@@ -4,6 +4,7 @@
 //! shard's sequencer and database.
 
 mod app;
+mod audit;
 pub mod auth;
 mod coinbase;
 mod error;

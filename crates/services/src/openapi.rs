@@ -68,6 +68,7 @@ pub struct ExternalDoc;
         (name = "orderbook", description = "Level-3 books and the end of the trading day"),
         (name = "orders", description = "Any participant's orders"),
         (name = "trades", description = "Any trade, with both parties; busts"),
+        (name = "audit", description = "The hash-chained audit trail (admins)"),
     )
 )]
 pub struct InternalDoc;

@@ -16,6 +16,7 @@ use atlas_store::{OrderFilter, PAGE_ROWS_MAX, ProductRow};
 use atlas_types::{OrderId, ParticipantId, ProductId, Qty, Side, TradeId};
 
 use crate::app::{App, St};
+use crate::audit::{self, Origin};
 use crate::auth::Caller;
 use crate::error::{ApiError, Body, Id, Params};
 use crate::model::{
@@ -642,7 +643,12 @@ async fn internal_trade(app: &App, t: &TradeRow, busted: bool) -> Result<TradePa
     responses((status = 200, description = "The busted trade", body = TradeParties),
               (status = 404, description = "`TRADE_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json"),
               (status = 409, description = "`TRADE_ALREADY_BUSTED`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn bust(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<impl IntoResponse, ApiError> {
+pub async fn bust(
+    State(ctx): St,
+    caller: Caller,
+    origin: Origin,
+    Id(id): Id<u64>,
+) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let app = &ctx.app;
     let (t, busted) = app.db.trade(TradeId(id)).await?.ok_or_else(trade_not_found)?;
@@ -658,6 +664,9 @@ pub async fn bust(State(ctx): St, caller: Caller, Id(id): Id<u64>) -> Result<imp
     if let Some(e) = rejected(&receipt) {
         return Err(e);
     }
+    let detail =
+        serde_json::json!({"sequence": receipt.seq.0, "productId": t.product.0, "quantity": t.quantity.0});
+    audit::by(app, &caller, origin, "TRADE_BUSTED", format!("trade:{id}"), detail).await?;
     Ok(axum::Json(internal_trade(app, &t, true).await?))
 }
 
@@ -703,6 +712,7 @@ pub struct EndOfDay {
 pub async fn end_of_day(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Params(p): Params<EndOfDayParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
@@ -713,5 +723,8 @@ pub async fn end_of_day(
         return Err(e);
     }
     let expired = receipt.events.iter().filter(|e| matches!(e, Event::Expired { .. })).count();
+    let detail = serde_json::json!({"expired": expired, "sequence": receipt.seq.0});
+    let target = product.map(|p| format!("product:{}", p.0));
+    audit::by(&ctx.app, &caller, origin, "END_OF_DAY", target, detail).await?;
     Ok(axum::Json(EndOfDay { expired, sequence: receipt.seq.0 }))
 }

@@ -13,6 +13,7 @@ use atlas_store::DbError;
 use atlas_types::ParticipantId;
 
 use crate::app::St;
+use crate::audit::{self, Origin};
 use crate::auth::Caller;
 use crate::error::{ApiError, Body, Id};
 use crate::model::{Broker, now_ns};
@@ -70,6 +71,7 @@ fn duplicate(e: DbError) -> ApiError {
 pub async fn create(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Body(b): Body<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
@@ -78,6 +80,9 @@ pub async fn create(
         return Err(ApiError::validation("participantType must be BROKER"));
     }
     let row = ctx.app.db.insert_participant(&b.name, now_ns()).await.map_err(duplicate)?;
+    let detail = serde_json::json!({"name": row.name});
+    audit::by(&ctx.app, &caller, origin, "PARTICIPANT_CREATED", format!("participant:{}", row.id.0), detail)
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(Broker::from(&row))))
 }
 
@@ -128,6 +133,7 @@ pub async fn get_own(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<
 pub async fn update(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
     Body(b): Body<UpdateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -145,6 +151,8 @@ pub async fn update(
         check_name(name)?;
     }
     ctx.app.db.update_participant(row.id, b.name.as_deref(), None, now_ns()).await.map_err(duplicate)?;
+    let detail = serde_json::json!({"name": b.name});
+    audit::by(&ctx.app, &caller, origin, "PARTICIPANT_UPDATED", format!("participant:{id}"), detail).await?;
     let row = ctx.app.db.participant(row.id).await?.ok_or_else(not_found)?;
     Ok(axum::Json(Broker::from(&row)))
 }
@@ -156,7 +164,12 @@ pub async fn update(
 #[utoipa::path(delete, path = "/atlas/internal/api/participant/broker/{id}", tag = "participants", params(("id" = u32, Path, description = "Participant id")),
     security(("bearer" = [])),
     responses((status = 204, description = "Disabled"), (status = 404, description = "`PARTICIPANT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+pub async fn disable(
+    State(ctx): St,
+    caller: Caller,
+    origin: Origin,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let row = ctx.app.db.participant(ParticipantId(id)).await?.ok_or_else(not_found)?;
     ctx.app.db.update_participant(row.id, None, Some("DISABLED"), now_ns()).await?;
@@ -168,5 +181,14 @@ pub async fn disable(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<
         .submit(actor, None, CommandKind::MassCancel { participant: row.id, product: None })?
         .await
         .map_err(|_| ApiError::storage_unavailable())??;
+    audit::by(
+        &ctx.app,
+        &caller,
+        origin,
+        "PARTICIPANT_DISABLED",
+        format!("participant:{id}"),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

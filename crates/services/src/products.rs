@@ -17,6 +17,7 @@ use atlas_types::decimal::{SCALE_MAX, parse_units, scale_of};
 use atlas_types::{Price, ProductId, Qty};
 
 use crate::app::{App, Ctx, St};
+use crate::audit::{self, Origin};
 use crate::auth::Caller;
 use crate::error::{ApiError, Body, Id, Params};
 use crate::model::{Equity, now_ns, reject};
@@ -135,6 +136,7 @@ pub async fn submit_product_command(
 pub async fn create(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Body(b): Body<CreateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
@@ -177,6 +179,8 @@ pub async fn create(
         return Err(e);
     }
     app.reload_products().await?;
+    let detail = serde_json::json!({"symbol": row.symbol, "tickSize": row.tick_size, "lotSize": row.lot_size, "currency": row.currency});
+    audit::by(app, &caller, origin, "PRODUCT_CREATED", format!("product:{}", row.id.0), detail).await?;
     Ok((StatusCode::CREATED, axum::Json(Equity::from(&row))))
 }
 
@@ -270,6 +274,7 @@ pub async fn get_internal(
 pub async fn update(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
     Body(b): Body<UpdateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -294,6 +299,8 @@ pub async fn update(
     }
     ctx.app.db.update_product(row.id, b.description.as_deref(), None, now_ns()).await?;
     ctx.app.reload_products().await?;
+    let detail = serde_json::json!({"description": b.description});
+    audit::by(&ctx.app, &caller, origin, "PRODUCT_UPDATED", format!("product:{id}"), detail).await?;
     Ok(axum::Json(Equity::from(&find(&ctx.app.db, id).await?)))
 }
 
@@ -319,8 +326,15 @@ async fn set_status(
     security(("bearer" = [])),
     responses((status = 200, description = "Halted", body = Equity),
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn halt(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+pub async fn halt(
+    State(ctx): St,
+    caller: Caller,
+    origin: Origin,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
     let row = set_status(&ctx, &caller, id, CommandKind::Halt { product: ProductId(id) }, "HALTED").await?;
+    audit::by(&ctx.app, &caller, origin, "PRODUCT_HALTED", format!("product:{id}"), serde_json::json!({}))
+        .await?;
     Ok(axum::Json(Equity::from(&row)))
 }
 
@@ -329,8 +343,15 @@ pub async fn halt(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<imp
     security(("bearer" = [])),
     responses((status = 200, description = "Trading", body = Equity),
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn resume(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+pub async fn resume(
+    State(ctx): St,
+    caller: Caller,
+    origin: Origin,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
     let row = set_status(&ctx, &caller, id, CommandKind::Resume { product: ProductId(id) }, "ACTIVE").await?;
+    audit::by(&ctx.app, &caller, origin, "PRODUCT_RESUMED", format!("product:{id}"), serde_json::json!({}))
+        .await?;
     Ok(axum::Json(Equity::from(&row)))
 }
 
@@ -342,7 +363,12 @@ pub async fn resume(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<i
     security(("bearer" = [])),
     responses((status = 204, description = "Delisted"),
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn delete(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<impl IntoResponse, ApiError> {
+pub async fn delete(
+    State(ctx): St,
+    caller: Caller,
+    origin: Origin,
+    Id(id): Id<u32>,
+) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     let row = find(&ctx.app.db, id).await?;
     // The table first: a crash before the engine's removal leaves a deleted row
@@ -357,6 +383,8 @@ pub async fn delete(State(ctx): St, caller: Caller, Id(id): Id<u32>) -> Result<i
         let _ = ctx.app.reload_products().await;
         return Err(e);
     }
+    let detail = serde_json::json!({"symbol": row.symbol});
+    audit::by(&ctx.app, &caller, origin, "PRODUCT_DELETED", format!("product:{id}"), detail).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -19,6 +19,7 @@ use atlas_types::ParticipantId;
 use atlas_types::decimal::{format_units, parse_units};
 
 use crate::app::{App, St};
+use crate::audit::{self, Origin};
 use crate::auth::Caller;
 use crate::error::{ApiError, Body, Id};
 use crate::model::now_ns;
@@ -186,6 +187,7 @@ pub async fn get_limits(
 pub async fn put_limits(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
     Body(b): Body<LimitsBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -225,7 +227,10 @@ pub async fn put_limits(
     app.db.upsert_risk(p, &row, now_ns()).await?;
     push(app, p, &row).await?;
     store_cache(app, p, row.clone());
-    Ok(axum::Json(limits_out(&row)))
+    let out = limits_out(&row);
+    let detail = serde_json::to_value(&out.limits).map_err(|_| ApiError::internal())?;
+    audit::by(app, &caller, origin, "RISK_LIMITS_SET", format!("participant:{id}"), detail).await?;
+    Ok(axum::Json(out))
 }
 
 /// The kill switch's new position.
@@ -253,6 +258,7 @@ pub struct KillOut {
 pub async fn kill_switch(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
     Body(b): Body<KillBody>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -281,5 +287,8 @@ pub async fn kill_switch(
             })
             .collect();
     }
+    let action = if b.active { "KILL_SWITCH_ON" } else { "KILL_SWITCH_OFF" };
+    let detail = serde_json::json!({"cancelled": cancelled.len()});
+    audit::by(app, &caller, origin, action, format!("participant:{id}"), detail).await?;
     Ok(axum::Json(KillOut { active: b.active, cancelled }))
 }

@@ -12,6 +12,7 @@ use atlas_store::DbError;
 use atlas_types::ParticipantId;
 
 use crate::app::St;
+use crate::audit::{self, Origin};
 use crate::auth::{
     ACCESS_TOKEN_TTL_S, Audience, Caller, PASSWORD_BYTES_MAX, Role, check_password_rules, decoy_hash,
     hash_password, verify_password,
@@ -114,8 +115,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[utoipa::path(post, path = "/atlas/api/auth/token", tag = "auth", request_body = Login,
     responses((status = 200, description = "Logged in", body = TokenOut),
               (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn token_external(ctx: St, body: Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
-    token(ctx, body).await
+pub async fn token_external(
+    ctx: St,
+    origin: Origin,
+    body: Body<Login>,
+) -> Result<axum::Json<TokenOut>, ApiError> {
+    token(ctx, origin, body).await
 }
 
 /// Log in as an operator or admin
@@ -124,13 +129,53 @@ pub async fn token_external(ctx: St, body: Body<Login>) -> Result<axum::Json<Tok
 #[utoipa::path(post, path = "/atlas/internal/api/auth/token", tag = "auth", request_body = Login,
     responses((status = 200, description = "Logged in", body = TokenOut),
               (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
-pub async fn token_internal(ctx: St, body: Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
-    token(ctx, body).await
+pub async fn token_internal(
+    ctx: St,
+    origin: Origin,
+    body: Body<Login>,
+) -> Result<axum::Json<TokenOut>, ApiError> {
+    token(ctx, origin, body).await
 }
 
+/// Login names in the audit trail are cut to this many bytes.
+const AUDIT_NAME_BYTES_MAX: usize = 64;
+
 /// `POST …/auth/token`: brokers on the external listener, admins and operators
-/// on the internal one.
-async fn token(State(ctx): St, Body(b): Body<Login>) -> Result<axum::Json<TokenOut>, ApiError> {
+/// on the internal one. Every attempt goes into the audit trail (the name tried,
+/// never the password).
+async fn token(
+    State(ctx): St,
+    origin: Origin,
+    Body(b): Body<Login>,
+) -> Result<axum::Json<TokenOut>, ApiError> {
+    let listener = match ctx.audience {
+        Audience::External => "external",
+        Audience::Internal => "internal",
+    };
+    let mut name = String::new();
+    for c in b.username.chars() {
+        if name.len() + c.len_utf8() > AUDIT_NAME_BYTES_MAX {
+            break;
+        }
+        name.push(c);
+    }
+    match login(&ctx, b).await {
+        Ok((user, out)) => {
+            let detail = serde_json::json!({"username": name, "listener": listener});
+            audit::record(&ctx.app, format!("user:{user}"), origin, "LOGIN_SUCCEEDED", None, detail).await?;
+            Ok(axum::Json(out))
+        }
+        Err(e) if e.code == "UNAUTHENTICATED" => {
+            let detail = serde_json::json!({"listener": listener});
+            audit::record(&ctx.app, format!("login:{name}"), origin, "LOGIN_FAILED", None, detail).await?;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Checks a login; returns the user's id and its token.
+async fn login(ctx: &crate::app::Ctx, b: Login) -> Result<(i64, TokenOut), ApiError> {
     if b.username.len() > 64 || b.password.len() > PASSWORD_BYTES_MAX {
         return Err(ApiError::unauthenticated());
     }
@@ -156,11 +201,13 @@ async fn token(State(ctx): St, Body(b): Body<Login>) -> Result<axum::Json<TokenO
         }
     }
     let token = ctx.app.tokens.issue(user.id, role, user.participant, ctx.audience);
-    Ok(axum::Json(TokenOut { access_token: token, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL_S }))
+    Ok((user.id, TokenOut { access_token: token, token_type: "Bearer", expires_in: ACCESS_TOKEN_TTL_S }))
 }
 
 async fn create_user(
     ctx: &crate::app::Ctx,
+    caller: &Caller,
+    origin: Origin,
     b: NewUser,
     participant: Option<ParticipantId>,
 ) -> Result<(StatusCode, axum::Json<UserOut>), ApiError> {
@@ -175,6 +222,8 @@ async fn create_user(
         }
         Err(e) => return Err(e.into()),
     };
+    let detail = serde_json::json!({"username": row.username, "role": row.role, "participantId": row.participant.map(|p| p.0)});
+    audit::by(&ctx.app, caller, origin, "USER_CREATED", format!("user:{}", row.id), detail).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(UserOut {
@@ -196,6 +245,7 @@ async fn create_user(
 pub async fn create_internal(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Body(b): Body<NewUser>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.admin()?;
@@ -204,7 +254,7 @@ pub async fn create_internal(
             "role must be operator or admin here; brokers belong to a participant",
         ));
     }
-    create_user(&ctx, b, None).await
+    create_user(&ctx, &caller, origin, b, None).await
 }
 
 /// Create a broker user for a participant
@@ -217,6 +267,7 @@ pub async fn create_internal(
 pub async fn create_broker_user(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
     Body(b): Body<NewUser>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -225,7 +276,7 @@ pub async fn create_broker_user(
         return Err(ApiError::validation("role must be broker"));
     }
     let participant = crate::participants::find(&ctx.app, id).await?;
-    create_user(&ctx, b, Some(participant.id)).await
+    create_user(&ctx, &caller, origin, b, Some(participant.id)).await
 }
 
 /// Random bytes, for keys and secrets.
@@ -246,6 +297,7 @@ fn random<const N: usize>() -> [u8; N] {
 pub async fn create_api_key(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id(id): Id<u32>,
 ) -> Result<impl IntoResponse, ApiError> {
     use base64::Engine as _;
@@ -263,6 +315,8 @@ pub async fn create_api_key(
     let digest: String =
         sha2::Sha256::digest(passphrase.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     ctx.app.db.insert_api_key(&key, participant.id, &secret, &digest, created_by, now_ns()).await?;
+    let detail = serde_json::json!({"participantId": id});
+    audit::by(&ctx.app, &caller, origin, "API_KEY_CREATED", format!("key:{key}"), detail).await?;
     Ok((StatusCode::CREATED, axum::Json(ApiKeyOut { key, secret, passphrase, participant_id: id })))
 }
 
@@ -275,10 +329,13 @@ pub async fn create_api_key(
 pub async fn revoke_api_key(
     State(ctx): St,
     caller: Caller,
+    origin: Origin,
     Id((id, key)): Id<(u32, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.operator()?;
     if ctx.app.db.revoke_api_key(ParticipantId(id), &key, now_ns()).await? {
+        let detail = serde_json::json!({"participantId": id});
+        audit::by(&ctx.app, &caller, origin, "API_KEY_REVOKED", format!("key:{key}"), detail).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("API_KEY_NOT_FOUND", "no such live key for this participant"))

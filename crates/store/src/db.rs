@@ -47,7 +47,7 @@ impl From<StorageError> for DbError {
     }
 }
 
-fn db_err(e: sqlx::Error) -> DbError {
+pub(crate) fn db_err(e: sqlx::Error) -> DbError {
     if let sqlx::Error::Database(d) = &e {
         if d.is_unique_violation() {
             return DbError::Duplicate;
@@ -59,7 +59,8 @@ fn db_err(e: sqlx::Error) -> DbError {
     DbError::Storage(e.to_string())
 }
 
-enum Pool {
+#[derive(Clone)]
+pub(crate) enum Pool {
     Sqlite(SqlitePool),
     Pg(PgPool),
 }
@@ -82,6 +83,7 @@ macro_rules! with_pool {
         }
     };
 }
+pub(crate) use with_pool;
 
 /// A product's row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -249,9 +251,13 @@ fn id_i64(v: u64) -> Result<i64, DbError> {
     i64::try_from(v).map_err(|_| DbError::Storage("id beyond 63 bits".into()))
 }
 
-/// The services' connection pool.
+/// The services' connection pool (cheap to clone: the pool is shared).
+#[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    pub(crate) pool: Pool,
+    /// Serializes this process's audit appends (each reads the chain's head and
+    /// inserts after it); other processes are kept honest by the primary key.
+    pub(crate) audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -270,7 +276,7 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Db { pool: Pool::Sqlite(pool) })
+        Ok(Db { pool: Pool::Sqlite(pool), audit_lock: Default::default() })
     }
 
     /// Connects a pool to PostgreSQL at `url` (schema migrated by [`crate::PgStore`]).
@@ -283,7 +289,7 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Db { pool: Pool::Pg(pool) })
+        Ok(Db { pool: Pool::Pg(pool), audit_lock: Default::default() })
     }
 
     /// True if the database answers.

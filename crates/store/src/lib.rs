@@ -4,11 +4,15 @@
 
 #[macro_use]
 mod rows;
+mod audit;
 mod db;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
 
+pub use audit::{
+    AuditBroken, AuditEvent, AuditRow, GENESIS as AUDIT_GENESIS, entry_hash as audit_entry_hash,
+};
 pub use db::{
     ApiKeyRow, Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, RiskRow, UserRow,
 };
