@@ -359,6 +359,8 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         // The benchmark measures the exchange, not its rate limits.
         rate_limit_orders: 0,
         rate_limit_queries: 0,
+        login_failures_per_user: 0,
+        login_failures_per_ip: 0,
     };
     // The exchange on its own runtime (two workers, like `atlas up` on this
     // machine); the load on another.

@@ -30,6 +30,13 @@ pub struct UpArgs {
     /// Every other request per second, per credential and per IP; 0 disables it.
     #[arg(long, env = "ATLAS_RATE_LIMIT_QUERIES", default_value_t = atlas_services::limits::QUERIES_PER_SECOND_DEFAULT)]
     rate_limit_queries: u32,
+    /// Failed logins of one user name before exponential back-off (1 s, doubling,
+    /// at most 15 min); 0 disables it.
+    #[arg(long, env = "ATLAS_LOGIN_FAILURES_PER_USER", default_value_t = atlas_services::limits::LOGIN_FAILURES_PER_USER_DEFAULT)]
+    login_failures_per_user: u32,
+    /// Failed logins from one client IP before back-off; 0 disables it.
+    #[arg(long, env = "ATLAS_LOGIN_FAILURES_PER_IP", default_value_t = atlas_services::limits::LOGIN_FAILURES_PER_IP_DEFAULT)]
+    login_failures_per_ip: u32,
 }
 
 /// Runs the exchange until SIGINT or SIGTERM.
@@ -43,5 +50,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         database_url: args.database_url,
         rate_limit_orders: args.rate_limit_orders,
         rate_limit_queries: args.rate_limit_queries,
+        login_failures_per_user: args.login_failures_per_user,
+        login_failures_per_ip: args.login_failures_per_ip,
     }))
 }

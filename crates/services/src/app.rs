@@ -43,6 +43,8 @@ pub struct App {
     pub risk: std::sync::RwLock<std::collections::HashMap<atlas_types::ParticipantId, atlas_store::RiskRow>>,
     /// Request rate limits.
     pub rate_limits: crate::limits::RateLimits,
+    /// Failed-login back-off.
+    pub logins: crate::limits::LoginThrottle,
     /// Disabled participants: their users' tokens stop working at once, not when
     /// they expire.
     pub disabled: std::sync::RwLock<std::collections::HashSet<atlas_types::ParticipantId>>,

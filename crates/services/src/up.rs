@@ -39,6 +39,10 @@ pub struct UpConfig {
     pub rate_limit_orders: u32,
     /// Other requests per second per credential and per IP (0: no limit).
     pub rate_limit_queries: u32,
+    /// Failed logins of one user name before back-off (0: no throttling).
+    pub login_failures_per_user: u32,
+    /// Failed logins from one IP before back-off (0: no throttling).
+    pub login_failures_per_ip: u32,
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -148,6 +152,10 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         products: Default::default(),
         risk: Default::default(),
         rate_limits: crate::limits::RateLimits::new(config.rate_limit_orders, config.rate_limit_queries),
+        logins: crate::limits::LoginThrottle::new(
+            config.login_failures_per_user,
+            config.login_failures_per_ip,
+        ),
         disabled: Default::default(),
     });
     for p in app.db.participants().await? {
@@ -169,6 +177,7 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 app.rate_limits.retain_recent();
+                app.logins.retain_recent();
             }
         });
     }

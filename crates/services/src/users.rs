@@ -114,7 +114,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// 401 after the same work; operators and admins log in on the internal listener.
 #[utoipa::path(post, path = "/atlas/api/auth/token", tag = "auth", request_body = Login,
     responses((status = 200, description = "Logged in", body = TokenOut),
-              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`LOGIN_THROTTLED` after repeated failures (exponential back-off per name and per IP), with `Retry-After`; or `RATE_LIMITED`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn token_external(
     ctx: St,
     origin: Origin,
@@ -128,7 +129,8 @@ pub async fn token_external(
 /// Returns a bearer access token for the internal listener.
 #[utoipa::path(post, path = "/atlas/internal/api/auth/token", tag = "auth", request_body = Login,
     responses((status = 200, description = "Logged in", body = TokenOut),
-              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json")))]
+              (status = 401, description = "Wrong user or password: `UNAUTHENTICATED`", body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 429, description = "`LOGIN_THROTTLED` after repeated failures (exponential back-off per name and per IP), with `Retry-After`; or `RATE_LIMITED`", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub async fn token_internal(
     ctx: St,
     origin: Origin,
@@ -159,13 +161,31 @@ async fn token(
         }
         name.push(c);
     }
+    // Throttled attempts are refused before any password work, and are not
+    // audited one by one (the failures that led to the block were).
+    // Keyed by the name cut to 64 bytes (longer names never log in), so the
+    // throttle's memory stays bounded.
+    if let Err(wait) = ctx.app.logins.check(&name, origin.0) {
+        let secs = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX).saturating_add(1);
+        return Err(ApiError {
+            retry_after_s: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LOGIN_THROTTLED",
+                "too many failed logins; wait before trying again",
+            )
+        });
+    }
+    let tried = name.clone();
     match login(&ctx, b).await {
         Ok((user, out)) => {
+            ctx.app.logins.succeeded(&tried);
             let detail = serde_json::json!({"username": name, "listener": listener});
             audit::record(&ctx.app, format!("user:{user}"), origin, "LOGIN_SUCCEEDED", None, detail).await?;
             Ok(axum::Json(out))
         }
         Err(e) if e.code == "UNAUTHENTICATED" => {
+            ctx.app.logins.failed(&tried, origin.0);
             let detail = serde_json::json!({"listener": listener});
             audit::record(&ctx.app, format!("login:{name}"), origin, "LOGIN_FAILED", None, detail).await?;
             Err(e)

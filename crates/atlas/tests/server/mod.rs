@@ -31,7 +31,11 @@ impl Server {
         Server::start_with(
             data_dir,
             database_url,
-            &[("ATLAS_RATE_LIMIT_ORDERS", "0"), ("ATLAS_RATE_LIMIT_QUERIES", "0")],
+            &[
+                ("ATLAS_RATE_LIMIT_ORDERS", "0"),
+                ("ATLAS_RATE_LIMIT_QUERIES", "0"),
+                ("ATLAS_LOGIN_FAILURES_PER_IP", "0"),
+            ],
         )
     }
 
