@@ -361,6 +361,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         rate_limit_queries: 0,
         login_failures_per_user: 0,
         login_failures_per_ip: 0,
+        connections_per_ip: 0,
     };
     // The exchange on its own runtime (two workers, like `atlas up` on this
     // machine); the load on another.

@@ -37,6 +37,9 @@ pub struct UpArgs {
     /// Failed logins from one client IP before back-off; 0 disables it.
     #[arg(long, env = "ATLAS_LOGIN_FAILURES_PER_IP", default_value_t = atlas_services::limits::LOGIN_FAILURES_PER_IP_DEFAULT)]
     login_failures_per_ip: u32,
+    /// Connections open at once from one client IP, per listener; 0: no cap.
+    #[arg(long, env = "ATLAS_CONNECTIONS_PER_IP", default_value_t = atlas_services::CONNECTIONS_PER_IP_DEFAULT)]
+    connections_per_ip: u32,
 }
 
 /// Runs the exchange until SIGINT or SIGTERM.
@@ -52,5 +55,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         rate_limit_queries: args.rate_limit_queries,
         login_failures_per_user: args.login_failures_per_user,
         login_failures_per_ip: args.login_failures_per_ip,
+        connections_per_ip: args.connections_per_ip,
     }))
 }

@@ -118,3 +118,49 @@ fn failed_logins_back_off() {
     login("trudy", "x-password-1");
     assert_eq!(code(&login("alice", "alice-password")), (StatusCode::TOO_MANY_REQUESTS, "LOGIN_THROTTLED"));
 }
+
+/// Request heads and connections are bounded: too many headers, an over-long
+/// URI, and more connections from one IP than the cap are refused; the cap frees
+/// up when connections close.
+#[test]
+fn heads_and_connections_are_bounded() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[
+            ("ATLAS_RATE_LIMIT_ORDERS", "0"),
+            ("ATLAS_RATE_LIMIT_QUERIES", "0"),
+            ("ATLAS_CONNECTIONS_PER_IP", "4"),
+        ],
+    );
+    let c = s.client();
+    let mut many = c.get(format!("{}/healthz", s.external));
+    for i in 0..80 {
+        many = many.header(format!("x-filler-{i}"), "1");
+    }
+    assert_eq!(many.send().unwrap().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let long = format!("{}/atlas/api/product/equity?symbol={}", s.external, "A".repeat(5_000));
+    let r = c.get(long).send().unwrap();
+    assert_eq!(r.status(), StatusCode::URI_TOO_LONG);
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // Four raw connections are held open (waiting for their TLS handshakes);
+    // a fifth from the same IP is closed at once.
+    let addr = s.external.trim_start_matches("https://").to_owned();
+    let held: Vec<_> = (0..4).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut fifth = std::net::TcpStream::connect(&addr).unwrap();
+    fifth.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1];
+    assert_eq!(fifth.read(&mut buf).unwrap(), 0, "the fifth connection is closed");
+    let mut first = held[0].try_clone().unwrap();
+    first.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    assert!(first.read(&mut buf).is_err(), "the held ones stay open");
+    drop(held);
+    drop(first);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(s.client().get(format!("{}/healthz", s.external)).send().unwrap().status(), StatusCode::OK);
+}

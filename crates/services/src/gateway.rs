@@ -113,8 +113,31 @@ async fn api_key(ctx: &Ctx, scheme: &Scheme, parts: &Parts, body: &[u8]) -> Resu
     })
 }
 
+/// Path and query together, at most (bytes).
+pub const URI_BYTES_MAX: usize = 4_096;
+/// Headers per request, at most (HTTP/1 stops more in the parser; this covers
+/// HTTP/2 too).
+pub const HEADERS_MAX: usize = 64;
+
 /// The middleware.
 pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri_len > URI_BYTES_MAX {
+        return ApiError::new(
+            axum::http::StatusCode::URI_TOO_LONG,
+            "URI_TOO_LONG",
+            format!("the path and query are over {URI_BYTES_MAX} bytes"),
+        )
+        .into_response();
+    }
+    if req.headers().len() > HEADERS_MAX {
+        return ApiError::new(
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "TOO_MANY_HEADERS",
+            format!("a request may carry at most {HEADERS_MAX} headers"),
+        )
+        .into_response();
+    }
     req.headers_mut().remove(IDENTITY_HEADER);
     let scheme = [&ATLAS, &COINBASE].into_iter().find(|s| req.headers().contains_key(s.key));
     let outcome = if let Some(value) = req.headers().get(header::AUTHORIZATION) {

@@ -22,6 +22,7 @@ mod tls;
 pub mod up;
 mod users;
 
+pub use tls::CONNECTIONS_PER_IP_DEFAULT;
 pub use up::{UpConfig, run};
 
 /// The OpenAPI description of the external (`false`) or internal (`true`)

@@ -24,6 +24,58 @@ use crate::pki::CertFiles;
 pub const CONNECTIONS_MAX: usize = 4_096;
 /// A TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default connections open at once from one client IP, per listener.
+pub const CONNECTIONS_PER_IP_DEFAULT: u32 = 256;
+/// A request's headers must arrive within this (slow clients, "slowloris").
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Headers per request, at most (more: 431; the gateway checks HTTP/2's).
+const HEADERS_MAX: usize = crate::gateway::HEADERS_MAX;
+/// Bytes of a request's head (line and headers) HTTP/1 buffers, at most.
+const HEAD_BYTES_MAX: usize = 16 * 1024;
+/// HTTP/2 streams per connection at once.
+const H2_STREAMS_MAX: u32 = 128;
+
+/// Connections open per client IP, with a cap.
+struct PerIp {
+    max: u32,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
+}
+
+/// One counted connection; uncounted when dropped.
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+        if self.max == 0 {
+            return Some(IpSlot { per_ip: self.clone(), ip });
+        }
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { per_ip: self.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if self.per_ip.max == 0 {
+            return;
+        }
+        let mut open = self.per_ip.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -71,15 +123,19 @@ pub fn internal(files: &CertFiles, ca_cert: &Path) -> anyhow::Result<Arc<ServerC
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::IpAddr);
 
-/// Serves `app` over TLS on `listener` until `shutdown` turns true.
+/// Serves `app` over TLS on `listener` until `shutdown` turns true: at most
+/// `CONNECTIONS_MAX` connections, `connections_per_ip` from one address (0: no
+/// cap), bounded request heads and a deadline for them.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     app: Router,
+    connections_per_ip: u32,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let per_ip = Arc::new(PerIp { max: connections_per_ip, open: Default::default() });
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -96,9 +152,13 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        let Some(slot) = per_ip.take(peer.ip()) else {
+            drop(tcp);
+            continue;
+        };
         let (acceptor, app, mut shutdown) = (acceptor.clone(), app.clone(), shutdown.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _slot) = (permit, slot);
             let _ = tcp.set_nodelay(true);
             let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await else {
                 return;
@@ -110,7 +170,18 @@ pub async fn serve(
                 req.extensions_mut().insert(ip);
                 tower::ServiceExt::oneshot(app.clone(), req)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_headers(HEADERS_MAX)
+                .max_buf_size(HEAD_BYTES_MAX);
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_concurrent_streams(H2_STREAMS_MAX)
+                .max_header_list_size(HEAD_BYTES_MAX as u32);
             let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(conn);
             tokio::select! {

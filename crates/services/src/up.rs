@@ -43,6 +43,8 @@ pub struct UpConfig {
     pub login_failures_per_user: u32,
     /// Failed logins from one IP before back-off (0: no throttling).
     pub login_failures_per_ip: u32,
+    /// Connections open at once from one client IP, per listener (0: no cap).
+    pub connections_per_ip: u32,
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -185,8 +187,20 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     let external_tls = tls::external(&pki.external)?;
     let internal_tls = tls::internal(&pki.internal, &pki.ca_cert)?;
     let servers = vec![
-        tokio::spawn(tls::serve(external, external_tls, app::external(app.clone()), stop_rx.clone())),
-        tokio::spawn(tls::serve(internal, internal_tls, app::internal(app.clone()), stop_rx)),
+        tokio::spawn(tls::serve(
+            external,
+            external_tls,
+            app::external(app.clone()),
+            config.connections_per_ip,
+            stop_rx.clone(),
+        )),
+        tokio::spawn(tls::serve(
+            internal,
+            internal_tls,
+            app::internal(app.clone()),
+            config.connections_per_ip,
+            stop_rx,
+        )),
     ];
     Ok(Running { external_addr, internal_addr, pki, stop_tx, servers, sequencer })
 }
