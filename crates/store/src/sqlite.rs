@@ -192,32 +192,46 @@ impl Storage for SqliteStore {
     }
 
     fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let row = self
-            .rt
-            .block_on(
-                sqlx::query(
-                    "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders \
-                     FROM snapshot \
-                     WHERE shard = ? AND engine IS NOT NULL ORDER BY seq DESC LIMIT 1",
-                )
-                .bind(self.shard)
-                .fetch_optional(&self.pool),
+        let (pool, shard) = (self.pool.clone(), self.shard);
+        self.rt.block_on(async move {
+            let row = sqlx::query(
+                "SELECT seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders, \
+                 engine_chunks, client_order_chunks FROM snapshot \
+                 WHERE shard = ? AND (engine IS NOT NULL OR engine_chunks IS NOT NULL) ORDER BY seq DESC LIMIT 1",
             )
+            .bind(shard)
+            .fetch_optional(&pool)
+            .await
             .map_err(err)?;
-        let Some(row) = row else { return Ok(None) };
-        let next_order_id: i64 = row.try_get("next_order_id").map_err(err)?;
-        Ok(Some(Snapshot {
-            seq: seq(row.try_get("seq").map_err(err)?)?,
-            time: Timestamp(row.try_get("time_ns").map_err(err)?),
-            chain_hash: ChainHash(hash32(row.try_get("chain_hash").map_err(err)?, "chain hash")?),
-            state_hash: StateHash(hash32(row.try_get("state_hash").map_err(err)?, "state hash")?),
-            next_order_id: u64::try_from(next_order_id).map_err(err)?,
-            engine: row.try_get("engine").map_err(err)?,
-            client_orders: match row.try_get::<Option<Vec<u8>>, _>("client_orders").map_err(err)? {
-                Some(bytes) => ClientOrders::decode(&bytes).map_err(err)?,
-                None => ClientOrders::default(),
-            },
-        }))
+            let Some(row) = row else { return Ok(None) };
+            let seq_v: i64 = row.try_get("seq").map_err(err)?;
+            let next_order_id: i64 = row.try_get("next_order_id").map_err(err)?;
+            let (engine, client_orders) = match row.try_get::<Option<i64>, _>("engine_chunks").map_err(err)? {
+                Some(parts) => {
+                    let client_parts: i64 = row.try_get::<Option<i64>, _>("client_order_chunks").map_err(err)?.unwrap_or(0);
+                    (
+                        read_chunks(&pool, shard, seq_v, 0, parts).await?,
+                        Some(read_chunks(&pool, shard, seq_v, 1, client_parts).await?),
+                    )
+                }
+                None => (
+                    row.try_get::<Vec<u8>, _>("engine").map_err(err)?,
+                    row.try_get::<Option<Vec<u8>>, _>("client_orders").map_err(err)?,
+                ),
+            };
+            Ok(Some(Snapshot {
+                seq: seq(seq_v)?,
+                time: Timestamp(row.try_get("time_ns").map_err(err)?),
+                chain_hash: ChainHash(hash32(row.try_get("chain_hash").map_err(err)?, "chain hash")?),
+                state_hash: StateHash(hash32(row.try_get("state_hash").map_err(err)?, "state hash")?),
+                next_order_id: u64::try_from(next_order_id).map_err(err)?,
+                engine,
+                client_orders: match client_orders {
+                    Some(bytes) if !bytes.is_empty() => ClientOrders::decode(&bytes).map_err(err)?,
+                    _ => ClientOrders::default(),
+                },
+            }))
+        })
     }
 
     fn snapshot_hashes(&mut self) -> Result<Vec<(Seq, StateHash)>, StorageError> {
@@ -287,16 +301,49 @@ async fn read_page(pool: &SqlitePool, shard: i64, cursor: i64) -> Result<Vec<Bat
         .collect()
 }
 
-/// Writes a snapshot (and drops the engine bytes of all but the newest few).
+/// Snapshot bytes per chunk row (each written in its own transaction).
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Orphaned chunk rows deleted per transaction.
+const CHUNK_DELETES_PER_TRANSACTION: i64 = 4;
+
+/// Writes a snapshot: its bytes in 1 MiB chunks, each in its own short
+/// transaction, then its row; then drops the bytes of all but the newest few.
+/// SQLite has one write lock: a single statement carrying a whole engine image
+/// held it long enough to stall the journal's commits, while a chunk holds it for
+/// about a millisecond.
 async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<(), StorageError> {
     let seq = i64::try_from(s.seq.0).map_err(err)?;
     let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
-
+    let client_orders = s.client_orders.encode();
+    let mut counts = [0i64; 2];
+    for (kind, bytes) in [(0i64, &s.engine[..]), (1, &client_orders[..])] {
+        // Leftovers of an attempt at this same snapshot that died before its row.
+        sqlx::query("DELETE FROM snapshot_chunk WHERE shard = ? AND seq = ? AND kind = ?")
+            .bind(shard)
+            .bind(seq)
+            .bind(kind)
+            .execute(pool)
+            .await
+            .map_err(err)?;
+        for (part, chunk) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
+            sqlx::query("INSERT INTO snapshot_chunk (shard, seq, kind, part, bytes) VALUES (?, ?, ?, ?, ?)")
+                .bind(shard)
+                .bind(seq)
+                .bind(kind)
+                .bind(i64::try_from(part).map_err(err)?)
+                .bind(chunk)
+                .execute(pool)
+                .await
+                .map_err(err)?;
+            counts[kind as usize] += 1;
+        }
+    }
     let mut tx = pool.begin().await.map_err(err)?;
     sqlx::query(
         "INSERT OR REPLACE INTO snapshot \
-                 (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         (shard, seq, time_ns, chain_hash, state_hash, next_order_id, engine, client_orders, \
+          engine_chunks, client_order_chunks) \
+         VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
     )
     .bind(shard)
     .bind(seq)
@@ -304,16 +351,16 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
     .bind(&s.chain_hash.0[..])
     .bind(&s.state_hash.0[..])
     .bind(next_order_id)
-    .bind(&s.engine)
-    .bind(s.client_orders.encode())
+    .bind(counts[0])
+    .bind(counts[1])
     .execute(&mut *tx)
     .await
     .map_err(err)?;
-    // Old snapshots keep only their hashes: drop their engine and id blobs.
+    // Old snapshots keep only their hashes.
     sqlx::query(
-        "UPDATE snapshot SET engine = NULL, client_orders = NULL \
-                 WHERE shard = ? AND engine IS NOT NULL AND seq < \
-                 (SELECT seq FROM snapshot WHERE shard = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        "UPDATE snapshot SET engine = NULL, client_orders = NULL, engine_chunks = NULL, client_order_chunks = NULL \
+         WHERE shard = ? AND (engine IS NOT NULL OR engine_chunks IS NOT NULL) AND seq < \
+         (SELECT seq FROM snapshot WHERE shard = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
     )
     .bind(shard)
     .bind(shard)
@@ -321,7 +368,51 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
     .execute(&mut *tx)
     .await
     .map_err(err)?;
-    tx.commit().await.map_err(err)
+    tx.commit().await.map_err(err)?;
+    // Their chunks (and orphans of older attempts) go a few rows at a time.
+    loop {
+        let deleted = sqlx::query(
+            "DELETE FROM snapshot_chunk WHERE rowid IN (SELECT c.rowid FROM snapshot_chunk c \
+             WHERE c.shard = ? AND c.seq < ? AND NOT EXISTS (SELECT 1 FROM snapshot t \
+             WHERE t.shard = c.shard AND t.seq = c.seq AND t.engine_chunks IS NOT NULL) LIMIT ?)",
+        )
+        .bind(shard)
+        .bind(seq)
+        .bind(CHUNK_DELETES_PER_TRANSACTION)
+        .execute(pool)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if deleted == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A snapshot's bytes of one kind, from its chunks.
+async fn read_chunks(
+    pool: &SqlitePool,
+    shard: i64,
+    seq: i64,
+    kind: i64,
+    parts: i64,
+) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = Vec::new();
+    for part in 0..parts {
+        let chunk: Vec<u8> = sqlx::query_scalar(
+            "SELECT bytes FROM snapshot_chunk WHERE shard = ? AND seq = ? AND kind = ? AND part = ?",
+        )
+        .bind(shard)
+        .bind(seq)
+        .bind(kind)
+        .bind(part)
+        .fetch_optional(pool)
+        .await
+        .map_err(err)?
+        .ok_or_else(|| StorageError(format!("snapshot {seq} lacks chunk {part} of kind {kind}")))?;
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The snapshot thread's writer.

@@ -330,3 +330,43 @@ fn postgres_outage_fails_fast_and_resumes() {
     assert_eq!(report.entries, after.seq.0);
     assert!(acked.iter().all(|seq| seq.0 <= report.entries));
 }
+
+/// SQLite writes a snapshot's bytes in chunks (short transactions beside the
+/// journal's commits): a multi-chunk image reads back byte for byte, only the
+/// newest few keep their bytes, and dropped ones leave no chunk behind.
+#[test]
+fn sqlite_snapshots_in_chunks() {
+    use atlas_engine::StateHash;
+    use atlas_journal::{ChainHash, ClientOrders, Snapshot};
+    use atlas_types::{Seq, Timestamp};
+    let (dir, open) = sqlite();
+    let mut store = open();
+    let image = |seq: u64| -> Vec<u8> { (0..2_500_000u64).map(|i| (i * 31 + seq) as u8).collect() };
+    for seq in 1..=5u64 {
+        let s = Snapshot {
+            seq: Seq(seq),
+            time: Timestamp(seq as i64),
+            chain_hash: ChainHash([seq as u8; 32]),
+            state_hash: StateHash([seq as u8 + 1; 32]),
+            next_order_id: seq + 1,
+            engine: image(seq),
+            client_orders: ClientOrders::default(),
+        };
+        store.save_snapshot(&s).unwrap();
+        let back = store.latest_snapshot().unwrap().unwrap();
+        assert_eq!((back.seq, back.next_order_id, back.chain_hash), (s.seq, s.next_order_id, s.chain_hash));
+        assert!(back.engine == s.engine, "snapshot {seq} reads back whole");
+    }
+    assert_eq!(store.snapshot_hashes().unwrap().len(), 5, "every snapshot keeps its hashes");
+    let path = dir.path().join("atlas.db").display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (chunks, seqs): (i64, i64) = rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{path}")).await.unwrap();
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT seq) FROM snapshot_chunk")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(seqs, 3, "only the newest three keep their bytes");
+    assert_eq!(chunks, 3 * (3 + 1), "three 1 MiB chunks of engine and one of ids each");
+}
