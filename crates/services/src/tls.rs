@@ -101,22 +101,82 @@ fn finish(mut config: ServerConfig) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
+/// How often a listener looks at its certificate files (on a handshake).
+const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+fn certified(files: &CertFiles) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    let (certs, key) = load(files)?;
+    let key = provider().key_provider.load_private_key(key)?;
+    let certified = rustls::sign::CertifiedKey::new(certs, key);
+    certified.keys_match().context("the certificate and the key do not belong together")?;
+    Ok(certified)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A listener's certificate, served from its files and re-read when they
+/// change (looked at, at most once a second, when a handshake comes), so a
+/// rotated certificate takes effect without a restart; established connections
+/// keep the one they started with. A pair that does not load (half-written
+/// during a rotation, or a key that does not match) leaves the current one in
+/// place until the files are right.
+#[derive(Debug)]
+struct Reloading {
+    files: CertFiles,
+    state: std::sync::Mutex<ReloadState>,
+}
+
+#[derive(Debug)]
+struct ReloadState {
+    current: Arc<rustls::sign::CertifiedKey>,
+    stamps: (Option<std::time::SystemTime>, Option<std::time::SystemTime>),
+    checked: std::time::Instant,
+}
+
+impl Reloading {
+    fn new(files: &CertFiles) -> anyhow::Result<Arc<Reloading>> {
+        let stamps = (modified(&files.cert), modified(&files.key));
+        let current = Arc::new(certified(files)?);
+        Ok(Arc::new(Reloading {
+            files: files.clone(),
+            state: std::sync::Mutex::new(ReloadState { current, stamps, checked: std::time::Instant::now() }),
+        }))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Reloading {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if st.checked.elapsed() >= RELOAD_CHECK_EVERY {
+            st.checked = std::time::Instant::now();
+            let stamps = (modified(&self.files.cert), modified(&self.files.key));
+            if stamps != st.stamps
+                && let Ok(fresh) = certified(&self.files)
+            {
+                st.current = Arc::new(fresh);
+                st.stamps = stamps;
+            }
+        }
+        Some(st.current.clone())
+    }
+}
+
 /// The external listener's configuration: server authentication only.
 pub fn external(files: &CertFiles) -> anyhow::Result<Arc<ServerConfig>> {
-    let (certs, key) = load(files)?;
-    Ok(finish(builder()?.with_no_client_auth().with_single_cert(certs, key)?))
+    Ok(finish(builder()?.with_no_client_auth().with_cert_resolver(Reloading::new(files)?)))
 }
 
 /// The internal listener's configuration: clients must present a certificate
 /// issued by the CA in `ca_cert`.
 pub fn internal(files: &CertFiles, ca_cert: &Path) -> anyhow::Result<Arc<ServerConfig>> {
-    let (certs, key) = load(files)?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(ca_cert)? {
         roots.add(ca?)?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
-    Ok(finish(builder()?.with_client_cert_verifier(verifier).with_single_cert(certs, key)?))
+    Ok(finish(builder()?.with_client_cert_verifier(verifier).with_cert_resolver(Reloading::new(files)?)))
 }
 
 /// The client's address, for per-IP limits.
