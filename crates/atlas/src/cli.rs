@@ -457,6 +457,15 @@ pub fn run(c: Connection, cmd: Client) -> anyhow::Result<()> {
                     );
                 }
                 ParticipantCmd::RevokeKey { id, api_key } => {
+                    // It goes into the request path: only what a key can be.
+                    if api_key.is_empty()
+                        || api_key.len() > 64
+                        || !api_key.bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        bail!(
+                            "{api_key:?} is not an API key (hex digits, as `participant add-key` prints it)"
+                        );
+                    }
                     s.call(Method::DELETE, &format!("{base}/{id}/apikey/{api_key}"), None)?;
                     show(c.json, &json!({"key": api_key, "revoked": true}), &["key", "revoked"]);
                 }

@@ -130,6 +130,8 @@ fn operators_and_brokers_at_the_terminal() {
     let k = key["key"].as_str().unwrap();
     assert!(ok(admin(&["participant", "revoke-key", "1", k])).contains("true"));
     assert!(!admin(&["participant", "revoke-key", "1", k]).status.success());
+    let odd = admin(&["participant", "revoke-key", "1", "../../product/equity/1"]);
+    assert!(!odd.status.success() && String::from_utf8_lossy(&odd.stderr).contains("is not an API key"));
     // Rename, then disable: carol can no longer log in.
     assert!(ok(admin(&["participant", "rename", "1", "Carol and Co"])).contains("Carol and Co"));
     assert!(ok(admin(&["participant", "disable", "1"])).contains("DISABLED"));

@@ -133,17 +133,10 @@ fn descriptions_are_served_complete_and_the_docs_page_works_offline() {
     let s = Server::start(dir.path(), None);
 
     // Served without a credential on each listener.
-    let external: Value =
-        s.client().get(format!("{}/atlas/api/openapi.json", s.external)).send().unwrap().json().unwrap();
+    let external = server::external_spec(&s);
     let paths = check_description(&external, EXTERNAL, "external");
     assert!(paths.iter().all(|p| !p.starts_with("/atlas/internal")), "{paths:?}");
-    let internal: Value = s
-        .admin_client()
-        .get(format!("{}/atlas/internal/api/openapi.json", s.internal))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let internal = server::internal_spec(&s);
     let internal_paths = check_description(&internal, INTERNAL, "internal");
     assert!(internal_paths.iter().all(|p| !p.starts_with("/atlas/api")), "{internal_paths:?}");
     // The internal description stays internal.

@@ -60,13 +60,7 @@ fn the_edge_refuses_what_it_must() {
 
     // Every internal operation, with ids filled in, answers 404 on the external
     // listener: anonymous, as a broker, and with an operator's internal token.
-    let internal: Value = s
-        .admin_client()
-        .get(format!("{}/atlas/internal/api/openapi.json", s.internal))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let internal = server::internal_spec(&s);
     let mut tried = 0;
     for (path, item) in internal["paths"].as_object().unwrap() {
         if !path.starts_with("/atlas/internal") {

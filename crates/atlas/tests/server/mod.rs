@@ -111,6 +111,21 @@ impl Drop for Server {
     }
 }
 
+/// The external listener's OpenAPI description, fetched without a credential.
+pub fn external_spec(s: &Server) -> Value {
+    s.client().get(format!("{}/atlas/api/openapi.json", s.external)).send().unwrap().json().unwrap()
+}
+
+/// The internal listener's OpenAPI description (with the admin's certificate).
+pub fn internal_spec(s: &Server) -> Value {
+    s.admin_client()
+        .get(format!("{}/atlas/internal/api/openapi.json", s.internal))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
 /// Every request an `Api` made in this test binary, with its answer (for the
 /// OpenAPI conformance check).
 pub static EXCHANGES: Mutex<Vec<openapi::Exchange>> = Mutex::new(Vec::new());
@@ -200,17 +215,8 @@ pub fn broker(s: &Server, user: &str) -> Api {
 /// the external listener), a 404 `NOT_FOUND` is the router's fallback and a 401
 /// the gateway refusing the credential before routing.
 pub fn check_against_openapi(s: &Server) -> usize {
-    let external = openapi::Spec(
-        s.client().get(format!("{}/atlas/api/openapi.json", s.external)).send().unwrap().json().unwrap(),
-    );
-    let internal = openapi::Spec(
-        s.admin_client()
-            .get(format!("{}/atlas/internal/api/openapi.json", s.internal))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap(),
-    );
+    let external = openapi::Spec(external_spec(s));
+    let internal = openapi::Spec(internal_spec(s));
     let all = EXCHANGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     let mut checked = 0;
     let mut failures = Vec::new();
