@@ -362,6 +362,11 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         login_failures_per_user: 0,
         login_failures_per_ip: 0,
         connections_per_ip: 0,
+        jwt_keys_dir: None,
+        waf_mode: atlas_services::waf::WafMode::Block,
+        deny_networks: vec![],
+        external_allow: vec![],
+        internal_allow: vec![],
     };
     // The exchange on its own runtime (two workers, like `atlas up` on this
     // machine); the load on another.

@@ -40,11 +40,53 @@ pub struct UpArgs {
     /// Connections open at once from one client IP, per listener; 0: no cap.
     #[arg(long, env = "ATLAS_CONNECTIONS_PER_IP", default_value_t = atlas_services::CONNECTIONS_PER_IP_DEFAULT)]
     connections_per_ip: u32,
+    /// The token signing keys: a directory of PKCS#8 ECDSA P-256 PEM files (a
+    /// secret mount); the newest by name signs, all verify. Default
+    /// `DATA_DIR/secrets/jwt`, created with one key. `atlas pki jwt-key` adds one.
+    #[arg(long, env = "ATLAS_JWT_KEYS_DIR")]
+    jwt_keys_dir: Option<PathBuf>,
+    /// What the web application firewall's signature rules (SQL injection, XSS,
+    /// traversal, …) do: `block` (403), `detect` (log and count only, for
+    /// tuning) or `off`. IP lists apply in every mode.
+    #[arg(long, env = "ATLAS_WAF", default_value = "block")]
+    waf: atlas_services::waf::WafMode,
+    /// Networks or addresses refused on both listeners, comma-separated
+    /// (`203.0.113.0/24,198.51.100.7`).
+    #[arg(long, env = "ATLAS_DENY_NETWORKS", default_value = "", value_parser = networks)]
+    deny_networks: Networks,
+    /// Networks admitted on the external listener; empty admits all.
+    #[arg(long, env = "ATLAS_EXTERNAL_ALLOW", default_value = "", value_parser = networks)]
+    external_allow: Networks,
+    /// Networks admitted on the internal listener (which also requires a client
+    /// certificate); empty admits all.
+    #[arg(long, env = "ATLAS_INTERNAL_ALLOW", default_value = atlas_services::waf::INTERNAL_ALLOW_DEFAULT, value_parser = networks)]
+    internal_allow: Networks,
+    /// Log lines on standard error as `text` or `json` (one object per line); the
+    /// level filter is `ATLAS_LOG` (default `info`, e.g. `atlas_services=debug`).
+    #[arg(long, env = "ATLAS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ATLAS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// A parsed network list (a newtype, so that clap takes the list as one value).
+#[derive(Clone, Debug)]
+struct Networks(Vec<atlas_services::waf::IpNet>);
+
+fn networks(s: &str) -> Result<Networks, String> {
+    atlas_services::waf::parse_networks(s).map(Networks)
 }
 
 /// Runs the exchange until SIGINT or SIGTERM.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
-    eprintln!("atlas up: the FIX acceptor ({}) is not served yet", args.fix_addr);
+    init_logs(&args.log_format);
+    tracing::warn!(addr = %args.fix_addr, "the FIX acceptor is not served yet");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atlas-io").build()?;
     runtime.block_on(atlas_services::run(atlas_services::UpConfig {
         data_dir: args.data_dir,
@@ -56,5 +98,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         login_failures_per_user: args.login_failures_per_user,
         login_failures_per_ip: args.login_failures_per_ip,
         connections_per_ip: args.connections_per_ip,
+        jwt_keys_dir: args.jwt_keys_dir,
+        waf_mode: args.waf,
+        deny_networks: args.deny_networks.0,
+        external_allow: args.external_allow.0,
+        internal_allow: args.internal_allow.0,
     }))
 }

@@ -166,32 +166,112 @@ fn the_edge_refuses_what_it_must() {
         "a certificate from another CA reached the internal listener"
     );
 
-    // Tokens: expired, or signed with another key under our key id, get 401.
+    // Tokens (ES256): our key re-signing works; another key under our key id,
+    // HS256 keyed with our public key (algorithm confusion) and expired tokens
+    // get 401.
     use base64::Engine as _;
     use hmac::Mac;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let real_key = base64::engine::general_purpose::STANDARD
-        .decode(std::fs::read_to_string(dir.path().join("secrets/jwt-signing.key")).unwrap().trim())
-        .unwrap();
     let token = alice.token.clone().unwrap();
     let header: Value =
         serde_json::from_slice(&b64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let kid = header["kid"].as_str().unwrap().to_owned();
     let mut claims: Value =
         serde_json::from_slice(&b64.decode(token.split('.').nth(1).unwrap()).unwrap()).unwrap();
-    let sign = |key: &[u8], claims: &Value| {
-        let head = format!("{}.{}", b64.encode(header.to_string()), b64.encode(claims.to_string()));
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-        mac.update(head.as_bytes());
-        format!("{head}.{}", b64.encode(mac.finalize().into_bytes()))
+    let key_file = std::fs::read_dir(dir.path().join("secrets/jwt")).unwrap().next().unwrap().unwrap().path();
+    let real = rcgen::KeyPair::from_pem(&std::fs::read_to_string(key_file).unwrap()).unwrap();
+    let real = EncodingKey::from_ec_der(&real.serialize_der());
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let other = EncodingKey::from_ec_der(&other.serialize_der());
+    let sign = |key: &EncodingKey, claims: &Value| {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.clone());
+        jsonwebtoken::encode(&h, claims, key).unwrap()
     };
     let as_token = |t: String| Api { client: s.client(), base: s.external.clone(), token: Some(t) };
     // The real key re-signing the real claims works (the forging is right)...
-    assert_eq!(as_token(sign(&real_key, &claims)).get("/atlas/api/order").0, StatusCode::OK);
+    assert_eq!(as_token(sign(&real, &claims)).get("/atlas/api/order").0, StatusCode::OK);
     // ...another key does not...
-    assert_eq!(as_token(sign(&[7u8; 32], &claims)).get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_token(sign(&other, &claims)).get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    // ...nor HS256 keyed with the published public key...
+    let (_, jwks) = adm.get("/atlas/internal/api/auth/jwks");
+    let jwk = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap().clone();
+    assert_eq!(
+        (jwk["kty"].as_str(), jwk["crv"].as_str(), jwk["alg"].as_str()),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    for secret in [jwk.to_string(), format!("{}{}", jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())] {
+        let head = format!(
+            "{}.{}",
+            b64.encode(json!({"alg": "HS256", "typ": "JWT", "kid": kid}).to_string()),
+            b64.encode(claims.to_string())
+        );
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(head.as_bytes());
+        let forged = format!("{head}.{}", b64.encode(mac.finalize().into_bytes()));
+        assert_eq!(as_token(forged).get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    }
     // ...nor an expired token, even with the real key.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     claims["iat"] = json!(now - 7_200);
     claims["exp"] = json!(now - 3_600);
-    assert_eq!(as_token(sign(&real_key, &claims)).get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    assert_eq!(as_token(sign(&real, &claims)).get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+}
+
+/// Signing keys rotate without a restart: a new key file signs new tokens from
+/// the next second while tokens of the old key still work; removing the old
+/// file ends them. The JWKS lists what verifies.
+#[test]
+fn token_signing_keys_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    setup(&s);
+    let adm = admin(&s);
+    let alice = broker(&s, "alice");
+    let kid_of = |t: &str| -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let h: Value = serde_json::from_slice(&b64.decode(t.split('.').next().unwrap()).unwrap()).unwrap();
+        h["kid"].as_str().unwrap().to_owned()
+    };
+    let old_kid = kid_of(alice.token.as_deref().unwrap());
+    let keys = dir.path().join("secrets/jwt");
+    let old_file = std::fs::read_dir(&keys).unwrap().next().unwrap().unwrap().path();
+    // A new key, named to sort last (as `atlas pki jwt-key` names them).
+    let new = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(keys.join("jwt-999999999999-000000000.pem"), new.serialize_pem()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let fresh = loop {
+        let b = broker(&s, "alice");
+        if kid_of(b.token.as_deref().unwrap()) != old_kid {
+            break b;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new key never signed");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (_, jwks) = adm.get("/atlas/internal/api/auth/jwks");
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(alice.get("/atlas/api/order").0, StatusCode::OK, "a token of the old key still works");
+    assert_eq!(fresh.get("/atlas/api/order").0, StatusCode::OK);
+    // The old key retired: its tokens stop working.
+    std::fs::remove_file(old_file).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alice.get("/atlas/api/order").0 == StatusCode::OK {
+        assert!(std::time::Instant::now() < deadline, "a retired key's token kept working");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(alice.get("/atlas/api/order").0, StatusCode::UNAUTHORIZED);
+    assert_eq!(fresh.get("/atlas/api/order").0, StatusCode::OK);
+    // The admin's own token was signed with the retired key: a new login works.
+    let adm = admin(&s);
+    let (_, jwks) = adm.get("/atlas/internal/api/auth/jwks");
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    // A broken key file does not take the service down: the keys it had stay.
+    std::fs::write(keys.join("jwt-999999999999-999999999.pem"), "not a key").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    assert_eq!(fresh.get("/atlas/api/order").0, StatusCode::OK);
+    assert_eq!(broker(&s, "alice").get("/atlas/api/order").0, StatusCode::OK);
+    assert!(s.log().contains("token signing keys not reloaded"));
 }

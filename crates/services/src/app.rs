@@ -48,9 +48,21 @@ pub struct App {
     /// Disabled participants: their users' tokens stop working at once, not when
     /// they expire.
     pub disabled: std::sync::RwLock<std::collections::HashSet<atlas_types::ParticipantId>>,
+    /// The external listener's firewall.
+    pub waf_external: crate::waf::Waf,
+    /// The internal listener's firewall.
+    pub waf_internal: crate::waf::Waf,
 }
 
 impl App {
+    /// The firewall of a listener.
+    pub fn waf(&self, listener: Audience) -> &crate::waf::Waf {
+        match listener {
+            Audience::External => &self.waf_external,
+            Audience::Internal => &self.waf_internal,
+        }
+    }
+
     /// True if the participant has been disabled.
     pub fn is_disabled(&self, p: atlas_types::ParticipantId) -> bool {
         match self.disabled.read() {
@@ -191,6 +203,7 @@ pub fn internal_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
         .routes(routes!(readyz))
         .routes(routes!(users::token_internal))
         .routes(routes!(users::whoami_internal))
+        .routes(routes!(users::jwks))
         .routes(routes!(users::create_internal))
         .routes(routes!(products::create, products::list_internal))
         .routes(routes!(products::get_internal, products::update, products::delete))

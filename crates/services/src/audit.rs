@@ -56,6 +56,15 @@ pub async fn record(
         detail: detail.to_string(),
     };
     app.db.append_audit(&event).await?;
+    // The same facts in the log, for log shippers (never a secret: see above).
+    tracing::info!(
+        action = %event.action,
+        principal = %event.principal,
+        ip = event.ip.as_deref().unwrap_or("-"),
+        target = event.target.as_deref().unwrap_or("-"),
+        detail = %event.detail,
+        "audit"
+    );
     Ok(())
 }
 

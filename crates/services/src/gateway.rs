@@ -119,8 +119,16 @@ pub const URI_BYTES_MAX: usize = 4_096;
 /// HTTP/2 too).
 pub const HEADERS_MAX: usize = 64;
 
+/// How long a client may take to send a request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn too_large() -> Response {
+    ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "the body is too large")
+        .into_response()
+}
+
 /// The middleware.
-pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > URI_BYTES_MAX {
         return ApiError::new(
@@ -138,9 +146,60 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: N
         )
         .into_response();
     }
-    req.headers_mut().remove(IDENTITY_HEADER);
-    let scheme = [&ATLAS, &COINBASE].into_iter().find(|s| req.headers().contains_key(s.key));
-    let outcome = if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+    let waf = ctx.app.waf(ctx.audience);
+    let ip = req.extensions().get::<crate::tls::Peer>().map(|p| p.0);
+    if let Some(hit) = waf.check_peer(ip) {
+        crate::waf::record(ctx.audience, hit, true, ip, req.method(), req.uri().path());
+        return ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "IP_NOT_ALLOWED",
+            "requests from this address are not admitted on this listener",
+        )
+        .into_response();
+    }
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(IDENTITY_HEADER);
+    if let Some(hit) = waf.check_head(&parts)
+        && let Some(blocked) = crate::waf::act(ctx.audience, waf, hit, ip, &parts)
+    {
+        return blocked;
+    }
+    // The body, when there is one, is read here (bounded in size and time): the
+    // firewall inspects it and an API key's signature covers it.
+    let bytes = if http_body::Body::is_end_stream(&body) {
+        axum::body::Bytes::new()
+    } else {
+        match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, BODY_BYTES_MAX)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                return ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "REQUEST_TIMEOUT",
+                    "the request body did not arrive in time",
+                )
+                .into_response();
+            }
+        }
+    };
+    match waf.check_body(&bytes) {
+        Ok(None) => {}
+        Ok(Some(hit)) => {
+            if let Some(blocked) = crate::waf::act(ctx.audience, waf, hit, ip, &parts) {
+                return blocked;
+            }
+        }
+        Err(crate::waf::TooDeep) => {
+            return ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "JSON_TOO_DEEP",
+                format!("JSON bodies may nest at most {} levels", crate::waf::JSON_DEPTH_MAX),
+            )
+            .into_response();
+        }
+    }
+    let scheme = [&ATLAS, &COINBASE].into_iter().find(|s| parts.headers.contains_key(s.key));
+    let outcome = if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         Some(match value.to_str() {
             Ok(v) => bearer(&ctx.app.tokens, v, ctx.audience).and_then(|c| {
                 // A disabled participant's tokens are dead at once.
@@ -156,32 +215,17 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, mut req: Request, next: N
             // Programs trade on the external listener; operators log in.
             Some(Err(AuthFailure::Unauthenticated))
         } else {
-            // The signature covers the body: read it (bounded) and put it back.
-            let (parts, body) = req.into_parts();
-            let bytes = match axum::body::to_bytes(body, BODY_BYTES_MAX).await {
-                Ok(b) => b,
-                Err(_) => {
-                    return ApiError::new(
-                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                        "PAYLOAD_TOO_LARGE",
-                        "the body is too large",
-                    )
-                    .into_response();
-                }
-            };
-            let outcome = api_key(&ctx, scheme, &parts, &bytes).await;
-            req = Request::from_parts(parts, Body::from(bytes));
-            Some(outcome)
+            Some(api_key(&ctx, scheme, &parts, &bytes).await)
         }
     } else {
         None
     };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
     // Rate limits: per client IP always, per credential once known. Health and
     // metrics are for the infrastructure and exempt.
     let path = req.uri().path();
     if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         let kind = crate::limits::Kind::of(req.method(), path);
-        let ip = req.extensions().get::<crate::tls::Peer>().map(|p| p.0);
         let who = match &outcome {
             Some(Ok(c)) => Some(c.principal),
             _ => None,

@@ -21,6 +21,7 @@ mod risk;
 mod tls;
 pub mod up;
 mod users;
+pub mod waf;
 
 pub use tls::CONNECTIONS_PER_IP_DEFAULT;
 pub use up::{UpConfig, run};

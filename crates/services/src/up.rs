@@ -45,6 +45,16 @@ pub struct UpConfig {
     pub login_failures_per_ip: u32,
     /// Connections open at once from one client IP, per listener (0: no cap).
     pub connections_per_ip: u32,
+    /// The token signing keys' directory (default `DATA_DIR/secrets/jwt`).
+    pub jwt_keys_dir: Option<PathBuf>,
+    /// What the firewall's signature rules do.
+    pub waf_mode: crate::waf::WafMode,
+    /// Addresses refused on both listeners.
+    pub deny_networks: Vec<ipnet::IpNet>,
+    /// Networks admitted on the external listener (empty: all).
+    pub external_allow: Vec<ipnet::IpNet>,
+    /// Networks admitted on the internal listener (empty: all).
+    pub internal_allow: Vec<ipnet::IpNet>,
 }
 
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -87,7 +97,7 @@ async fn bootstrap_admin(db: &Db, data_dir: &std::path::Path) -> anyhow::Result<
                 .with_context(|| format!("writing {}", path.display()))?;
             writeln!(f, "{p}")?;
             f.sync_all()?;
-            eprintln!("atlas up: bootstrap user 'admin' created; its password is in {}", path.display());
+            tracing::info!(path = %path.display(), "bootstrap user 'admin' created; its password is in the file");
             p
         }
     };
@@ -143,7 +153,8 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         Some(url) => Db::connect_pg(url).await?,
         None => Db::open_sqlite(&config.data_dir.join(DATABASE_FILE)).await?,
     };
-    let tokens = TokenKeys::load_or_create(&config.data_dir.join("secrets").join("jwt-signing.key"))?;
+    let key_dir = config.jwt_keys_dir.clone().unwrap_or_else(|| config.data_dir.join("secrets").join("jwt"));
+    let tokens = TokenKeys::load_or_create(&key_dir)?;
     let pki = pki::ensure(&config.data_dir, config.external_addr.ip(), config.internal_addr.ip())?;
     bootstrap_admin(&db, &config.data_dir).await?;
     let app = Arc::new(App {
@@ -159,6 +170,16 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             config.login_failures_per_ip,
         ),
         disabled: Default::default(),
+        waf_external: crate::waf::Waf::new(
+            config.waf_mode,
+            config.external_allow.clone(),
+            config.deny_networks.clone(),
+        )?,
+        waf_internal: crate::waf::Waf::new(
+            config.waf_mode,
+            config.internal_allow.clone(),
+            config.deny_networks.clone(),
+        )?,
     });
     for p in app.db.participants().await? {
         if p.status != "ACTIVE" {
@@ -216,7 +237,7 @@ pub async fn run(config: UpConfig) -> anyhow::Result<()> {
         running.pki.ca_cert.display()
     );
     shutdown_signal().await;
-    eprintln!("atlas up: shutting down");
+    tracing::info!("shutting down");
     running.shutdown().await
 }
 

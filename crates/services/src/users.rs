@@ -393,3 +393,21 @@ async fn whoami(caller: Caller) -> Result<axum::Json<WhoAmI>, ApiError> {
         participant_id: caller.participant.map(|p| p.0),
     }))
 }
+
+/// The token signing keys' public halves.
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    /// Every key a valid token may name (the newest signs).
+    keys: Vec<crate::auth::Jwk>,
+}
+
+/// The token signing keys (JWKS)
+///
+/// The public keys that verify Atlas's access and identity tokens (ES256), for
+/// services that check tokens themselves. Served on the internal listener only,
+/// behind its client certificate; no token needed.
+#[utoipa::path(get, path = "/atlas/internal/api/auth/jwks", tag = "auth",
+    responses((status = 200, description = "RFC 7517 key set", body = JwkSet)))]
+pub async fn jwks(State(ctx): St) -> axum::Json<JwkSet> {
+    axum::Json(JwkSet { keys: ctx.app.tokens.jwks() })
+}

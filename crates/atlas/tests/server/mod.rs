@@ -14,6 +14,8 @@ use reqwest::blocking::{Client, RequestBuilder};
 use serde_json::{Value, json};
 
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery-staple";
+/// The server's standard error, in its data directory.
+pub const LOG_FILE: &str = "atlas.log";
 
 /// A running `atlas up`.
 pub struct Server {
@@ -41,6 +43,11 @@ impl Server {
 
     /// Starts with extra environment variables.
     pub fn start_with(data_dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Server {
+        // The server's log goes to a file in its data directory, for the tests
+        // that read it (and for the reader of a failed test).
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join(LOG_FILE)).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_atlas"));
         cmd.envs(env.iter().copied());
         cmd.args(["up", "--data-dir"])
@@ -48,7 +55,7 @@ impl Server {
             .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
             .env("ATLAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(log));
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
@@ -56,6 +63,10 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        if line.is_empty() {
+            let log = std::fs::read_to_string(data_dir.join(LOG_FILE)).unwrap_or_default();
+            panic!("atlas up did not start; its log:\n{log}");
+        }
         // "atlas up: external https://A internal https://B (CA …)"
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(words.len() >= 6 && words[2] == "external", "unexpected first line: {line:?}");
@@ -74,6 +85,11 @@ impl Server {
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "atlas up exited with {status}");
         (self.data_dir.clone(), self.database_url.clone())
+    }
+
+    /// Everything the server (and its earlier runs on this data directory) logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join(LOG_FILE)).unwrap_or_default()
     }
 
     pub fn ca(&self) -> reqwest::Certificate {
@@ -108,6 +124,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- log of atlas up ({}) ---\n{}", self.data_dir.display(), self.log());
+        }
     }
 }
 
