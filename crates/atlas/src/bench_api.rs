@@ -363,6 +363,10 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         login_failures_per_ip: 0,
         connections_per_ip: 0,
         jwt_keys_dir: None,
+        internal_client_ids: atlas_services::INTERNAL_CLIENT_IDS_DEFAULT
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
         waf_mode: atlas_services::waf::WafMode::Block,
         deny_networks: vec![],
         external_allow: vec![],

@@ -5,6 +5,7 @@ mod bench;
 mod bench_api;
 mod cli;
 mod journal_load;
+mod pki;
 mod up;
 mod verify;
 
@@ -40,6 +41,10 @@ enum Command {
         #[arg(long)]
         internal: bool,
     },
+    /// The certificate authority: create, issue, import, inspect, list, renew;
+    /// token signing keys.
+    #[command(subcommand)]
+    Pki(pki::Pki),
     /// Test tool: concurrent producers against the journal, printing each ack.
     #[command(hide = true)]
     JournalLoad(journal_load::JournalLoadArgs),
@@ -57,6 +62,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             println!("{}", atlas_services::openapi_json(internal));
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Pki(p) => pki::run(p).map(|()| std::process::ExitCode::SUCCESS),
         Command::JournalLoad(a) => journal_load::run(a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Client(c) => cli::run(cli.connection, c).map(|()| std::process::ExitCode::SUCCESS),
     }

@@ -61,6 +61,11 @@ pub struct UpArgs {
     /// certificate); empty admits all.
     #[arg(long, env = "ATLAS_INTERNAL_ALLOW", default_value = atlas_services::waf::INTERNAL_ALLOW_DEFAULT, value_parser = networks)]
     internal_allow: Networks,
+    /// Client certificate identities (URI names, comma-separated; a trailing
+    /// `*` matches any rest) the internal listener admits; a CA-issued
+    /// certificate with another identity is refused in the handshake.
+    #[arg(long, env = "ATLAS_INTERNAL_CLIENT_IDS", default_value = atlas_services::INTERNAL_CLIENT_IDS_DEFAULT, value_delimiter = ',')]
+    internal_client_ids: Vec<String>,
     /// Log lines on standard error as `text` or `json` (one object per line); the
     /// level filter is `ATLAS_LOG` (default `info`, e.g. `atlas_services=debug`).
     #[arg(long, env = "ATLAS_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -99,6 +104,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         login_failures_per_ip: args.login_failures_per_ip,
         connections_per_ip: args.connections_per_ip,
         jwt_keys_dir: args.jwt_keys_dir,
+        internal_client_ids: args.internal_client_ids,
         waf_mode: args.waf,
         deny_networks: args.deny_networks.0,
         external_allow: args.external_allow.0,

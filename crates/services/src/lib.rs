@@ -6,6 +6,7 @@
 mod app;
 mod audit;
 pub mod auth;
+pub mod ca;
 mod coinbase;
 mod error;
 mod gateway;
@@ -23,7 +24,7 @@ pub mod up;
 mod users;
 pub mod waf;
 
-pub use tls::CONNECTIONS_PER_IP_DEFAULT;
+pub use tls::{CONNECTIONS_PER_IP_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT};
 pub use up::{UpConfig, run};
 
 /// The OpenAPI description of the external (`false`) or internal (`true`)

@@ -111,6 +111,41 @@ pub fn ensure(dir: &Path, external: IpAddr, internal: IpAddr) -> anyhow::Result<
         admin: files("admin"),
     };
     if pki.ca_cert.exists() {
+        // A CA made by `atlas pki init-ca` (or certificates removed to be
+        // re-made): issue what is missing with it.
+        let leaves = [
+            (&pki.external, "external", false, vec![external, [127, 0, 0, 1].into()]),
+            (&pki.internal, "internal", false, vec![internal, [127, 0, 0, 1].into()]),
+            (&pki.admin, "admin", true, vec![]),
+        ];
+        let missing: Vec<_> =
+            leaves.into_iter().filter(|(f, ..)| !f.cert.exists() || !f.key.exists()).collect();
+        if !missing.is_empty() {
+            let ca = crate::ca::load_ca(&pki_dir, crate::ca::passphrase_from_env()?.as_ref())?;
+            for (_, name, client, ips) in missing {
+                let uri = if client {
+                    format!("spiffe://atlas/user/{name}")
+                } else {
+                    format!("spiffe://atlas/{name}")
+                };
+                let req = crate::ca::Request {
+                    name: name.to_owned(),
+                    client,
+                    dns: if client { vec![] } else { vec!["localhost".to_owned()] },
+                    ips: {
+                        let mut ips: Vec<IpAddr> =
+                            ips.into_iter().filter(|ip| !ip.is_unspecified()).collect();
+                        ips.dedup();
+                        ips
+                    },
+                    uris: vec![uri],
+                    days: SERVER_CERT_DAYS,
+                    key_type: crate::ca::KeyType::EcdsaP256,
+                };
+                let issued = crate::ca::issue(&ca, &req)?;
+                crate::ca::write_pair(&pki_dir, name, &issued.cert_pem, &issued.key.serialize_pem())?;
+            }
+        }
         return Ok(pki);
     }
     fs::create_dir_all(&pki_dir).with_context(|| format!("creating {}", pki_dir.display()))?;

@@ -169,15 +169,108 @@ pub fn external(files: &CertFiles) -> anyhow::Result<Arc<ServerConfig>> {
 }
 
 /// The internal listener's configuration: clients must present a certificate
-/// issued by the CA in `ca_cert`.
-pub fn internal(files: &CertFiles, ca_cert: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+/// issued by the CA in `ca_cert` whose URI identity matches one of
+/// `client_ids` (`spiffe://atlas/user/*`: a trailing `*` matches any rest), so
+/// a valid certificate of a service or listener not on the list is refused.
+pub fn internal(
+    files: &CertFiles,
+    ca_cert: &Path,
+    client_ids: &[String],
+) -> anyhow::Result<Arc<ServerConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_file_iter(ca_cert)? {
         roots.add(ca?)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).build()?;
+    let verifier = Arc::new(PinnedClients { inner, allowed: client_ids.to_vec() });
     Ok(finish(builder()?.with_client_cert_verifier(verifier).with_cert_resolver(Reloading::new(files)?)))
 }
+
+/// The URI names of a certificate.
+pub fn uri_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    match cert.subject_alternative_name() {
+        Ok(Some(ext)) => ext
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::URI(u) => Some((*u).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Does an identity match a pattern (exact, or a prefix ending in `*`)?
+pub fn identity_matches(pattern: &str, id: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => pattern == id,
+    }
+}
+
+/// Client certificates: the CA's checks, then the identity pin.
+#[derive(Debug)]
+struct PinnedClients {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    allowed: Vec<String>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for PinnedClients {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let ids = uri_names(end_entity);
+        if ids.iter().any(|id| self.allowed.iter().any(|p| identity_matches(p, id))) {
+            Ok(verified)
+        } else {
+            tracing::warn!(identities = ?ids, "internal listener: client certificate identity not admitted");
+            metrics::counter!("atlas_tls_client_identity_refused_total").increment(1);
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The identities the internal listener admits by default: people (operators'
+/// and admins' client certificates) and services.
+pub const INTERNAL_CLIENT_IDS_DEFAULT: &str = "spiffe://atlas/user/*,spiffe://atlas/service/*";
 
 /// The client's address, for per-IP limits.
 #[derive(Clone, Copy, Debug)]

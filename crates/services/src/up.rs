@@ -47,6 +47,9 @@ pub struct UpConfig {
     pub connections_per_ip: u32,
     /// The token signing keys' directory (default `DATA_DIR/secrets/jwt`).
     pub jwt_keys_dir: Option<PathBuf>,
+    /// Client certificate identities (URI SANs; a trailing `*` matches any
+    /// rest) the internal listener admits.
+    pub internal_client_ids: Vec<String>,
     /// What the firewall's signature rules do.
     pub waf_mode: crate::waf::WafMode,
     /// Addresses refused on both listeners.
@@ -206,7 +209,7 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let external_tls = tls::external(&pki.external)?;
-    let internal_tls = tls::internal(&pki.internal, &pki.ca_cert)?;
+    let internal_tls = tls::internal(&pki.internal, &pki.ca_cert, &config.internal_client_ids)?;
     let servers = vec![
         tokio::spawn(tls::serve(
             external,
