@@ -38,6 +38,54 @@ pub struct ApiArgs {
     /// PostgreSQL instead of SQLite (an empty database).
     #[arg(long)]
     database_url: Option<String>,
+    /// Instead of the usual phases: the cost of the gateway's protections.
+    /// Two exchanges in this process, one with every protection on (WAF
+    /// signatures, IP allow and deny lists, rate limits counted at a rate never
+    /// reached, connection caps) and one with them off, loaded in turns
+    /// (on, off, on, off) so drift hits both alike.
+    #[arg(long, conflicts_with = "database_url")]
+    compare_protections: bool,
+}
+
+/// The exchange's configuration for the benchmark, with the gateway's
+/// protections on (as `atlas up` runs, rate limits aside: they are counted but
+/// set far above the load) or off.
+fn config(
+    data_dir: &std::path::Path,
+    database_url: Option<String>,
+    protected: bool,
+) -> anyhow::Result<atlas_services::UpConfig> {
+    use atlas_services::waf::{WafMode, parse_networks};
+    let nets = |s: &str| parse_networks(s).map_err(|e| anyhow::anyhow!(e));
+    Ok(atlas_services::UpConfig {
+        data_dir: data_dir.to_owned(),
+        external_addr: "127.0.0.1:0".parse()?,
+        internal_addr: "127.0.0.1:0".parse()?,
+        database: atlas_services::secrets::DatabaseSecrets { url: database_url, ..Default::default() },
+        rate_limit_orders: if protected { 1_000_000 } else { 0 },
+        rate_limit_queries: if protected { 1_000_000 } else { 0 },
+        login_failures_per_user: if protected {
+            atlas_services::limits::LOGIN_FAILURES_PER_USER_DEFAULT
+        } else {
+            0
+        },
+        login_failures_per_ip: if protected {
+            atlas_services::limits::LOGIN_FAILURES_PER_IP_DEFAULT
+        } else {
+            0
+        },
+        connections_per_ip: if protected { atlas_services::CONNECTIONS_PER_IP_DEFAULT } else { 0 },
+        idle_timeout: atlas_services::IDLE_TIMEOUT_DEFAULT,
+        jwt_keys_dir: None,
+        internal_client_ids: atlas_services::INTERNAL_CLIENT_IDS_DEFAULT
+            .split(',')
+            .map(str::to_owned)
+            .collect(),
+        waf_mode: if protected { WafMode::Block } else { WafMode::Off },
+        deny_networks: if protected { nets("203.0.113.0/24,198.51.100.7")? } else { vec![] },
+        external_allow: if protected { nets("127.0.0.0/8,::1/128,10.0.0.0/8")? } else { vec![] },
+        internal_allow: nets(atlas_services::waf::INTERNAL_ALLOW_DEFAULT)?,
+    })
 }
 
 const PASSWORD: &str = "bench-password-0001";
@@ -351,27 +399,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
             tmp.path().to_path_buf()
         }
     };
-    let config = atlas_services::UpConfig {
-        data_dir: data_dir.clone(),
-        external_addr: "127.0.0.1:0".parse()?,
-        internal_addr: "127.0.0.1:0".parse()?,
-        database_url: args.database_url.clone(),
-        // The benchmark measures the exchange, not its rate limits.
-        rate_limit_orders: 0,
-        rate_limit_queries: 0,
-        login_failures_per_user: 0,
-        login_failures_per_ip: 0,
-        connections_per_ip: 0,
-        jwt_keys_dir: None,
-        internal_client_ids: atlas_services::INTERNAL_CLIENT_IDS_DEFAULT
-            .split(',')
-            .map(str::to_owned)
-            .collect(),
-        waf_mode: atlas_services::waf::WafMode::Block,
-        deny_networks: vec![],
-        external_allow: vec![],
-        internal_allow: vec![],
-    };
+    let config = config(&data_dir, args.database_url.clone(), true)?;
     // The exchange on its own runtime (two workers, like `atlas up` on this
     // machine); the load on another.
     let server = tokio::runtime::Builder::new_multi_thread()
@@ -380,6 +408,11 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let running = server.block_on(atlas_services::up::start(config))?;
+    if args.compare_protections {
+        let result = compare_protections(&args, &server, &running, &data_dir);
+        server.block_on(running.shutdown())?;
+        return result;
+    }
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench")
@@ -412,5 +445,64 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         Ok::<_, anyhow::Error>(())
     });
     server.block_on(running.shutdown())?;
+    result
+}
+
+/// `--compare-protections`: order entry with the gateway's protections on
+/// (`running`) and off (a second exchange), in alternating phases.
+fn compare_protections(
+    args: &ApiArgs,
+    server: &tokio::runtime::Runtime,
+    protected: &atlas_services::up::Running,
+    protected_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let bare_tmp = tempfile::tempdir()?;
+    let bare = server.block_on(atlas_services::up::start(config(bare_tmp.path(), None, false)?))?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench")
+        .enable_all()
+        .build()?;
+    println!(
+        "atlas bench api --compare-protections: orders over HTTPS, SQLite, {} connections, 4 alternating phases of {} s",
+        args.connections, args.seconds
+    );
+    let result = client_rt.block_on(async {
+        let mut targets = Vec::new();
+        for (running, dir) in [(protected, protected_dir), (&bare, bare_tmp.path())] {
+            let token = setup(running, dir).await?;
+            let ca = std::fs::read(&running.pki.ca_cert)?;
+            targets.push((format!("https://{}", running.external_addr), ca, token));
+        }
+        let c = args.connections;
+        let mut totals = [(0u64, Duration::ZERO), (0u64, Duration::ZERO)];
+        let mut hists = Vec::new();
+        for (i, (base, ca, token)) in targets.iter().enumerate() {
+            let t = Target { ca, base, token };
+            phase(if i == 0 { "warm-up, protected" } else { "warm-up, bare" }, &t, Load::Orders, c, 1, 0)
+                .await?;
+        }
+        for round in 0..2 {
+            for (i, (base, ca, token)) in targets.iter().enumerate() {
+                let t = Target { ca, base, token };
+                let label = if i == 0 { "protections on" } else { "protections off" };
+                let p = phase(label, &t, Load::Orders, c, args.seconds, 0).await?;
+                totals[i].0 += p.done;
+                totals[i].1 += p.elapsed;
+                if round == 1 {
+                    hists.push((label, p));
+                }
+            }
+        }
+        for (label, p) in &hists {
+            report(&format!("orders, {label} (last phase)"), p);
+        }
+        let rate = |(done, elapsed): (u64, Duration)| done as f64 / elapsed.as_secs_f64().max(1e-9);
+        let (on, off) = (rate(totals[0]), rate(totals[1]));
+        println!("  orders/s over both phases: protections on {on:.0}/s, off {off:.0}/s");
+        println!("  cost of the protections: {:.1}% slower", (1.0 - on / off.max(1.0)) * 100.0);
+        Ok::<_, anyhow::Error>(())
+    });
+    server.block_on(bare.shutdown())?;
     result
 }

@@ -23,6 +23,14 @@ pub struct UpArgs {
     /// PostgreSQL instead of the embedded SQLite, e.g. postgres://user@host/db.
     #[arg(long, env = "ATLAS_DATABASE_URL")]
     database_url: Option<String>,
+    /// A file holding the PostgreSQL URL (a secret mount); re-read when it
+    /// changes, so rotated credentials apply without a restart.
+    #[arg(long, env = "ATLAS_DATABASE_URL_FILE", conflicts_with = "database_url")]
+    database_url_file: Option<PathBuf>,
+    /// A file holding only the database password (replaces the URL's); re-read
+    /// when it changes.
+    #[arg(long, env = "ATLAS_DATABASE_PASSWORD_FILE")]
+    database_password_file: Option<PathBuf>,
     /// Order entry (place, amend, cancel) requests per second, per credential and
     /// per IP, with bursts of twice that; 0 disables the limit.
     #[arg(long, env = "ATLAS_RATE_LIMIT_ORDERS", default_value_t = atlas_services::limits::ORDERS_PER_SECOND_DEFAULT)]
@@ -40,6 +48,9 @@ pub struct UpArgs {
     /// Connections open at once from one client IP, per listener; 0: no cap.
     #[arg(long, env = "ATLAS_CONNECTIONS_PER_IP", default_value_t = atlas_services::CONNECTIONS_PER_IP_DEFAULT)]
     connections_per_ip: u32,
+    /// Seconds a connection may stay without traffic before it is closed; 0: never.
+    #[arg(long, env = "ATLAS_IDLE_TIMEOUT_SECONDS", default_value_t = atlas_services::IDLE_TIMEOUT_DEFAULT.as_secs())]
+    idle_timeout_seconds: u64,
     /// The token signing keys: a directory of PKCS#8 ECDSA P-256 PEM files (a
     /// secret mount); the newest by name signs, all verify. Default
     /// `DATA_DIR/secrets/jwt`, created with one key. `atlas pki jwt-key` adds one.
@@ -97,12 +108,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir,
         external_addr: args.external_addr,
         internal_addr: args.internal_addr,
-        database_url: args.database_url,
+        database: atlas_services::secrets::DatabaseSecrets {
+            url: args.database_url,
+            url_file: args.database_url_file,
+            password_file: args.database_password_file,
+        },
         rate_limit_orders: args.rate_limit_orders,
         rate_limit_queries: args.rate_limit_queries,
         login_failures_per_user: args.login_failures_per_user,
         login_failures_per_ip: args.login_failures_per_ip,
         connections_per_ip: args.connections_per_ip,
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout_seconds),
         jwt_keys_dir: args.jwt_keys_dir,
         internal_client_ids: args.internal_client_ids,
         waf_mode: args.waf,

@@ -164,3 +164,45 @@ fn heads_and_connections_are_bounded() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(s.client().get(format!("{}/healthz", s.external)).send().unwrap().status(), StatusCode::OK);
 }
+
+/// A connection that goes quiet is closed after the idle timeout (here 1 s,
+/// well before the 10 s allowed for a request's head), after serving what it
+/// asked for.
+#[test]
+fn idle_connections_are_closed() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_QUERIES", "0"), ("ATLAS_IDLE_TIMEOUT_SECONDS", "1")],
+    );
+    let addr = s.external.trim_start_matches("https://").to_owned();
+    let mut client = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr, "-quiet", "-servername", "localhost"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = client.stdin.take().unwrap();
+    stdin.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stdin.flush().unwrap();
+    let started = std::time::Instant::now();
+    // stdin stays open: only the server can end the session.
+    let status = loop {
+        if let Some(st) = client.try_wait().unwrap() {
+            break Some(st);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(8) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = client.kill();
+    let mut out = String::new();
+    client.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(out.contains("200 OK"), "the request was served first: {out:?}");
+    assert!(status.is_some(), "the idle connection was still open after 8 s");
+    drop(stdin);
+}

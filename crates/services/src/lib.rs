@@ -19,12 +19,13 @@ mod participants;
 pub mod pki;
 mod products;
 mod risk;
+pub mod secrets;
 mod tls;
 pub mod up;
 mod users;
 pub mod waf;
 
-pub use tls::{CONNECTIONS_PER_IP_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT};
+pub use tls::{CONNECTIONS_PER_IP_DEFAULT, IDLE_TIMEOUT_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT};
 pub use up::{UpConfig, run};
 
 /// The OpenAPI description of the external (`false`) or internal (`true`)

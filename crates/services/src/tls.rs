@@ -268,6 +268,104 @@ impl rustls::server::danger::ClientCertVerifier for PinnedClients {
     }
 }
 
+/// Default: a connection with no bytes either way for this long is closed.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(120);
+
+/// When a connection last moved a byte (milliseconds since it opened).
+struct Activity {
+    opened: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity { opened: std::time::Instant::now(), last_ms: Default::default() }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once nothing has moved for `timeout` (never, for a zero timeout).
+    async fn idle(&self, timeout: Duration) {
+        if timeout.is_zero() {
+            return std::future::pending().await;
+        }
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+            let quiet = self.opened.elapsed().saturating_sub(last);
+            if quiet >= timeout {
+                return;
+            }
+            tokio::time::sleep(timeout - quiet).await;
+        }
+    }
+}
+
+/// A stream that notes its activity.
+struct Tracked<IO> {
+    io: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
 /// The identities the internal listener admits by default: people (operators'
 /// and admins' client certificates) and services.
 pub const INTERNAL_CLIENT_IDS_DEFAULT: &str = "spiffe://atlas/user/*,spiffe://atlas/service/*";
@@ -284,6 +382,7 @@ pub async fn serve(
     tls: Arc<ServerConfig>,
     app: Router,
     connections_per_ip: u32,
+    idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
@@ -335,11 +434,19 @@ pub async fn serve(
                 .timer(hyper_util::rt::TokioTimer::new())
                 .max_concurrent_streams(H2_STREAMS_MAX)
                 .max_header_list_size(HEAD_BYTES_MAX as u32);
+            let activity = Arc::new(Activity::default());
+            let stream = Tracked { io: stream, activity: activity.clone() };
             let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+                _ = activity.idle(idle_timeout) => {
+                    // Nothing read or written for the whole timeout: close it
+                    // (HTTP/2 says GOAWAY first), freeing the slot.
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }

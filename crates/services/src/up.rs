@@ -33,8 +33,8 @@ pub struct UpConfig {
     pub external_addr: SocketAddr,
     /// The internal listener.
     pub internal_addr: SocketAddr,
-    /// PostgreSQL instead of SQLite, if set.
-    pub database_url: Option<String>,
+    /// PostgreSQL instead of SQLite, if a URL (or a URL file) is set.
+    pub database: crate::secrets::DatabaseSecrets,
     /// Order-entry requests per second per credential and per IP (0: no limit).
     pub rate_limit_orders: u32,
     /// Other requests per second per credential and per IP (0: no limit).
@@ -45,6 +45,8 @@ pub struct UpConfig {
     pub login_failures_per_ip: u32,
     /// Connections open at once from one client IP, per listener (0: no cap).
     pub connections_per_ip: u32,
+    /// Connections with no traffic for this long are closed (zero: never).
+    pub idle_timeout: std::time::Duration,
     /// The token signing keys' directory (default `DATA_DIR/secrets/jwt`).
     pub jwt_keys_dir: Option<PathBuf>,
     /// Client certificate identities (URI SANs; a trailing `*` matches any
@@ -76,17 +78,18 @@ fn generated_password() -> String {
 }
 
 /// Creates the `admin` user on a database without users. Its password comes from
-/// `ATLAS_ADMIN_PASSWORD`, or is generated and written once to `DIR/admin-password`.
+/// `ATLAS_ADMIN_PASSWORD_FILE` or `ATLAS_ADMIN_PASSWORD`, or is generated and written once to `DIR/admin-password`.
 async fn bootstrap_admin(db: &Db, data_dir: &std::path::Path) -> anyhow::Result<()> {
     if db.user_count().await? > 0 {
         return Ok(());
     }
-    let password = match std::env::var("ATLAS_ADMIN_PASSWORD") {
-        Ok(p) => {
-            check_password_rules(&p).map_err(|e| anyhow::anyhow!("ATLAS_ADMIN_PASSWORD: {}", e.detail))?;
-            p
+    let password = match crate::secrets::admin_password()? {
+        Some(p) => {
+            check_password_rules(p.expose())
+                .map_err(|e| anyhow::anyhow!("ATLAS_ADMIN_PASSWORD: {}", e.detail))?;
+            p.expose().to_owned()
         }
-        Err(_) => {
+        None => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let p = generated_password();
@@ -143,17 +146,22 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     create_private_dir(&config.data_dir)?;
     // The journal's stores drive their connections on private runtimes: open them
     // (and recover the shard) on a blocking thread, outside this runtime.
-    let (url, path) = (config.database_url.clone(), config.data_dir.join(DATABASE_FILE));
+    let credentials = if config.database.is_postgres() { Some(config.database.credentials()?) } else { None };
+    let (creds, path) = (credentials.clone(), config.data_dir.join(DATABASE_FILE));
     let sequencer = tokio::task::spawn_blocking(move || -> anyhow::Result<Sequencer> {
-        let storage: Box<dyn Storage> = match &url {
-            Some(url) => Box::new(PgStore::connect(url)?),
+        let storage: Box<dyn Storage> = match &creds {
+            Some(c) => Box::new(PgStore::connect_with(c, 0)?),
             None => Box::new(SqliteStore::open(&path)?),
         };
         Sequencer::start(storage, SequencerConfig::default()).context("recovering the shard")
     })
     .await??;
-    let db = match &config.database_url {
-        Some(url) => Db::connect_pg(url).await?,
+    let db = match &credentials {
+        Some(c) => {
+            let db = Db::connect_pg_with(c).await?;
+            config.database.clone().watch(c.clone());
+            db
+        }
         None => Db::open_sqlite(&config.data_dir.join(DATABASE_FILE)).await?,
     };
     let key_dir = config.jwt_keys_dir.clone().unwrap_or_else(|| config.data_dir.join("secrets").join("jwt"));
@@ -216,6 +224,7 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             external_tls,
             app::external(app.clone()),
             config.connections_per_ip,
+            config.idle_timeout,
             stop_rx.clone(),
         )),
         tokio::spawn(tls::serve(
@@ -223,6 +232,7 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             internal_tls,
             app::internal(app.clone()),
             config.connections_per_ip,
+            config.idle_timeout,
             stop_rx,
         )),
     ];

@@ -15,7 +15,7 @@ use atlas_journal::StorageError;
 use atlas_journal::projection::{OrderRow, TradeRow};
 use atlas_types::{OrderId, ParticipantId, ProductId, TradeId};
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -281,14 +281,20 @@ impl Db {
 
     /// Connects a pool to PostgreSQL at `url` (schema migrated by [`crate::PgStore`]).
     pub async fn connect_pg(url: &str) -> Result<Db, DbError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|_| DbError::Storage("malformed PostgreSQL URL".into()))?;
+        let credentials = crate::PgCredentials::new(url, None).map_err(DbError::Storage)?;
+        Db::connect_pg_with(&credentials).await
+    }
+
+    /// Connects with credentials that may rotate later.
+    pub async fn connect_pg_with(credentials: &crate::PgCredentials) -> Result<Db, DbError> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS_MAX)
             .acquire_timeout(Duration::from_secs(2))
-            .connect_with(options)
+            .max_lifetime(crate::postgres::POOL_CONNECTION_LIFETIME)
+            .connect_with(credentials.options())
             .await
             .map_err(db_err)?;
+        credentials.attach(&pool);
         Ok(Db { pool: Pool::Pg(pool), audit_lock: Default::default() })
     }
 

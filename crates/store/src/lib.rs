@@ -5,6 +5,7 @@
 #[macro_use]
 mod rows;
 mod audit;
+mod credentials;
 mod db;
 mod postgres;
 mod sqlite;
@@ -13,6 +14,7 @@ mod sqlite_writer;
 pub use audit::{
     AuditBroken, AuditEvent, AuditRow, GENESIS as AUDIT_GENESIS, entry_hash as audit_entry_hash,
 };
+pub use credentials::PgCredentials;
 pub use db::{
     ApiKeyRow, Db, DbError, OrderFilter, PAGE_ROWS_MAX, ParticipantRow, ProductRow, RiskRow, UserRow,
 };

@@ -5,7 +5,6 @@
 //! Like the SQLite store, it drives its pool on a private current-thread runtime
 //! because the journal's `Storage` trait is synchronous.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use atlas_engine::StateHash;
@@ -15,7 +14,7 @@ use atlas_journal::{
 };
 use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Timestamp};
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::runtime::Runtime;
 
 /// How many snapshots keep their engine bytes; older ones keep only their hashes.
@@ -27,7 +26,7 @@ const REPLAY_PAGE_ROWS: i64 = 32;
 pub struct PgStore {
     rt: Runtime,
     pool: PgPool,
-    options: PgConnectOptions,
+    credentials: crate::PgCredentials,
     shard: i32,
     /// This writer's epoch in `shard_writer`, once claimed.
     writer_epoch: Option<i64>,
@@ -54,10 +53,13 @@ impl PgStore {
 
     /// Connects to `url` for one shard.
     pub fn connect_shard(url: &str, shard: u32) -> Result<PgStore, StorageError> {
+        let credentials = crate::PgCredentials::new(url, None).map_err(StorageError)?;
+        PgStore::connect_with(&credentials, shard)
+    }
+
+    /// Connects for one shard with credentials that may rotate later.
+    pub fn connect_with(credentials: &crate::PgCredentials, shard: u32) -> Result<PgStore, StorageError> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
-        // Parse errors would echo the URL; report only that it is malformed.
-        let options =
-            PgConnectOptions::from_str(url).map_err(|_| StorageError("malformed PostgreSQL URL".into()))?;
         let pool = rt
             .block_on(
                 PgPoolOptions::new()
@@ -66,14 +68,21 @@ impl PgStore {
                     // before its producer hears STORAGE_UNAVAILABLE; new commands are
                     // refused at once while the shard recovers.
                     .acquire_timeout(Duration::from_secs(1))
-                    .connect_with(options.clone()),
+                    // Connections are renewed now and then, so rotated credentials
+                    // replace the old ones everywhere.
+                    .max_lifetime(POOL_CONNECTION_LIFETIME)
+                    .connect_with(credentials.options()),
             )
             .map_err(err)?;
+        credentials.attach(&pool);
         rt.block_on(sqlx::migrate!("migrations/postgres").run(&pool)).map_err(err)?;
         let shard = i32::try_from(shard).map_err(err)?;
-        Ok(PgStore { rt, pool, options, shard, writer_epoch: None })
+        Ok(PgStore { rt, pool, credentials: credentials.clone(), shard, writer_epoch: None })
     }
 }
+
+/// Pooled connections are closed and re-opened after this long.
+pub const POOL_CONNECTION_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
 impl Storage for PgStore {
     fn claim_writer(&mut self) -> Result<(), StorageError> {
@@ -127,8 +136,14 @@ impl Storage for PgStore {
         // Its own connection on its own runtime, for the snapshot thread.
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(err)?;
         let pool = rt
-            .block_on(PgPoolOptions::new().max_connections(1).connect_with(self.options.clone()))
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .max_lifetime(POOL_CONNECTION_LIFETIME)
+                    .connect_with(self.credentials.options()),
+            )
             .map_err(err)?;
+        self.credentials.attach(&pool);
         Ok(Box::new(PgSnapshots { rt, pool, shard: self.shard }))
     }
 
@@ -233,7 +248,7 @@ impl Storage for PgStore {
         after: Seq,
         visit: &mut dyn FnMut(Batch) -> Result<(), RecoveryError>,
     ) -> Result<(), RecoveryError> {
-        let options = self.options.clone();
+        let options = self.credentials.options();
         let shard = self.shard;
         crate::stream_batches(
             after,

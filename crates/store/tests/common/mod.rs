@@ -9,8 +9,10 @@ use std::process::Command;
 pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
-    port: u16,
+    pub port: u16,
     as_postgres: bool,
+    /// The superuser's password when TCP logins need one.
+    password: Option<String>,
 }
 
 fn pg_bin() -> PathBuf {
@@ -32,8 +34,18 @@ fn id(args: &[&str]) -> String {
 }
 
 impl PgCluster {
-    /// Starts a fresh cluster.
+    /// Starts a fresh cluster that trusts every login.
     pub fn start() -> PgCluster {
+        PgCluster::start_auth(None)
+    }
+
+    /// Starts a fresh cluster where TCP logins need a password (SCRAM); the
+    /// superuser's is `password`.
+    pub fn start_with_passwords(password: &str) -> PgCluster {
+        PgCluster::start_auth(Some(password))
+    }
+
+    fn start_auth(password: Option<&str>) -> PgCluster {
         let bin = pg_bin();
         // initdb refuses to run as root: run the server as the package's user.
         let as_postgres = id(&["-u"]) == "0";
@@ -47,9 +59,18 @@ impl PgCluster {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             l.local_addr().expect("addr").port()
         };
-        let c = PgCluster { dir, bin, port, as_postgres };
+        let c = PgCluster { dir, bin, port, as_postgres, password: password.map(str::to_owned) };
         let data = c.data();
-        c.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let mut args = vec!["-D", data.as_str(), "-U", "postgres", "-E", "UTF8", "--no-sync"];
+        let pwfile = c.dir.path().join("pwfile").display().to_string();
+        match password {
+            None => args.push("--auth=trust"),
+            Some(p) => {
+                std::fs::write(&pwfile, p).expect("pwfile");
+                args.extend(["--auth-local=trust", "--auth-host=scram-sha-256", "--pwfile", pwfile.as_str()]);
+            }
+        }
+        c.run("initdb", &args);
         let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", port, c.dir.path().display());
         let log = c.dir.path().join("log").display().to_string();
         c.run("pg_ctl", &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"]);
@@ -93,7 +114,22 @@ impl PgCluster {
     }
 
     fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        match &self.password {
+            Some(p) => format!("postgres://postgres:{p}@127.0.0.1:{}/{db}", self.port),
+            None => format!("postgres://postgres@127.0.0.1:{}/{db}", self.port),
+        }
+    }
+
+    /// Runs SQL statements as the superuser in database `db`.
+    pub fn sql(&self, db: &str, statements: &[&str]) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let admin = sqlx::PgPool::connect(&self.url(db)).await.unwrap();
+            for st in statements {
+                sqlx::query(sqlx::AssertSqlSafe(st.to_string())).execute(&admin).await.unwrap();
+            }
+            admin.close().await;
+        });
     }
 
     /// Stops the server now (the outage tests start it again with `resume`).
