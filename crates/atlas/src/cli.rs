@@ -34,6 +34,10 @@ pub struct Connection {
     /// Private key for --cert.
     #[arg(long, global = true)]
     key: Option<PathBuf>,
+    /// The identity (URI name) the internal listener's certificate must carry:
+    /// a certificate of the same CA for another service is refused.
+    #[arg(long, global = true, default_value = "spiffe://atlas/internal", env = "ATLAS_INTERNAL_IDENTITY")]
+    internal_identity: String,
     /// The user to log in as.
     #[arg(long, global = true, default_value = "admin", env = "ATLAS_USER")]
     user: String,
@@ -314,21 +318,94 @@ fn password(c: &Connection) -> anyhow::Result<String> {
     }
 }
 
+/// TLS for the internal listener: the CA's chain checks, then the server's
+/// URI identity must be `identity`; the client presents its certificate.
+fn pinned_tls(ca: &[u8], client_pem: &[u8], identity: &str) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.context("the CA file")?)?;
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let verifier = std::sync::Arc::new(PinnedServer { inner, identity: identity.to_owned() });
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(client_pem)
+        .collect::<Result<_, _>>()
+        .context("the client certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(client_pem).context("the client key")?;
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(certs, key)?)
+}
+
+/// The server's certificate must chain to the CA (the inner verifier) and name
+/// the expected identity.
+#[derive(Debug)]
+struct PinnedServer {
+    inner: std::sync::Arc<rustls::client::WebPkiServerVerifier>,
+    identity: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let ok = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        if atlas_services::uri_names(end_entity).contains(&self.identity) {
+            Ok(ok)
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server is not {} (its certificate names another identity)",
+                self.identity
+            )))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 fn connect(c: &Connection, internal: bool) -> anyhow::Result<Session> {
     let ca_path = c.ca.clone().unwrap_or_else(|| c.pki_dir.join("ca.crt"));
     let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
-    let mut b = reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
-    if internal {
+    let b = reqwest::blocking::Client::builder().use_rustls_tls().tls_built_in_root_certs(false);
+    let http = if internal {
         let cert = c.cert.clone().unwrap_or_else(|| c.pki_dir.join("admin.crt"));
         let key = c.key.clone().unwrap_or_else(|| c.pki_dir.join("admin.key"));
         let mut pem = std::fs::read(&cert).with_context(|| format!("reading {}", cert.display()))?;
         pem.extend(std::fs::read(&key).with_context(|| format!("reading {}", key.display()))?);
-        b = b.identity(reqwest::Identity::from_pem(&pem)?);
-    }
-    let http = b.build()?;
+        b.use_preconfigured_tls(pinned_tls(&ca, &pem, &c.internal_identity)?).build()?
+    } else {
+        b.add_root_certificate(reqwest::Certificate::from_pem(&ca)?).build()?
+    };
     let (base, path) = if internal {
         (c.internal_url.trim_end_matches('/').to_owned(), "/atlas/internal/api/auth/token")
     } else {

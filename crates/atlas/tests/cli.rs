@@ -130,6 +130,14 @@ fn operators_and_brokers_at_the_terminal() {
     let k = key["key"].as_str().unwrap();
     assert!(ok(admin(&["participant", "revoke-key", "1", k])).contains("true"));
     assert!(!admin(&["participant", "revoke-key", "1", k]).status.success());
+    // The internal listener must be who it says: a pin to another identity
+    // refuses it (its certificate is valid for this CA, but names internal).
+    let impostor = admin(&["participant", "list", "--internal-identity", "spiffe://atlas/service/risk"]);
+    assert!(!impostor.status.success());
+    assert!(
+        String::from_utf8_lossy(&impostor.stderr).contains("the server is not spiffe://atlas/service/risk"),
+        "{impostor:?}"
+    );
     let odd = admin(&["participant", "revoke-key", "1", "../../product/equity/1"]);
     assert!(!odd.status.success() && String::from_utf8_lossy(&odd.stderr).contains("is not an API key"));
     // Rename, then disable: carol can no longer log in.

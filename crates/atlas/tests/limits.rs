@@ -63,6 +63,9 @@ fn rate_limits_cut_bursts_and_recover() {
     let retry: u64 = raw.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     assert_eq!(raw.headers()["ratelimit-limit"], "5");
+    assert_eq!(raw.headers()["ratelimit-remaining"], "0");
+    assert_eq!(raw.headers()["ratelimit-policy"], "5;w=1");
+    assert!(raw.headers()["ratelimit-reset"].to_str().unwrap().parse::<u32>().unwrap() >= 1);
     // Retry-After is honest: after it, orders go through again.
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(alice.post("/atlas/api/order", body).0, StatusCode::CREATED);

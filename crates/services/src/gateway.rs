@@ -241,7 +241,16 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next)
                 )
             }
             .into_response();
-            r.headers_mut().insert("ratelimit-limit", HeaderValue::from(limited.per_second));
+            // The IETF draft's fields (as GitHub's and Cloudflare's APIs send them).
+            let h = r.headers_mut();
+            h.insert("ratelimit-limit", HeaderValue::from(limited.per_second));
+            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert("ratelimit-reset", HeaderValue::from(secs));
+            h.insert(
+                "ratelimit-policy",
+                HeaderValue::from_str(&format!("{};w=1", limited.per_second))
+                    .unwrap_or(HeaderValue::from_static("")),
+            );
             return r;
         }
     }

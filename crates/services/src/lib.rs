@@ -25,7 +25,7 @@ pub mod up;
 mod users;
 pub mod waf;
 
-pub use tls::{CONNECTIONS_PER_IP_DEFAULT, IDLE_TIMEOUT_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT};
+pub use tls::{CONNECTIONS_PER_IP_DEFAULT, IDLE_TIMEOUT_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT, uri_names};
 pub use up::{UpConfig, run};
 
 /// The OpenAPI description of the external (`false`) or internal (`true`)

@@ -127,6 +127,11 @@ impl Drop for Server {
         if std::thread::panicking() {
             eprintln!("--- log of atlas up ({}) ---\n{}", self.data_dir.display(), self.log());
         }
+        // Kept for the suite-wide scan for secrets (scripts/check-logs).
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("atlas-server-logs");
+        let _ = std::fs::create_dir_all(&kept);
+        let name = format!("{}-{}.log", std::process::id(), self.child.id());
+        let _ = std::fs::write(kept.join(name), self.log());
     }
 }
 
@@ -168,6 +173,8 @@ impl Api {
         let (client, req) = r.build_split();
         let req = req.expect("request");
         let (method, path) = (req.method().to_string(), req.url().path().to_owned());
+        let request_body: Option<Value> =
+            req.body().and_then(|b| b.as_bytes()).and_then(|b| serde_json::from_slice(b).ok());
         let origin = req.url().origin().ascii_serialization();
         let resp = client.execute(req).expect("request");
         let status = resp.status();
@@ -189,6 +196,7 @@ impl Api {
                 "{body}"
             );
         }
+        record_secrets(request_body.as_ref(), &body);
         let exchange =
             openapi::Exchange { base: origin, method, path, status: status.as_u16(), body: body.clone() };
         EXCHANGES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(exchange);
@@ -205,6 +213,37 @@ impl Api {
     }
     pub fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.req(reqwest::Method::DELETE, path))
+    }
+}
+
+/// Notes every credential the tests send or receive (passwords, access tokens,
+/// API secrets and passphrases) in a file per test process, which
+/// scripts/check-logs looks for in every server log of the suite.
+pub fn record_secrets(request: Option<&Value>, response: &Value) {
+    use std::io::Write;
+    let mut found = Vec::new();
+    for v in [request, Some(response)].into_iter().flatten() {
+        for field in ["password", "secret", "passphrase", "accessToken"] {
+            if let Some(s) = v.get(field).and_then(Value::as_str)
+                && s.len() >= 8
+            {
+                found.push(s.to_owned());
+            }
+        }
+    }
+    if found.is_empty() {
+        return;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("atlas-test-secrets");
+    let _ = std::fs::create_dir_all(&dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.txt", std::process::id())))
+    {
+        for s in found {
+            let _ = writeln!(f, "{s}");
+        }
     }
 }
 
