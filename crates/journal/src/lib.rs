@@ -9,6 +9,7 @@
 
 pub mod client_orders;
 pub mod codec;
+pub mod market;
 pub mod memory;
 pub mod projection;
 pub mod risk;

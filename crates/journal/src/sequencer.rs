@@ -27,6 +27,7 @@ use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
+use crate::market::{FEED_CAPACITY, MarketBatch, MarketEvent, MarketFeed, MarketSeqs};
 use crate::projection::{Effects, Projection};
 use crate::storage::{Recovered, RecoveryError, Snapshot, SnapshotSink, Storage, recover};
 use crate::{Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, valid_client_order_id};
@@ -123,9 +124,10 @@ struct Request {
     reply: oneshot::Sender<Result<Receipt, SubmitError>>,
 }
 
-/// A read of the engine's state: runs on the engine thread, in order with the
-/// commands, and returns what to deliver once everything before it is committed.
-type Query = Box<dyn FnOnce(&Engine) -> Box<dyn FnOnce() + Send> + Send>;
+/// A read of the engine's state (and the level2 numbering): runs on the engine
+/// thread, in order with the commands, and returns what to deliver once
+/// everything before it is committed.
+type Query = Box<dyn FnOnce(&Engine, &MarketSeqs) -> Box<dyn FnOnce() + Send> + Send>;
 
 /// What the request queue carries.
 enum Msg {
@@ -158,6 +160,7 @@ struct Shared {
 pub struct SequencerHandle {
     tx: SyncSender<Msg>,
     shared: Arc<Shared>,
+    market: tokio::sync::broadcast::Sender<Arc<MarketBatch>>,
 }
 
 impl SequencerHandle {
@@ -189,14 +192,23 @@ impl SequencerHandle {
         &self,
         read: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, SubmitError> {
+        self.query_market(move |engine, _| read(engine))
+    }
+
+    /// Like [`SequencerHandle::query`], with each product's level2 sequence
+    /// number as of the same point (the REST book says which update it shows).
+    pub fn query_market<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine, &MarketSeqs) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, SubmitError> {
         match self.shared.health.load(Ordering::Acquire) {
             HEALTH_OK => {}
             HEALTH_FAILED => return Err(SubmitError::StorageUnavailable),
             _ => return Err(SubmitError::Stopped),
         }
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Query(Box::new(move |engine: &Engine| {
-            let result = read(engine);
+        self.send(Msg::Query(Box::new(move |engine: &Engine, seqs: &MarketSeqs| {
+            let result = read(engine, seqs);
             Box::new(move || {
                 let _ = reply.send(result);
             }) as Box<dyn FnOnce() + Send>
@@ -242,6 +254,11 @@ impl SequencerHandle {
     pub fn committed_seq(&self) -> u64 {
         self.shared.committed_seq.load(Ordering::Acquire)
     }
+
+    /// Subscribes to the market data of every batch committed from now on.
+    pub fn market_feed(&self) -> MarketFeed {
+        self.market.subscribe()
+    }
 }
 
 /// A running sequencer. Dropping it does not stop the threads; call
@@ -261,6 +278,8 @@ struct Work {
     /// What the batch changed in the order and trade tables.
     effects: Effects,
     answers: Vec<Answer>,
+    /// Its market data, broadcast once it is committed.
+    market: Vec<MarketEvent>,
 }
 
 impl Sequencer {
@@ -288,6 +307,7 @@ impl Sequencer {
         let (tx, rx) = sync_channel::<Msg>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.saturating_sub(1));
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered, Projection)>(1);
+        let (market, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
         let snapshots = if config.snapshot_every_commands > 0 {
             let sink = storage.snapshot_sink()?;
             let (snap_tx, snap_rx) = sync_channel::<SnapshotFeed>(SNAPSHOT_BACKLOG_BATCHES);
@@ -316,12 +336,15 @@ impl Sequencer {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("atlas-journal".into())
-                .spawn(move || writer_loop(storage, work_rx, rebuilt_tx, snap_tx, shared, config))
+                .spawn({
+                    let market = market.clone();
+                    move || writer_loop(storage, work_rx, rebuilt_tx, snap_tx, market, shared, config)
+                })
                 .map_err(|e| RecoveryError::Storage(crate::StorageError(e.to_string())))?
         };
         let mut threads = vec![engine_thread, writer_thread];
         threads.extend(snap_thread);
-        Ok(Sequencer { handle: SequencerHandle { tx, shared }, threads })
+        Ok(Sequencer { handle: SequencerHandle { tx, shared, market }, threads })
     }
 
     /// A handle for submitting commands.
@@ -360,6 +383,7 @@ fn engine_loop(
     let mut requests: Vec<Msg> = Vec::with_capacity(batch_max);
     let mut risk = RiskGate::default();
     let mut events: Vec<Event> = Vec::with_capacity(256);
+    let mut market_seqs = MarketSeqs::default();
     loop {
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
             // Take the rebuilt state when the writer has it; meanwhile refuse.
@@ -406,12 +430,13 @@ fn engine_loop(
         let mut entries = Vec::with_capacity(requests.len());
         let mut answers = Vec::with_capacity(requests.len());
         let mut effects = Effects::default();
+        let mut market = Vec::new();
         let prev_hash = st.chain_hash;
         for msg in requests.drain(..) {
             let r = match msg {
                 Msg::Command(r) => r,
                 Msg::Query(read) => {
-                    answers.push(Answer::Deliver(read(&st.engine)));
+                    answers.push(Answer::Deliver(read(&st.engine, &market_seqs)));
                     continue;
                 }
                 Msg::Risk(update, reply) => {
@@ -457,6 +482,7 @@ fn engine_loop(
             let kept = entry.clone();
             st.apply(entry, &mut events);
             projection.apply(&kept, &events, &mut effects);
+            market_seqs.collect(seq, time, &events, &mut market);
             entries.push(kept);
             answers.push(Answer::Receipt(
                 r.reply,
@@ -467,7 +493,7 @@ fn engine_loop(
         if let Some(b) = &batch {
             st.chain_hash = b.hash;
         }
-        if work_tx.send(Work { epoch, batch, entries, effects, answers }).is_err() {
+        if work_tx.send(Work { epoch, batch, entries, effects, answers, market }).is_err() {
             return;
         }
     }
@@ -500,6 +526,7 @@ fn writer_loop<S: Storage>(
     work_rx: Receiver<Work>,
     rebuilt_tx: SyncSender<(u64, Recovered, Projection)>,
     snapshots: Option<SyncSender<SnapshotFeed>>,
+    market: tokio::sync::broadcast::Sender<Arc<MarketBatch>>,
     shared: Arc<Shared>,
     config: SequencerConfig,
 ) {
@@ -526,6 +553,10 @@ fn writer_loop<S: Storage>(
                         }
                         Answer::Deliver(deliver) => deliver(),
                     }
+                }
+                if !work.market.is_empty() && market.receiver_count() > 0 {
+                    // Never blocks: a receiver that lags loses the oldest batches.
+                    let _ = market.send(Arc::new(MarketBatch { events: work.market }));
                 }
                 if let (Some(tx), Some(batch)) = (&snapshots, &work.batch) {
                     // Blocks only if the snapshot thread is a whole backlog behind.
@@ -559,6 +590,8 @@ fn writer_loop<S: Storage>(
                 };
                 let (rebuilt, rows) = rebuilt;
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
+                // Level2 numbers of batches that never committed were spent.
+                let _ = market.send(Arc::new(MarketBatch { events: vec![MarketEvent::Reset] }));
                 if let Some(tx) = &snapshots {
                     let _ = tx.send(SnapshotFeed::Reset(Box::new(rebuilt.clone())));
                 }

@@ -370,3 +370,42 @@ fn snapshots_are_also_taken_on_time() {
     });
     s.shutdown();
 }
+
+/// The market feed: after commit, each product's level changes numbered one by
+/// one and its trades; a query sees the same numbering as the feed.
+#[test]
+fn the_market_feed_numbers_level_updates_per_product() {
+    use atlas_journal::market::MarketEvent;
+    let s = Sequencer::start(MemoryStorage::default(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    let mut feed = h.market_feed();
+    h.submit_wait(trader(1), None, order(1, Side::Buy, 100)).unwrap();
+    h.submit_wait(trader(1), None, order(1, Side::Buy, 101)).unwrap();
+    h.submit_wait(trader(2), None, order(2, Side::Sell, 100)).unwrap();
+    let (seq, best) = h.query_market(|e, m| (m.get(P), e.best(P))).unwrap().blocking_recv().unwrap();
+    let mut updates = Vec::new();
+    let mut matches = Vec::new();
+    while updates.len() < 3 {
+        let batch = feed.blocking_recv().unwrap();
+        for ev in &batch.events {
+            match ev {
+                MarketEvent::Levels(u) => updates.push(u.clone()),
+                MarketEvent::Match(m) => matches.push(m.clone()),
+                MarketEvent::Reset => panic!("no reset expected"),
+            }
+        }
+    }
+    assert_eq!(updates.iter().map(|u| u.sequence).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(seq, 3, "the query sees the feed's numbering");
+    assert_eq!(updates[0].changes, [(Side::Buy, Price(100), Qty(10))]);
+    // The sell traded against 101 (the best bid): that level is gone.
+    assert_eq!(updates[2].changes, [(Side::Buy, Price(101), Qty(0))]);
+    assert_eq!(matches.len(), 1);
+    assert_eq!(
+        (matches[0].price, matches[0].quantity, matches[0].maker_side),
+        (Price(101), Qty(10), Side::Buy)
+    );
+    assert_eq!(best.unwrap().0.unwrap().price, Price(100));
+    s.shutdown();
+}

@@ -1,0 +1,145 @@
+//! Market data as the sequencer publishes it: after each commit, the level
+//! changes and trades of the batch, in order, on a broadcast channel that never
+//! blocks the writer (a receiver that falls behind loses messages and is told
+//! so). Each product's level2 stream is numbered on the engine thread — one
+//! number per command that changed the product's levels — so a query of the
+//! engine (the REST book) can say exactly which update it reflects.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use atlas_engine::Event;
+use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
+
+/// Batches the broadcast holds for slow receivers before they lag.
+pub const FEED_CAPACITY: usize = 16_384;
+
+/// One command's changes to one product's price levels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LevelUpdate {
+    /// The product.
+    pub product: ProductId,
+    /// The product's level2 sequence number: one more than its previous update's.
+    pub sequence: u64,
+    /// The command's journal sequence number.
+    pub seq: Seq,
+    /// The command's time.
+    pub time: Timestamp,
+    /// Each level's new total (0: gone), in the engine's order.
+    pub changes: Vec<(Side, Price, Qty)>,
+}
+
+/// A trade.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    /// The product.
+    pub product: ProductId,
+    /// The trade id.
+    pub trade_id: TradeId,
+    /// The price.
+    pub price: Price,
+    /// The quantity.
+    pub quantity: Qty,
+    /// The resting order's side.
+    pub maker_side: Side,
+    /// The resting order.
+    pub maker_order: OrderId,
+    /// The incoming order.
+    pub taker_order: OrderId,
+    /// The maker's participant.
+    pub maker_participant: ParticipantId,
+    /// The taker's participant.
+    pub taker_participant: ParticipantId,
+    /// The command's journal sequence number.
+    pub seq: Seq,
+    /// The command's time.
+    pub time: Timestamp,
+}
+
+/// What the feed carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MarketEvent {
+    /// Level changes.
+    Levels(LevelUpdate),
+    /// A trade.
+    Match(Match),
+    /// The shard rebuilt its state after a storage failure: level2 numbering
+    /// may have skipped; receivers start over from a snapshot.
+    Reset,
+}
+
+/// One committed batch's market data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MarketBatch {
+    /// In commit order.
+    pub events: Vec<MarketEvent>,
+}
+
+/// A receiver of the feed.
+pub type MarketFeed = tokio::sync::broadcast::Receiver<Arc<MarketBatch>>;
+
+/// Each product's last level2 sequence number (engine thread only).
+#[derive(Clone, Debug, Default)]
+pub struct MarketSeqs(HashMap<ProductId, u64>);
+
+impl MarketSeqs {
+    /// The last level2 sequence number of a product (0 before its first update).
+    pub fn get(&self, product: ProductId) -> u64 {
+        self.0.get(&product).copied().unwrap_or(0)
+    }
+
+    /// Turns one command's events into market events: one level update per
+    /// product it changed (numbered), and its trades.
+    pub fn collect(&mut self, seq: Seq, time: Timestamp, events: &[Event], out: &mut Vec<MarketEvent>) {
+        let start = out.len();
+        for e in events {
+            match e {
+                Event::Level { product, side, price, quantity } => {
+                    let existing = out[start..].iter_mut().find_map(|m| match m {
+                        MarketEvent::Levels(u) if u.product == *product => Some(u),
+                        _ => None,
+                    });
+                    match existing {
+                        Some(u) => u.changes.push((*side, *price, *quantity)),
+                        None => {
+                            let n = self.0.entry(*product).or_insert(0);
+                            *n += 1;
+                            out.push(MarketEvent::Levels(LevelUpdate {
+                                product: *product,
+                                sequence: *n,
+                                seq,
+                                time,
+                                changes: vec![(*side, *price, *quantity)],
+                            }));
+                        }
+                    }
+                }
+                Event::Trade {
+                    trade_id,
+                    product,
+                    price,
+                    quantity,
+                    maker_order,
+                    maker_participant,
+                    taker_order,
+                    taker_participant,
+                    aggressor,
+                    ..
+                } => out.push(MarketEvent::Match(Match {
+                    product: *product,
+                    trade_id: *trade_id,
+                    price: *price,
+                    quantity: *quantity,
+                    maker_side: aggressor.opposite(),
+                    maker_order: *maker_order,
+                    taker_order: *taker_order,
+                    maker_participant: *maker_participant,
+                    taker_participant: *taker_participant,
+                    seq,
+                    time,
+                })),
+                _ => {}
+            }
+        }
+    }
+}
