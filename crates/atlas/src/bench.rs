@@ -17,6 +17,13 @@ pub enum Bench {
     /// REST order entry end to end over keep-alive HTTPS against an in-process
     /// `atlas up`: orders/s, latency histograms, the ratio to a no-op endpoint.
     Api(crate::bench_api::ApiArgs),
+    /// The web application firewall alone: what inspecting one order request
+    /// (peer lists, head, JSON body) costs.
+    Waf {
+        /// Inspections to average over.
+        #[arg(long, default_value_t = 1_000_000)]
+        n: u32,
+    },
 }
 
 /// Options of `atlas bench journal`.
@@ -81,6 +88,14 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
         Bench::Engine(args) => engine(args),
         Bench::Journal(args) => journal(args),
         Bench::Api(args) => crate::bench_api::run(args),
+        Bench::Waf { n } => {
+            if cfg!(debug_assertions) {
+                eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
+            }
+            let per = atlas_services::waf::inspection_cost(n);
+            println!("atlas bench waf: one order request inspected in {per:?} (average of {n})");
+            Ok(())
+        }
     }
 }
 
