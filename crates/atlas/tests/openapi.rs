@@ -28,6 +28,8 @@ const EXTERNAL: &[(&str, &str)] = &[
     ("put", "/atlas/api/order/{id}"),
     ("delete", "/atlas/api/order/{id}"),
     ("get", "/atlas/api/orderBook/{product}"),
+    ("get", "/atlas/api/ticker/{product}"),
+    ("get", "/atlas/api/candles/{product}"),
     ("get", "/atlas/api/trade"),
     ("get", "/atlas/api/trade/{id}"),
     ("get", "/atlas/api/trade/order/{order}"),

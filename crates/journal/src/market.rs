@@ -78,14 +78,25 @@ pub struct MarketBatch {
 /// A receiver of the feed.
 pub type MarketFeed = tokio::sync::broadcast::Receiver<Arc<MarketBatch>>;
 
-/// Each product's last level2 sequence number (engine thread only).
+/// Each product's last level2 sequence number (engine thread only). Numbers
+/// start at the journal's sequence number when the shard starts, so they only
+/// ever grow across restarts (a restart closes every feed connection; clients
+/// start over from a snapshot and see the jump).
 #[derive(Clone, Debug, Default)]
-pub struct MarketSeqs(HashMap<ProductId, u64>);
+pub struct MarketSeqs {
+    base: u64,
+    last: HashMap<ProductId, u64>,
+}
 
 impl MarketSeqs {
-    /// The last level2 sequence number of a product (0 before its first update).
+    /// Numbering that starts above `base` (the journal's last sequence number).
+    pub fn starting_at(base: u64) -> MarketSeqs {
+        MarketSeqs { base, last: HashMap::new() }
+    }
+
+    /// The last level2 sequence number of a product (`base` before its first update).
     pub fn get(&self, product: ProductId) -> u64 {
-        self.0.get(&product).copied().unwrap_or(0)
+        self.last.get(&product).copied().unwrap_or(self.base)
     }
 
     /// Turns one command's events into market events: one level update per
@@ -102,7 +113,7 @@ impl MarketSeqs {
                     match existing {
                         Some(u) => u.changes.push((*side, *price, *quantity)),
                         None => {
-                            let n = self.0.entry(*product).or_insert(0);
+                            let n = self.last.entry(*product).or_insert(self.base);
                             *n += 1;
                             out.push(MarketEvent::Levels(LevelUpdate {
                                 product: *product,

@@ -383,7 +383,7 @@ fn engine_loop(
     let mut requests: Vec<Msg> = Vec::with_capacity(batch_max);
     let mut risk = RiskGate::default();
     let mut events: Vec<Event> = Vec::with_capacity(256);
-    let mut market_seqs = MarketSeqs::default();
+    let mut market_seqs = MarketSeqs::starting_at(st.engine.last_seq());
     loop {
         if shared.health.load(Ordering::Acquire) == HEALTH_FAILED {
             // Take the rebuilt state when the writer has it; meanwhile refuse.

@@ -52,6 +52,9 @@ pub struct App {
     pub waf_external: crate::waf::Waf,
     /// The internal listener's firewall.
     pub waf_internal: crate::waf::Waf,
+    /// The market data hub (started once the App exists: it holds a weak
+    /// reference to it).
+    pub market: std::sync::OnceLock<crate::marketdata::MarketData>,
 }
 
 impl App {
@@ -188,6 +191,8 @@ pub fn external_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::create, orders::list, orders::cancel_all))
         .routes(routes!(orders::get_one, orders::amend, orders::cancel))
         .routes(routes!(orders::book))
+        .routes(routes!(crate::marketdata::ticker))
+        .routes(routes!(crate::marketdata::candles))
         .routes(routes!(orders::tape))
         .routes(routes!(orders::trade))
         .routes(routes!(orders::trades_of_order))
@@ -232,7 +237,9 @@ pub fn internal_api() -> (Router<Arc<Ctx>>, utoipa::openapi::OpenApi) {
 pub fn external(app: Arc<App>) -> Router {
     let ctx = Arc::new(Ctx { app, audience: Audience::External });
     let (api, doc) = external_api();
-    api.merge(crate::coinbase::routes())
+    api.route("/atlas/api/ws", get(crate::marketdata::ws_atlas))
+        .route("/coinbase/ws", get(crate::marketdata::ws_coinbase))
+        .merge(crate::coinbase::routes())
         .merge(crate::openapi::serve("/atlas/api", doc))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), crate::metrics::track))
         .fallback(not_found)

@@ -409,7 +409,8 @@ pub struct Level {
 pub struct Book {
     product_id: u32,
     symbol: String,
-    /// The journal sequence number of the state shown.
+    /// The product's level2 feed sequence number of the state shown (the last
+    /// `l2update` it reflects).
     sequence: u64,
     bids: Vec<Level>,
     offers: Vec<Level>,
@@ -442,9 +443,11 @@ async fn aggregated_book(app: &App, product: &ProductRow, depth: usize) -> Resul
         return Err(ApiError::validation(format!("depth must be 1 to {DEPTH_MAX}")));
     }
     let id = product.id;
+    // The product's level2 sequence at the same point: the feed's update this
+    // book reflects (a feed client that sees a gap resynchronizes from here).
     let (seq, book) = app
         .seq
-        .query(move |e| (e.last_seq(), e.depth(id, depth)))?
+        .query_market(move |e, m| (m.get(id), e.depth(id, depth)))?
         .await
         .map_err(|_| ApiError::storage_unavailable())?;
     let book = book.ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))?;

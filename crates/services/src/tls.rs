@@ -436,7 +436,8 @@ pub async fn serve(
                 .max_header_list_size(HEAD_BYTES_MAX as u32);
             let activity = Arc::new(Activity::default());
             let stream = Tracked { io: stream, activity: activity.clone() };
-            let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

@@ -191,7 +191,9 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             config.internal_allow.clone(),
             config.deny_networks.clone(),
         )?,
+        market: Default::default(),
     });
+    let _ = app.market.set(crate::marketdata::MarketData::start(Arc::downgrade(&app), app.seq.clone()));
     for p in app.db.participants().await? {
         if p.status != "ACTIVE" {
             app.disable(p.id);

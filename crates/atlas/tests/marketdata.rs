@@ -1,0 +1,137 @@
+//! Market data against the running binary: a stock Python `websockets` client
+//! subscribes to level2, matches, ticker and heartbeat (on the native feed and
+//! on the Coinbase-compatible one), rebuilds the book from the snapshot and
+//! the updates while two brokers trade, and the book it rebuilt equals the REST
+//! book at the same sequence, with no gap; the REST ticker and candles agree
+//! with the trades.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::{Api, Server, admin, broker};
+
+fn setup(s: &Server) -> (Api, Api) {
+    let adm = admin(s);
+    adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME", "tickSize": "0.01"}));
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        adm.post("/atlas/internal/api/participant/broker", json!({"name": format!("Broker {name}")}));
+        adm.post(
+            &format!("/atlas/internal/api/participant/broker/{}/user", i + 1),
+            json!({"username": name, "password": format!("{name}-password"), "role": "broker"}),
+        );
+    }
+    (broker(s, "alice"), broker(s, "bob"))
+}
+
+fn order(who: &Api, side: &str, price: &str, qty: u64) -> StatusCode {
+    who.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": qty, "price": price}),
+    )
+    .0
+}
+
+/// Runs the Python client against `path`, trades while it listens, and checks
+/// its rebuilt book against the REST book.
+fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &str, product: &str) {
+    let url = format!("{}{path}", s.external.replacen("https://", "wss://", 1));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/marketdata/feed.py");
+    let mut child = Command::new("python3")
+        .args([script, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap(), flavor, product])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    if line.trim() != "subscribed" {
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        panic!("the feed client did not subscribe: {line:?}\n{err}");
+    }
+    // Two brokers trade: resting orders on both sides, then crossing ones.
+    for i in 0..40u64 {
+        let cents = |c: u64| format!("{}.{:02}", c / 100, c % 100);
+        assert_eq!(order(alice, "BUY", &cents(900 + i % 10), 1 + i % 3), StatusCode::CREATED);
+        assert_eq!(order(bob, "SELL", &cents(1_010 + i % 10), 1 + i % 4), StatusCode::CREATED);
+        if i % 5 == 0 {
+            assert_eq!(order(bob, "SELL", &cents(900), 2), StatusCode::CREATED);
+            assert_eq!(order(alice, "BUY", &cents(1_015), 3), StatusCode::CREATED);
+        }
+    }
+    let (_, book) = alice.get("/atlas/api/orderBook/1?depth=1000");
+    let sequence = book["sequence"].as_u64().unwrap();
+    assert!(sequence > 0, "{book}");
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{sequence}").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "feed client failed: {err}");
+    let seen: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?} {err}"));
+    assert_eq!(seen["sequence"], sequence, "{seen}");
+    assert_eq!(seen["gaps"], 0, "{seen}");
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    assert!(seen["updates"].as_u64().unwrap() >= 80, "{seen}");
+    assert!(seen["matches"].as_u64().unwrap() >= 8 && seen["tickers"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(seen["heartbeats"].as_u64().unwrap() >= 1 && seen["subscriptions"] == 1, "{seen}");
+    let rest_side = |levels: &Value| -> serde_json::Map<String, Value> {
+        levels
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (l["price"].as_str().unwrap().to_owned(), json!(l["quantity"].as_i64().unwrap().to_string()))
+            })
+            .collect()
+    };
+    assert_eq!(seen["bids"], Value::Object(rest_side(&book["bids"])), "bids differ");
+    assert_eq!(seen["asks"], Value::Object(rest_side(&book["offers"])), "asks differ");
+}
+
+#[test]
+fn the_feed_rebuilds_the_rest_book_and_rest_market_data_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let (alice, bob) = setup(&s);
+    feed_matches_rest(&s, &alice, &bob, "/atlas/api/ws", "atlas", "1");
+    feed_matches_rest(&s, &alice, &bob, "/coinbase/ws", "coinbase", "ACME-USD");
+
+    // The REST ticker and candles agree with the trades.
+    let (st, ticker) = alice.get("/atlas/api/ticker/1");
+    assert_eq!(st, StatusCode::OK, "{ticker}");
+    let (_, tape) = alice.get("/atlas/api/trade?productId=1&limit=1000");
+    let trades = tape.as_array().or(tape["trades"].as_array()).unwrap().clone();
+    let volume: i64 = trades.iter().map(|t| t["quantity"].as_i64().unwrap()).sum();
+    assert_eq!(ticker["volume24h"], volume, "{ticker}");
+    let last = trades.iter().max_by_key(|t| t["id"].as_u64().unwrap()).unwrap();
+    assert_eq!(ticker["price"], last["price"], "the last trade's price: {ticker}");
+    assert_eq!(ticker["tradeId"], last["id"]);
+    let (_, book) = alice.get("/atlas/api/orderBook/1?depth=1");
+    assert_eq!(ticker["bestBid"], book["bids"][0]["price"]);
+    assert_eq!(ticker["bestAsk"], book["offers"][0]["price"]);
+    let (st, candles) = alice.get("/atlas/api/candles/1?interval=1h");
+    assert_eq!(st, StatusCode::OK, "{candles}");
+    let c = candles["candles"].as_array().unwrap();
+    let candle_volume: i64 = c.iter().map(|c| c["volume"].as_i64().unwrap()).sum();
+    let candle_trades: u64 = c.iter().map(|c| c["trades"].as_u64().unwrap()).sum();
+    assert_eq!((candle_volume, candle_trades as usize), (volume, trades.len()));
+    assert_eq!(c.last().unwrap()["close"], last["price"]);
+    assert_eq!(
+        server::code(&alice.get("/atlas/api/candles/1?interval=2m")),
+        (StatusCode::BAD_REQUEST, "VALIDATION_FAILED")
+    );
+    assert_eq!(server::code(&alice.get("/atlas/api/ticker/9")), (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND"));
+    server::check_against_openapi(&s);
+}

@@ -1,0 +1,898 @@
+//! Market data over WebSocket: `/atlas/api/ws` (Atlas's camelCase messages) and
+//! `/coinbase/ws` (Coinbase Exchange's feed), channels `level2` (a snapshot, then
+//! `l2update`s), `matches`, `ticker` and `heartbeat`.
+//!
+//! One task, the hub, consumes the sequencer's market feed (published after
+//! each commit), keeps every product's level-2 book and its per-product
+//! sequence number, and fans messages out to the connections. Because the hub
+//! alone orders what a connection receives, a snapshot and the updates after
+//! it are always consistent. Each message is serialized once per flavor, not
+//! once per subscriber. Publication never waits for a subscriber: a connection
+//! whose queue is full is dropped from the hub and closed with an error
+//! message; the hub itself, if it falls behind the feed, rebuilds its books
+//! from the engine and sends fresh snapshots.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use atlas_journal::market::{MarketBatch, MarketEvent};
+use atlas_types::{ProductId, Side};
+
+use crate::app::{App, St};
+use crate::error::ApiError;
+use crate::model::{format_price, rfc3339};
+
+/// Messages queued for one connection, at most; a connection that lets more
+/// pile up is too slow for the feed and is closed.
+pub const CONNECTION_QUEUE: usize = 4_096;
+/// (channel, product) subscriptions per connection, at most.
+pub const SUBSCRIPTIONS_MAX: usize = 100;
+/// A client message (subscribe, unsubscribe) is at most this large.
+pub const CLIENT_MESSAGE_BYTES_MAX: usize = 4_096;
+/// WebSocket connections from one IP address, at most.
+pub const CONNECTIONS_PER_IP_MAX: usize = 32;
+/// Heartbeats go out this often.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// A feed channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Snapshot, then level updates.
+    Level2,
+    /// Trades.
+    Matches,
+    /// Last price, best bid and offer, 24 h volume, after each batch of trades.
+    Ticker,
+    /// Once a second: the product's sequence and last trade.
+    Heartbeat,
+}
+
+impl Channel {
+    fn parse(s: &str) -> Option<Channel> {
+        match s {
+            "level2" | "level2_batch" => Some(Channel::Level2),
+            "matches" => Some(Channel::Matches),
+            "ticker" | "ticker_batch" => Some(Channel::Ticker),
+            "heartbeat" => Some(Channel::Heartbeat),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Level2 => "level2",
+            Channel::Matches => "matches",
+            Channel::Ticker => "ticker",
+            Channel::Heartbeat => "heartbeat",
+        }
+    }
+}
+
+/// Message naming: Atlas's or Coinbase's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `/atlas/api/ws`.
+    Atlas,
+    /// `/coinbase/ws`.
+    Coinbase,
+}
+
+/// What a connection asks of the hub.
+enum Cmd {
+    Subscribe {
+        conn: u64,
+        flavor: Flavor,
+        tx: Option<mpsc::Sender<Utf8Bytes>>,
+        wanted: Vec<(Channel, ProductId)>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Unsubscribe {
+        conn: u64,
+        wanted: Vec<(Channel, ProductId)>,
+    },
+    Gone {
+        conn: u64,
+    },
+}
+
+/// The hub's handle, shared by the listeners.
+pub struct MarketData {
+    cmds: mpsc::Sender<Cmd>,
+    next_conn: AtomicU64,
+    per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl MarketData {
+    /// Starts the hub on the current runtime.
+    pub fn start(app: std::sync::Weak<App>, seq: atlas_journal::SequencerHandle) -> MarketData {
+        let (cmds, rx) = mpsc::channel(1_024);
+        // Subscribed before the first snapshot is read, so nothing falls between.
+        let feed = seq.market_feed();
+        tokio::spawn(hub(app, seq, feed, rx));
+        MarketData { cmds, next_conn: AtomicU64::new(1), per_ip: Default::default() }
+    }
+}
+
+/// One product's book as the feed has built it.
+#[derive(Default)]
+struct ProductBook {
+    bids: BTreeMap<i64, i64>,
+    asks: BTreeMap<i64, i64>,
+    sequence: u64,
+    last_trade_id: u64,
+    last_price: Option<i64>,
+    last_size: i64,
+    last_side: Option<Side>,
+    /// Traded quantity per minute, the last 24 h.
+    volume: VecDeque<(i64, i64)>,
+}
+
+impl ProductBook {
+    fn volume_24h(&mut self, now_min: i64) -> i64 {
+        while self.volume.front().is_some_and(|(m, _)| *m <= now_min - 1_440) {
+            self.volume.pop_front();
+        }
+        self.volume.iter().map(|(_, q)| q).sum()
+    }
+    fn add_volume(&mut self, minute: i64, qty: i64) {
+        match self.volume.back_mut() {
+            Some((m, q)) if *m == minute => *q += qty,
+            _ => self.volume.push_back((minute, qty)),
+        }
+    }
+}
+
+struct Sub {
+    flavor: Flavor,
+    tx: mpsc::Sender<Utf8Bytes>,
+    wanted: HashSet<(Channel, ProductId)>,
+}
+
+struct Hub {
+    app: std::sync::Weak<App>,
+    seq: atlas_journal::SequencerHandle,
+    books: HashMap<ProductId, ProductBook>,
+    subs: HashMap<u64, Sub>,
+    /// Who wants what: (channel, product) → connections.
+    index: HashMap<(Channel, ProductId), Vec<u64>>,
+}
+
+/// One message in both flavors, serialized when first needed.
+struct Out {
+    atlas: Option<Utf8Bytes>,
+    coinbase: Option<Utf8Bytes>,
+}
+
+fn now_ns() -> i64 {
+    crate::model::now_ns()
+}
+
+impl Hub {
+    fn product(&self, id: ProductId) -> Option<atlas_store::ProductRow> {
+        self.app.upgrade()?.product_any(id)
+    }
+
+    fn cb_id(p: &atlas_store::ProductRow) -> String {
+        format!("{}-{}", p.symbol, p.currency)
+    }
+
+    /// Reads books from the engine (all products when `only` is None).
+    async fn resync(&mut self, only: Option<ProductId>) {
+        let read = self.seq.query_market(move |e, m| {
+            let ids: Vec<ProductId> = match only {
+                Some(p) => vec![p],
+                None => e.products().collect(),
+            };
+            ids.into_iter()
+                .filter_map(|p| {
+                    let d = e.depth(p, usize::MAX)?;
+                    let last = e.product(p).and_then(|v| v.last_trade).map(|x| x.0);
+                    let side = |ls: &[atlas_engine::LevelView]| {
+                        ls.iter().map(|l| (l.price.0, l.quantity.0)).collect::<BTreeMap<_, _>>()
+                    };
+                    Some((p, m.get(p), side(&d.bids), side(&d.asks), last))
+                })
+                .collect::<Vec<_>>()
+        });
+        let Ok(rx) = read else { return };
+        let Ok(books) = rx.await else { return };
+        for (p, sequence, bids, asks, last) in books {
+            let b = self.books.entry(p).or_default();
+            b.bids = bids;
+            b.asks = asks;
+            b.sequence = sequence;
+            if b.last_price.is_none() {
+                b.last_price = last;
+            }
+            // Everyone on level2 starts over from a snapshot.
+            let conns = self.index.get(&(Channel::Level2, p)).cloned().unwrap_or_default();
+            for c in conns {
+                self.send_snapshot(c, p);
+            }
+        }
+    }
+
+    fn snapshot_json(&self, p: ProductId, flavor: Flavor) -> Option<String> {
+        let book = self.books.get(&p)?;
+        let row = self.product(p)?;
+        let side = |m: &BTreeMap<i64, i64>, best_first_desc: bool| {
+            let it: Box<dyn Iterator<Item = (&i64, &i64)>> =
+                if best_first_desc { Box::new(m.iter().rev()) } else { Box::new(m.iter()) };
+            it.map(|(px, q)| json!([format_price(atlas_types::Price(*px), &row), q.to_string()]))
+                .collect::<Vec<_>>()
+        };
+        let v = match flavor {
+            Flavor::Atlas => json!({"type": "snapshot", "productId": p.0, "sequence": book.sequence,
+                "bids": side(&book.bids, true), "asks": side(&book.asks, false)}),
+            Flavor::Coinbase => {
+                json!({"type": "snapshot", "product_id": Self::cb_id(&row), "sequence": book.sequence,
+                "bids": side(&book.bids, true), "asks": side(&book.asks, false)})
+            }
+        };
+        Some(v.to_string())
+    }
+
+    fn send_snapshot(&mut self, conn: u64, p: ProductId) {
+        let Some(sub) = self.subs.get(&conn) else { return };
+        let Some(text) = self.snapshot_json(p, sub.flavor) else { return };
+        if sub.tx.try_send(Utf8Bytes::from(text)).is_err() {
+            self.kick(conn);
+        }
+    }
+
+    /// Drops a connection from the hub: its queue closes and the connection
+    /// tells the client why.
+    fn kick(&mut self, conn: u64) {
+        if let Some(sub) = self.subs.remove(&conn) {
+            for key in sub.wanted {
+                if let Some(v) = self.index.get_mut(&key) {
+                    v.retain(|c| *c != conn);
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, key: (Channel, ProductId), mut make: impl FnMut(Flavor) -> Option<Value>) {
+        let Some(conns) = self.index.get(&key) else { return };
+        if conns.is_empty() {
+            return;
+        }
+        let mut out = Out { atlas: None, coinbase: None };
+        let mut slow = Vec::new();
+        for c in conns {
+            let Some(sub) = self.subs.get(c) else { continue };
+            let slot = match sub.flavor {
+                Flavor::Atlas => &mut out.atlas,
+                Flavor::Coinbase => &mut out.coinbase,
+            };
+            if slot.is_none() {
+                match make(sub.flavor) {
+                    Some(v) => *slot = Some(Utf8Bytes::from(v.to_string())),
+                    None => continue,
+                }
+            }
+            if let Some(text) = slot.clone()
+                && sub.tx.try_send(text).is_err()
+            {
+                slow.push(*c);
+            }
+        }
+        for c in slow {
+            self.kick(c);
+        }
+    }
+
+    async fn apply(&mut self, batch: &MarketBatch) {
+        let mut traded: Vec<ProductId> = Vec::new();
+        for ev in &batch.events {
+            match ev {
+                MarketEvent::Reset => {
+                    self.resync(None).await;
+                    return;
+                }
+                MarketEvent::Levels(u) => {
+                    let known = self.books.get(&u.product).map(|b| b.sequence);
+                    match known {
+                        Some(s) if u.sequence <= s => continue, // in the snapshot already
+                        Some(s) if u.sequence == s + 1 => {}
+                        _ => {
+                            // A gap, or a product not seen yet: read it from the engine.
+                            self.resync(Some(u.product)).await;
+                            continue;
+                        }
+                    }
+                    let Some(b) = self.books.get_mut(&u.product) else { continue };
+                    for (side, price, qty) in &u.changes {
+                        let m = if *side == Side::Buy { &mut b.bids } else { &mut b.asks };
+                        if qty.0 == 0 {
+                            m.remove(&price.0);
+                        } else {
+                            m.insert(price.0, qty.0);
+                        }
+                    }
+                    b.sequence = u.sequence;
+                    let Some(row) = self.product(u.product) else { continue };
+                    let changes: Vec<Value> = u
+                        .changes
+                        .iter()
+                        .map(|(s, px, q)| json!([side_name(*s), format_price(*px, &row), q.0.to_string()]))
+                        .collect();
+                    let (p, seq, time) = (u.product, u.sequence, rfc3339(u.time.0));
+                    self.publish((Channel::Level2, p), |f| {
+                        Some(match f {
+                            Flavor::Atlas => json!({"type": "l2update", "productId": p.0, "sequence": seq,
+                                "time": time, "changes": changes}),
+                            Flavor::Coinbase => json!({"type": "l2update", "product_id": Hub::cb_id(&row),
+                                "sequence": seq, "time": time, "changes": changes}),
+                        })
+                    });
+                }
+                MarketEvent::Match(m) => {
+                    let b = self.books.entry(m.product).or_default();
+                    b.last_trade_id = m.trade_id.0;
+                    b.last_price = Some(m.price.0);
+                    b.last_size = m.quantity.0;
+                    b.last_side = Some(m.maker_side);
+                    b.add_volume(m.time.0.div_euclid(60_000_000_000), m.quantity.0);
+                    if !traded.contains(&m.product) {
+                        traded.push(m.product);
+                    }
+                    let seq = b.sequence;
+                    let Some(row) = self.product(m.product) else { continue };
+                    let (price, size, time) =
+                        (format_price(m.price, &row), m.quantity.0.to_string(), rfc3339(m.time.0));
+                    self.publish((Channel::Matches, m.product), |f| {
+                        Some(match f {
+                            Flavor::Atlas => json!({"type": "match", "productId": m.product.0, "tradeId": m.trade_id.0,
+                                "price": price, "size": size, "side": side_name(m.maker_side), "time": time}),
+                            Flavor::Coinbase => json!({"type": "match", "trade_id": m.trade_id.0,
+                                "maker_order_id": m.maker_order.0.to_string(), "taker_order_id": m.taker_order.0.to_string(),
+                                "side": side_name(m.maker_side), "size": size, "price": price,
+                                "product_id": Hub::cb_id(&row), "sequence": seq, "time": time}),
+                        })
+                    });
+                }
+            }
+        }
+        for p in traded {
+            self.publish_ticker(p);
+        }
+    }
+
+    fn publish_ticker(&mut self, p: ProductId) {
+        let Some(row) = self.product(p) else { return };
+        let now_min = now_ns().div_euclid(60_000_000_000);
+        let Some(b) = self.books.get_mut(&p) else { return };
+        let volume = b.volume_24h(now_min).to_string();
+        let fmt = |x: Option<i64>| x.map(|v| format_price(atlas_types::Price(v), &row));
+        let (price, bid, ask) =
+            (fmt(b.last_price), fmt(b.bids.keys().next_back().copied()), fmt(b.asks.keys().next().copied()));
+        let (seq, trade_id, size, side) = (b.sequence, b.last_trade_id, b.last_size.to_string(), b.last_side);
+        let time = rfc3339(now_ns());
+        self.publish((Channel::Ticker, p), |f| {
+            Some(match f {
+                Flavor::Atlas => json!({"type": "ticker", "productId": p.0, "price": price, "bestBid": bid,
+                    "bestAsk": ask, "volume24h": volume, "time": time}),
+                Flavor::Coinbase => json!({"type": "ticker", "sequence": seq, "product_id": Hub::cb_id(&row),
+                    "price": price, "best_bid": bid, "best_ask": ask, "volume_24h": volume, "trade_id": trade_id,
+                    "last_size": size, "side": side.map(|s| side_name(s.opposite())), "time": time}),
+            })
+        });
+    }
+
+    fn heartbeats(&mut self) {
+        let keys: Vec<(Channel, ProductId)> = self
+            .index
+            .iter()
+            .filter(|(k, v)| k.0 == Channel::Heartbeat && !v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        let time = rfc3339(now_ns());
+        for key in keys {
+            let p = key.1;
+            let Some(row) = self.product(p) else { continue };
+            let (seq, last) = self.books.get(&p).map_or((0, 0), |b| (b.sequence, b.last_trade_id));
+            let time = time.clone();
+            self.publish(key, |f| {
+                Some(match f {
+                    Flavor::Atlas => json!({"type": "heartbeat", "productId": p.0, "sequence": seq,
+                        "lastTradeId": last, "time": time}),
+                    Flavor::Coinbase => {
+                        json!({"type": "heartbeat", "product_id": Hub::cb_id(&row), "sequence": seq,
+                        "last_trade_id": last, "time": time})
+                    }
+                })
+            });
+        }
+    }
+
+    async fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Subscribe { conn, flavor, tx, wanted, reply } => {
+                if let Some(tx) = tx {
+                    self.subs.insert(conn, Sub { flavor, tx, wanted: HashSet::new() });
+                }
+                let Some(sub) = self.subs.get(&conn) else {
+                    let _ = reply.send(Err("the connection is closed".into()));
+                    return;
+                };
+                let total = sub.wanted.len() + wanted.iter().filter(|w| !sub.wanted.contains(w)).count();
+                if total > SUBSCRIPTIONS_MAX {
+                    let _ =
+                        reply.send(Err(format!("at most {SUBSCRIPTIONS_MAX} channel-product subscriptions")));
+                    return;
+                }
+                for (_, p) in &wanted {
+                    if !self.books.contains_key(p) {
+                        self.resync(Some(*p)).await;
+                    }
+                }
+                for w in wanted {
+                    let Some(sub) = self.subs.get_mut(&conn) else { break };
+                    if sub.wanted.insert(w) {
+                        self.index.entry(w).or_default().push(conn);
+                        if w.0 == Channel::Level2 {
+                            self.send_snapshot(conn, w.1);
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(()));
+            }
+            Cmd::Unsubscribe { conn, wanted } => {
+                if let Some(sub) = self.subs.get_mut(&conn) {
+                    for w in wanted {
+                        if sub.wanted.remove(&w)
+                            && let Some(v) = self.index.get_mut(&w)
+                        {
+                            v.retain(|c| *c != conn);
+                        }
+                    }
+                }
+            }
+            Cmd::Gone { conn } => self.kick(conn),
+        }
+    }
+}
+
+fn side_name(s: Side) -> &'static str {
+    match s {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+async fn hub(
+    app: std::sync::Weak<App>,
+    seq: atlas_journal::SequencerHandle,
+    mut feed: atlas_journal::market::MarketFeed,
+    mut cmds: mpsc::Receiver<Cmd>,
+) {
+    let mut hub = Hub { app, seq, books: HashMap::new(), subs: HashMap::new(), index: HashMap::new() };
+    hub.resync(None).await;
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            batch = feed.recv() => match batch {
+                Ok(b) => hub.apply(&b).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(batches = n, "market data hub fell behind the feed; reading the books again");
+                    hub.resync(None).await;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(c) => hub.command(c).await,
+                None => return,
+            },
+            _ = beat.tick() => hub.heartbeats(),
+        }
+        if hub.app.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
+/// The subscribe and unsubscribe messages of both flavors.
+#[derive(serde::Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    channels: Vec<Value>,
+    #[serde(default, rename = "productIds")]
+    product_ids: Vec<Value>,
+    #[serde(default, rename = "product_ids")]
+    product_ids_cb: Vec<Value>,
+}
+
+fn parse_request(
+    app: &App,
+    flavor: Flavor,
+    msg: &ClientMessage,
+) -> Result<Vec<(Channel, ProductId)>, String> {
+    let mut products = Vec::new();
+    let ids = if msg.product_ids.is_empty() { &msg.product_ids_cb } else { &msg.product_ids };
+    for v in ids {
+        let found = match (flavor, v) {
+            (_, Value::Number(n)) => {
+                n.as_u64().and_then(|n| u32::try_from(n).ok()).and_then(|n| app.product(ProductId(n)))
+            }
+            (Flavor::Atlas, Value::String(s)) => s
+                .parse::<u32>()
+                .ok()
+                .and_then(|n| app.product(ProductId(n)))
+                .or_else(|| app.product_by_symbol(s)),
+            (Flavor::Coinbase, Value::String(s)) => s
+                .rsplit_once('-')
+                .and_then(|(sym, cur)| app.product_by_symbol(sym).filter(|p| p.currency == cur)),
+            _ => None,
+        };
+        products.push(found.ok_or_else(|| format!("unknown product {v}"))?.id);
+    }
+    let mut wanted = Vec::new();
+    for c in &msg.channels {
+        // Coinbase also accepts {"name": "level2", "product_ids": [...]}.
+        let (name, extra) = match c {
+            Value::String(s) => (s.as_str(), Vec::new()),
+            Value::Object(o) => {
+                let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+                let nested = ClientMessage {
+                    kind: String::new(),
+                    channels: vec![],
+                    product_ids: o.get("productIds").and_then(Value::as_array).cloned().unwrap_or_default(),
+                    product_ids_cb: o
+                        .get("product_ids")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
+                (name, parse_request(app, flavor, &nested)?.into_iter().map(|(_, p)| p).collect())
+            }
+            _ => ("", Vec::new()),
+        };
+        let channel = Channel::parse(name).ok_or_else(|| format!("unknown channel {c}"))?;
+        for p in products.iter().chain(extra.iter()) {
+            wanted.push((channel, *p));
+        }
+    }
+    if wanted.is_empty() {
+        return Err("name at least one channel and one product".into());
+    }
+    Ok(wanted)
+}
+
+/// `GET /atlas/api/ws`: the market data feed (WebSocket).
+pub async fn ws_atlas(
+    State(ctx): St,
+    origin: crate::audit::Origin,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    ws(ctx, origin, upgrade, Flavor::Atlas)
+}
+
+/// `GET /coinbase/ws`: the same feed in Coinbase Exchange's shape.
+pub async fn ws_coinbase(
+    State(ctx): St,
+    origin: crate::audit::Origin,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    ws(ctx, origin, upgrade, Flavor::Coinbase)
+}
+
+fn ws(
+    ctx: Arc<crate::app::Ctx>,
+    origin: crate::audit::Origin,
+    upgrade: WebSocketUpgrade,
+    flavor: Flavor,
+) -> Result<Response, ApiError> {
+    let md = ctx.app.market.get().ok_or_else(ApiError::storage_unavailable)?;
+    let ip = origin.0.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    {
+        let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= CONNECTIONS_PER_IP_MAX {
+            return Err(ApiError {
+                retry_after_s: Some(1),
+                ..ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    format!("at most {CONNECTIONS_PER_IP_MAX} feed connections per address"),
+                )
+            });
+        }
+        *n += 1;
+    }
+    let app = ctx.app.clone();
+    Ok(upgrade
+        .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
+        .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
+        .on_upgrade(move |socket| async move {
+            connection(&app, socket, flavor).await;
+            if let Some(md) = app.market.get() {
+                let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(n) = per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_ip.remove(&ip);
+                    }
+                }
+            }
+        })
+        .into_response())
+}
+
+fn error_message(message: &str, reason: &str) -> Message {
+    Message::Text(Utf8Bytes::from(json!({"type": "error", "message": message, "reason": reason}).to_string()))
+}
+
+async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
+    let Some(md) = app.market.get() else { return };
+    let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(CONNECTION_QUEUE);
+    let mut tx = Some(tx);
+    let mut subscribed_once = false;
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue, // pings are answered by the library; binary is ignored
+                };
+                let parsed: Result<ClientMessage, _> = serde_json::from_str(&text);
+                let msg = match parsed {
+                    Ok(m) if m.kind == "subscribe" || m.kind == "unsubscribe" => m,
+                    _ => {
+                        let _ = socket.send(error_message("expected {\"type\":\"subscribe\"|\"unsubscribe\",\"channels\":[…],\"productIds\":[…]}", "bad request")).await;
+                        continue;
+                    }
+                };
+                let wanted = match parse_request(app, flavor, &msg) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let _ = socket.send(error_message(&e, "bad request")).await;
+                        continue;
+                    }
+                };
+                if msg.kind == "unsubscribe" {
+                    let _ = md.cmds.send(Cmd::Unsubscribe { conn, wanted }).await;
+                    continue;
+                }
+                let (reply, answer) = oneshot::channel();
+                let cmd = Cmd::Subscribe { conn, flavor, tx: if subscribed_once { None } else { tx.take() }, wanted: wanted.clone(), reply };
+                if md.cmds.send(cmd).await.is_err() {
+                    break;
+                }
+                subscribed_once = true;
+                match answer.await {
+                    Ok(Ok(())) => {
+                        let channels: Vec<&str> = {
+                            let mut c: Vec<&str> = wanted.iter().map(|(ch, _)| ch.name()).collect();
+                            c.dedup();
+                            c
+                        };
+                        let ack = match flavor {
+                            Flavor::Atlas => json!({"type": "subscriptions", "channels": channels,
+                                "productIds": wanted.iter().map(|(_, p)| p.0).collect::<std::collections::BTreeSet<_>>()}),
+                            Flavor::Coinbase => json!({"type": "subscriptions", "channels": channels.iter().map(|c| json!({"name": c})).collect::<Vec<_>>()}),
+                        };
+                        if socket.send(Message::Text(Utf8Bytes::from(ack.to_string()))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        let _ = socket.send(error_message(&e, "bad request")).await;
+                    }
+                    Err(_) => break,
+                }
+            }
+            out = rx.recv(), if subscribed_once => match out {
+                Some(text) => {
+                    if socket.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    // The hub dropped us: we could not keep up.
+                    let _ = socket.send(error_message(
+                        &format!("this connection fell more than {CONNECTION_QUEUE} messages behind the feed; reconnect and resubscribe"),
+                        "slow consumer",
+                    )).await;
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+        }
+    }
+    let _ = md.cmds.send(Cmd::Gone { conn }).await;
+}
+
+/// A product's ticker.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticker {
+    product_id: u32,
+    symbol: String,
+    /// The last trade's price (null before the first trade).
+    price: Option<String>,
+    /// The last trade's quantity.
+    size: Option<i64>,
+    trade_id: Option<u64>,
+    /// The last trade's time.
+    time: Option<String>,
+    best_bid: Option<String>,
+    best_ask: Option<String>,
+    /// Quantity traded in the last 24 hours (busted trades excluded).
+    volume24h: i64,
+    /// The level2 feed sequence the best bid and offer reflect.
+    sequence: u64,
+}
+
+/// The ticker
+///
+/// Last trade, best bid and offer, and the 24-hour volume.
+#[utoipa::path(get, path = "/atlas/api/ticker/{product}", tag = "marketdata",
+    params(("product" = u32, Path, description = "Product id")), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The ticker", body = Ticker),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn ticker(
+    State(ctx): St,
+    _caller: crate::auth::Caller,
+    crate::error::Id(id): crate::error::Id<u32>,
+) -> Result<axum::Json<Ticker>, ApiError> {
+    let app = &ctx.app;
+    let product = app
+        .product(ProductId(id))
+        .ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))?;
+    let pid = product.id;
+    let (seq, best) = app
+        .seq
+        .query_market(move |e, m| (m.get(pid), e.best(pid)))?
+        .await
+        .map_err(|_| ApiError::storage_unavailable())?;
+    let (bid, ask) = best.unwrap_or((None, None));
+    let last = app.db.latest_trades(pid, 1).await?;
+    let volume = app.db.volume_since(pid, now_ns() - 86_400 * 1_000_000_000).await?;
+    let last = last.first();
+    Ok(axum::Json(Ticker {
+        product_id: pid.0,
+        symbol: product.symbol.clone(),
+        price: last.map(|t| format_price(t.price, &product)),
+        size: last.map(|t| t.quantity.0),
+        trade_id: last.map(|t| t.id.0),
+        time: last.map(|t| rfc3339(t.time.0)),
+        best_bid: bid.map(|l| format_price(l.price, &product)),
+        best_ask: ask.map(|l| format_price(l.price, &product)),
+        volume24h: volume,
+        sequence: seq,
+    }))
+}
+
+/// Candle query parameters.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CandleParams {
+    /// `1m`, `5m`, `1h` or `1d` (default `1m`).
+    interval: Option<String>,
+    /// Start (RFC 3339, inclusive; default: 300 intervals before `to`).
+    from: Option<String>,
+    /// End (RFC 3339, exclusive; default now).
+    to: Option<String>,
+}
+
+/// One interval's prices and volume.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Candle {
+    /// The interval's start (RFC 3339).
+    start: String,
+    open: String,
+    high: String,
+    low: String,
+    close: String,
+    /// Quantity traded.
+    volume: i64,
+    /// Trades in the interval.
+    trades: u32,
+}
+
+/// Candles of a product.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Candles {
+    product_id: u32,
+    interval: String,
+    /// Oldest first; intervals without trades are left out.
+    candles: Vec<Candle>,
+}
+
+/// Candles per request, at most.
+pub const CANDLES_MAX: i64 = 1_000;
+/// Trades read for one candle request, at most.
+const CANDLE_TRADES_MAX: u32 = 500_000;
+
+fn parse_time(text: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
+/// Candles
+///
+/// Open, high, low, close and volume per interval, built from the trades table
+/// (so they survive restarts; busted trades are left out).
+#[utoipa::path(get, path = "/atlas/api/candles/{product}", tag = "marketdata",
+    params(("product" = u32, Path, description = "Product id"), CandleParams), security(("bearer" = []), ("apiKey" = [])),
+    responses((status = 200, description = "The candles", body = Candles),
+              (status = 404, description = "`PRODUCT_NOT_FOUND`", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn candles(
+    State(ctx): St,
+    _caller: crate::auth::Caller,
+    crate::error::Id(id): crate::error::Id<u32>,
+    crate::error::Params(p): crate::error::Params<CandleParams>,
+) -> Result<axum::Json<Candles>, ApiError> {
+    let app = &ctx.app;
+    let product = app
+        .product(ProductId(id))
+        .ok_or_else(|| ApiError::not_found("PRODUCT_NOT_FOUND", "no such product"))?;
+    let interval = p.interval.unwrap_or_else(|| "1m".to_owned());
+    let step_s: i64 = match interval.as_str() {
+        "1m" => 60,
+        "5m" => 300,
+        "1h" => 3_600,
+        "1d" => 86_400,
+        _ => return Err(ApiError::validation("interval must be 1m, 5m, 1h or 1d")),
+    };
+    let step = step_s * 1_000_000_000;
+    let to = match &p.to {
+        Some(t) => parse_time(t).ok_or_else(|| ApiError::validation("to must be an RFC 3339 time"))?,
+        None => now_ns(),
+    };
+    let from = match &p.from {
+        Some(f) => parse_time(f).ok_or_else(|| ApiError::validation("from must be an RFC 3339 time"))?,
+        None => to - 300 * step,
+    };
+    if from >= to || (to - from) / step > CANDLES_MAX {
+        return Err(ApiError::validation(format!(
+            "from must be before to, at most {CANDLES_MAX} intervals apart"
+        )));
+    }
+    let start = from - from.rem_euclid(step);
+    let rows = app.db.trades_between(product.id, start, to, CANDLE_TRADES_MAX).await?;
+    // Bucket start → (open, high, low, close, volume, trades); rows are in trade order.
+    let mut buckets: BTreeMap<i64, (i64, i64, i64, i64, i64, u32)> = BTreeMap::new();
+    for t in &rows {
+        let b = t.time.0 - t.time.0.rem_euclid(step);
+        let e = buckets.entry(b).or_insert((t.price.0, t.price.0, t.price.0, t.price.0, 0, 0));
+        e.1 = e.1.max(t.price.0);
+        e.2 = e.2.min(t.price.0);
+        e.3 = t.price.0;
+        e.4 += t.quantity.0;
+        e.5 += 1;
+    }
+    let fmt = |x: i64| format_price(atlas_types::Price(x), &product);
+    Ok(axum::Json(Candles {
+        product_id: product.id.0,
+        interval,
+        candles: buckets
+            .into_iter()
+            .map(|(b, (o, h, l, c, v, n))| Candle {
+                start: rfc3339(b),
+                open: fmt(o),
+                high: fmt(h),
+                low: fmt(l),
+                close: fmt(c),
+                volume: v,
+                trades: n,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,72 @@
+"""A market data client on Python's stock `websockets`: subscribes to level2,
+matches, ticker and heartbeat for one product, rebuilds the book from the
+snapshot and the l2updates (counting sequence gaps), and once the sequence
+named on stdin is reached, prints the book and what it saw as one JSON line.
+
+Usage: feed.py URL CA_FILE FLAVOR(atlas|coinbase) PRODUCT"""
+import asyncio
+import json
+import ssl
+import sys
+
+import websockets
+
+
+async def main(url, ca, flavor, product):
+    ctx = ssl.create_default_context(cafile=ca)
+    ids_key = "productIds" if flavor == "atlas" else "product_ids"
+    product_id = int(product) if flavor == "atlas" else product
+    async with websockets.connect(url, ssl=ctx, max_size=2**22) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channels": ["level2", "matches", "ticker", "heartbeat"],
+                                  ids_key: [product_id]}))
+        book = {"buy": {}, "sell": {}}
+        seq = None
+        stats = {"matches": 0, "tickers": 0, "heartbeats": 0, "gaps": 0, "updates": 0, "subscriptions": 0,
+                 "errors": []}
+        loop = asyncio.get_running_loop()
+        target_line = loop.run_in_executor(None, sys.stdin.readline)
+        target = None
+        announced = False
+        while True:
+            if target is None and target_line.done():
+                target = int(target_line.result())
+            if target is not None and seq is not None and seq >= target and stats["heartbeats"] > 0:
+                break
+            try:
+                raw = await asyncio.wait_for(ws.recv(), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            m = json.loads(raw)
+            kind = m["type"]
+            if kind == "subscriptions":
+                stats["subscriptions"] += 1
+            elif kind == "snapshot":
+                book = {"buy": {p: s for p, s in m["bids"]}, "sell": {p: s for p, s in m["asks"]}}
+                seq = m["sequence"]
+                if not announced:
+                    print("subscribed", flush=True)
+                    announced = True
+            elif kind == "l2update":
+                if seq is None:
+                    continue
+                if m["sequence"] != seq + 1:
+                    stats["gaps"] += 1
+                seq = m["sequence"]
+                stats["updates"] += 1
+                for side, price, size in m["changes"]:
+                    if size == "0":
+                        book[side].pop(price, None)
+                    else:
+                        book[side][price] = size
+            elif kind == "match":
+                stats["matches"] += 1
+            elif kind == "ticker":
+                stats["tickers"] += 1
+            elif kind == "heartbeat":
+                stats["heartbeats"] += 1
+            elif kind == "error":
+                stats["errors"].append(m)
+        print(json.dumps({"sequence": seq, "bids": book["buy"], "asks": book["sell"], **stats}), flush=True)
+
+
+asyncio.run(main(*sys.argv[1:5]))
