@@ -17,6 +17,9 @@ pub enum Bench {
     /// REST order entry end to end over keep-alive HTTPS against an in-process
     /// `atlas up`: orders/s, latency histograms, the ratio to a no-op endpoint.
     Api(crate::bench_api::ApiArgs),
+    /// WebSocket fan-out: subscribers of level2 and matches while orders flow;
+    /// publish lag percentiles, dropped subscribers, memory.
+    Feed(crate::bench_feed::FeedArgs),
     /// The web application firewall alone: what inspecting one order request
     /// (peer lists, head, JSON body) costs.
     Waf {
@@ -88,6 +91,7 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
         Bench::Engine(args) => engine(args),
         Bench::Journal(args) => journal(args),
         Bench::Api(args) => crate::bench_api::run(args),
+        Bench::Feed(args) => crate::bench_feed::run(args),
         Bench::Waf { n } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; figures are meaningless (use --release)");

@@ -50,7 +50,7 @@ pub struct ApiArgs {
 /// The exchange's configuration for the benchmark, with the gateway's
 /// protections on (as `atlas up` runs, rate limits aside: they are counted but
 /// set far above the load) or off.
-fn config(
+pub(crate) fn config(
     data_dir: &std::path::Path,
     database_url: Option<String>,
     protected: bool,
@@ -125,7 +125,10 @@ async fn call(
 }
 
 /// Creates the product, a broker and its user; returns a broker token.
-async fn setup(running: &atlas_services::up::Running, data_dir: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) async fn setup(
+    running: &atlas_services::up::Running,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<String> {
     let ca = std::fs::read(&running.pki.ca_cert)?;
     let mut identity = std::fs::read(&running.pki.admin.cert)?;
     identity.extend(std::fs::read(&running.pki.admin.key)?);
@@ -170,23 +173,23 @@ async fn setup(running: &atlas_services::up::Running, data_dir: &std::path::Path
 }
 
 #[derive(Clone, Copy)]
-enum Load {
+pub(crate) enum Load {
     Orders,
     Noop,
 }
 
-struct Phase {
-    histogram: Histogram<u64>,
-    done: u64,
-    errors: u64,
-    elapsed: Duration,
+pub(crate) struct Phase {
+    pub(crate) histogram: Histogram<u64>,
+    pub(crate) done: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
 }
 
 /// Where and as whom the load goes.
-struct Target<'a> {
-    ca: &'a [u8],
-    base: &'a str,
-    token: &'a str,
+pub(crate) struct Target<'a> {
+    pub(crate) ca: &'a [u8],
+    pub(crate) base: &'a str,
+    pub(crate) token: &'a str,
 }
 
 /// One keep-alive HTTPS connection of the load generator: a hyper HTTP/1.1
@@ -281,7 +284,7 @@ impl Prepared {
 
 /// Runs one phase on `connections` connections for `seconds`: closed loop when
 /// `rate` is 0, otherwise open loop at `rate` requests/s in all.
-async fn phase(
+pub(crate) async fn phase(
     label: &str,
     target: &Target<'_>,
     load: Load,
@@ -368,7 +371,7 @@ fn ms(ns: u64) -> String {
     format!("{:.2} ms", ns as f64 / 1e6)
 }
 
-fn report(label: &str, p: &Phase) -> f64 {
+pub(crate) fn report(label: &str, p: &Phase) -> f64 {
     let per_s = p.done as f64 / p.elapsed.as_secs_f64();
     let h = &p.histogram;
     println!(

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_feed;
 mod cli;
 mod journal_load;
 mod pki;

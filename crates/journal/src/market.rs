@@ -2,8 +2,9 @@
 //! changes and trades of the batch, in order, on a broadcast channel that never
 //! blocks the writer (a receiver that falls behind loses messages and is told
 //! so). Each product's level2 stream is numbered on the engine thread — one
-//! number per command that changed the product's levels — so a query of the
-//! engine (the REST book) can say exactly which update it reflects.
+//! number per batch that changed the product's levels, so updates coalesce
+//! under load — and queries run at batch ends, so a query of the engine (the
+//! REST book) can say exactly which update it reflects.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,19 +15,19 @@ use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Time
 /// Batches the broadcast holds for slow receivers before they lag.
 pub const FEED_CAPACITY: usize = 16_384;
 
-/// One command's changes to one product's price levels.
+/// One batch's changes to one product's price levels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LevelUpdate {
     /// The product.
     pub product: ProductId,
     /// The product's level2 sequence number: one more than its previous update's.
     pub sequence: u64,
-    /// The command's journal sequence number.
+    /// The journal sequence number of the last command that changed them.
     pub seq: Seq,
-    /// The command's time.
+    /// That command's time.
     pub time: Timestamp,
-    /// Each level's new total (0: gone), in the engine's order.
-    pub changes: Vec<(Side, Price, Qty)>,
+    /// Each level's new total (0: gone), in the order they were first changed.
+    pub changes: Vec<LevelTotal>,
 }
 
 /// A trade.
@@ -99,30 +100,26 @@ impl MarketSeqs {
         self.last.get(&product).copied().unwrap_or(self.base)
     }
 
-    /// Turns one command's events into market events: one level update per
-    /// product it changed (numbered), and its trades.
-    pub fn collect(&mut self, seq: Seq, time: Timestamp, events: &[Event], out: &mut Vec<MarketEvent>) {
-        let start = out.len();
+    /// Adds one command's events to the batch being built: its trades, in
+    /// order, and its level changes (a level changed twice in the batch keeps
+    /// its last total).
+    pub fn collect(&mut self, seq: Seq, time: Timestamp, events: &[Event], batch: &mut BatchBuilder) {
         for e in events {
             match e {
                 Event::Level { product, side, price, quantity } => {
-                    let existing = out[start..].iter_mut().find_map(|m| match m {
-                        MarketEvent::Levels(u) if u.product == *product => Some(u),
-                        _ => None,
-                    });
-                    match existing {
-                        Some(u) => u.changes.push((*side, *price, *quantity)),
+                    let i = match batch.levels.iter().position(|(p, ..)| p == product) {
+                        Some(i) => i,
                         None => {
-                            let n = self.last.entry(*product).or_insert(self.base);
-                            *n += 1;
-                            out.push(MarketEvent::Levels(LevelUpdate {
-                                product: *product,
-                                sequence: *n,
-                                seq,
-                                time,
-                                changes: vec![(*side, *price, *quantity)],
-                            }));
+                            batch.levels.push((*product, seq, time, Vec::new()));
+                            batch.levels.len() - 1
                         }
+                    };
+                    let levels = &mut batch.levels[i];
+                    levels.1 = seq;
+                    levels.2 = time;
+                    match levels.3.iter_mut().find(|(s, p, _)| s == side && p == price) {
+                        Some(c) => c.2 = *quantity,
+                        None => levels.3.push((*side, *price, *quantity)),
                     }
                 }
                 Event::Trade {
@@ -136,7 +133,7 @@ impl MarketSeqs {
                     taker_participant,
                     aggressor,
                     ..
-                } => out.push(MarketEvent::Match(Match {
+                } => batch.events.push(MarketEvent::Match(Match {
                     product: *product,
                     trade_id: *trade_id,
                     price: *price,
@@ -153,4 +150,27 @@ impl MarketSeqs {
             }
         }
     }
+
+    /// Ends the batch: one numbered level update per product it changed, after
+    /// its trades.
+    pub fn finish(&mut self, batch: &mut BatchBuilder) -> Vec<MarketEvent> {
+        let mut out = std::mem::take(&mut batch.events);
+        for (product, seq, time, changes) in batch.levels.drain(..) {
+            let n = self.last.entry(product).or_insert(self.base);
+            *n += 1;
+            out.push(MarketEvent::Levels(LevelUpdate { product, sequence: *n, seq, time, changes }));
+        }
+        out
+    }
 }
+
+/// A batch's market data while the engine thread builds it.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    events: Vec<MarketEvent>,
+    /// Per product: the last command's seq and time, and each level's last total.
+    levels: Vec<(ProductId, Seq, Timestamp, Vec<LevelTotal>)>,
+}
+
+/// A level's side, price and new total.
+pub type LevelTotal = (Side, Price, Qty);

@@ -27,7 +27,7 @@ use atlas_types::{OrderId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
-use crate::market::{FEED_CAPACITY, MarketBatch, MarketEvent, MarketFeed, MarketSeqs};
+use crate::market::{BatchBuilder, FEED_CAPACITY, MarketBatch, MarketEvent, MarketFeed, MarketSeqs};
 use crate::projection::{Effects, Projection};
 use crate::storage::{Recovered, RecoveryError, Snapshot, SnapshotSink, Storage, recover};
 use crate::{Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, valid_client_order_id};
@@ -125,8 +125,9 @@ struct Request {
 }
 
 /// A read of the engine's state (and the level2 numbering): runs on the engine
-/// thread, in order with the commands, and returns what to deliver once
-/// everything before it is committed.
+/// thread at the end of the batch it arrived in (it sees every command queued
+/// before it, and possibly some after it in the same batch), and returns what
+/// to deliver once the batch is committed.
 type Query = Box<dyn FnOnce(&Engine, &MarketSeqs) -> Box<dyn FnOnce() + Send> + Send>;
 
 /// What the request queue carries.
@@ -185,9 +186,10 @@ impl SequencerHandle {
         Ok(ticket)
     }
 
-    /// Reads the engine's state with `read`, which runs on the engine thread in
-    /// order with the commands. The answer arrives once every command before it
-    /// is committed, so it never shows anything unacknowledged.
+    /// Reads the engine's state with `read`, which runs on the engine thread at
+    /// the end of the batch the query arrived in: it sees every command queued
+    /// before it. The answer arrives once that batch is committed, so it never
+    /// shows anything unacknowledged.
     pub fn query<R: Send + 'static>(
         &self,
         read: impl FnOnce(&Engine) -> R + Send + 'static,
@@ -430,13 +432,16 @@ fn engine_loop(
         let mut entries = Vec::with_capacity(requests.len());
         let mut answers = Vec::with_capacity(requests.len());
         let mut effects = Effects::default();
-        let mut market = Vec::new();
+        let mut market = BatchBuilder::default();
+        let mut queries = Vec::new();
         let prev_hash = st.chain_hash;
         for msg in requests.drain(..) {
             let r = match msg {
                 Msg::Command(r) => r,
                 Msg::Query(read) => {
-                    answers.push(Answer::Deliver(read(&st.engine, &market_seqs)));
+                    // Read at the batch's end, where the level2 numbering is
+                    // defined (its answer still waits for the commit).
+                    queries.push(read);
                     continue;
                 }
                 Msg::Risk(update, reply) => {
@@ -488,6 +493,10 @@ fn engine_loop(
                 r.reply,
                 Receipt { seq, time, order_id, events: events.clone(), duplicate: false },
             ));
+        }
+        let market = market_seqs.finish(&mut market);
+        for read in queries {
+            answers.push(Answer::Deliver(read(&st.engine, &market_seqs)));
         }
         let batch = (!entries.is_empty()).then(|| Batch::encode(&entries, prev_hash));
         if let Some(b) = &batch {
