@@ -500,71 +500,33 @@ async fn hub(
     }
 }
 
-/// The subscribe and unsubscribe messages of both flavors.
-#[derive(serde::Deserialize)]
-struct ClientMessage {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    channels: Vec<Value>,
-    #[serde(default, rename = "productIds")]
-    product_ids: Vec<Value>,
-    #[serde(default, rename = "product_ids")]
-    product_ids_cb: Vec<Value>,
-}
-
-fn parse_request(
+/// Resolves a parsed feed request against the listed products.
+fn resolve(
     app: &App,
     flavor: Flavor,
-    msg: &ClientMessage,
+    req: &atlas_wire::feed::FeedRequest,
 ) -> Result<Vec<(Channel, ProductId)>, String> {
-    let mut products = Vec::new();
-    let ids = if msg.product_ids.is_empty() { &msg.product_ids_cb } else { &msg.product_ids };
-    for v in ids {
-        let found = match (flavor, v) {
-            (_, Value::Number(n)) => {
-                n.as_u64().and_then(|n| u32::try_from(n).ok()).and_then(|n| app.product(ProductId(n)))
-            }
-            (Flavor::Atlas, Value::String(s)) => s
-                .parse::<u32>()
-                .ok()
-                .and_then(|n| app.product(ProductId(n)))
-                .or_else(|| app.product_by_symbol(s)),
-            (Flavor::Coinbase, Value::String(s)) => s
-                .rsplit_once('-')
-                .and_then(|(sym, cur)| app.product_by_symbol(sym).filter(|p| p.currency == cur)),
-            _ => None,
-        };
-        products.push(found.ok_or_else(|| format!("unknown product {v}"))?.id);
-    }
+    use atlas_wire::feed::ProductRef;
     let mut wanted = Vec::new();
-    for c in &msg.channels {
-        // Coinbase also accepts {"name": "level2", "product_ids": [...]}.
-        let (name, extra) = match c {
-            Value::String(s) => (s.as_str(), Vec::new()),
-            Value::Object(o) => {
-                let name = o.get("name").and_then(Value::as_str).unwrap_or("");
-                let nested = ClientMessage {
-                    kind: String::new(),
-                    channels: vec![],
-                    product_ids: o.get("productIds").and_then(Value::as_array).cloned().unwrap_or_default(),
-                    product_ids_cb: o
-                        .get("product_ids")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                };
-                (name, parse_request(app, flavor, &nested)?.into_iter().map(|(_, p)| p).collect())
+    for (name, products) in &req.channels {
+        let channel = Channel::parse(name).ok_or_else(|| format!("unknown channel {name:?}"))?;
+        for p in products {
+            let found = match (flavor, p) {
+                (_, ProductRef::Id(n)) => app.product(ProductId(*n)),
+                (Flavor::Atlas, ProductRef::Name(s)) => s
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|n| app.product(ProductId(n)))
+                    .or_else(|| app.product_by_symbol(s)),
+                (Flavor::Coinbase, ProductRef::Name(s)) => s
+                    .rsplit_once('-')
+                    .and_then(|(sym, cur)| app.product_by_symbol(sym).filter(|p| p.currency == cur)),
+            };
+            let id = found.ok_or_else(|| format!("unknown product {p:?}"))?.id;
+            if !wanted.contains(&(channel, id)) {
+                wanted.push((channel, id));
             }
-            _ => ("", Vec::new()),
-        };
-        let channel = Channel::parse(name).ok_or_else(|| format!("unknown channel {c}"))?;
-        for p in products.iter().chain(extra.iter()) {
-            wanted.push((channel, *p));
         }
-    }
-    if wanted.is_empty() {
-        return Err("name at least one channel and one product".into());
     }
     Ok(wanted)
 }
@@ -647,22 +609,21 @@ async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue, // pings are answered by the library; binary is ignored
                 };
-                let parsed: Result<ClientMessage, _> = serde_json::from_str(&text);
-                let msg = match parsed {
-                    Ok(m) if m.kind == "subscribe" || m.kind == "unsubscribe" => m,
-                    _ => {
-                        let _ = socket.send(error_message("expected {\"type\":\"subscribe\"|\"unsubscribe\",\"channels\":[…],\"productIds\":[…]}", "bad request")).await;
+                let msg = match atlas_wire::feed::parse(&text) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        let _ = socket.send(error_message(&e, "bad request")).await;
                         continue;
                     }
                 };
-                let wanted = match parse_request(app, flavor, &msg) {
+                let wanted = match resolve(app, flavor, &msg) {
                     Ok(w) => w,
                     Err(e) => {
                         let _ = socket.send(error_message(&e, "bad request")).await;
                         continue;
                     }
                 };
-                if msg.kind == "unsubscribe" {
+                if msg.kind == atlas_wire::feed::Kind::Unsubscribe {
                     let _ = md.cmds.send(Cmd::Unsubscribe { conn, wanted }).await;
                     continue;
                 }

@@ -1,0 +1,141 @@
+//! The market data feed's client messages:
+//! `{"type":"subscribe"|"unsubscribe","channels":[…],"productIds":[…]}` (or
+//! Coinbase's `product_ids`; a channel may be `{"name":…, "product_ids":[…]}`).
+//! Everything is bounded: a message names at most [`CHANNELS_MAX`] channels and
+//! [`PRODUCTS_MAX`] products per list.
+
+use serde_json::Value;
+
+/// Channels per message, at most.
+pub const CHANNELS_MAX: usize = 16;
+/// Products per list, at most.
+pub const PRODUCTS_MAX: usize = 100;
+/// Characters of a product name or channel name, at most.
+pub const NAME_CHARS_MAX: usize = 32;
+
+/// Subscribe or unsubscribe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Start receiving.
+    Subscribe,
+    /// Stop receiving.
+    Unsubscribe,
+}
+
+/// A product as the client named it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProductRef {
+    /// By id (Atlas).
+    Id(u32),
+    /// By name: a symbol or an id in a string (Atlas), `SYMBOL-CURRENCY` (Coinbase).
+    Name(String),
+}
+
+/// A parsed request: each channel with the products it applies to (the
+/// message's own list, plus the channel's when it names some).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedRequest {
+    /// Subscribe or unsubscribe.
+    pub kind: Kind,
+    /// (channel name, products).
+    pub channels: Vec<(String, Vec<ProductRef>)>,
+}
+
+fn products(v: Option<&Value>) -> Result<Vec<ProductRef>, String> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    let list = v.as_array().ok_or("product lists are arrays")?;
+    if list.len() > PRODUCTS_MAX {
+        return Err(format!("at most {PRODUCTS_MAX} products per list"));
+    }
+    list.iter()
+        .map(|p| match p {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(ProductRef::Id)
+                .ok_or_else(|| format!("{n} is not a product id")),
+            Value::String(s) if !s.is_empty() && s.chars().count() <= NAME_CHARS_MAX => {
+                Ok(ProductRef::Name(s.clone()))
+            }
+            _ => Err("a product is an id or a name of 1 to 32 characters".to_owned()),
+        })
+        .collect()
+}
+
+fn product_list(o: &serde_json::Map<String, Value>) -> Result<Vec<ProductRef>, String> {
+    let mut all = products(o.get("productIds"))?;
+    all.extend(products(o.get("product_ids"))?);
+    Ok(all)
+}
+
+/// Parses one client message.
+pub fn parse(text: &str) -> Result<FeedRequest, String> {
+    const SHAPE: &str =
+        "expected {\"type\":\"subscribe\"|\"unsubscribe\",\"channels\":[…],\"productIds\":[…]}";
+    let v: Value = serde_json::from_str(text).map_err(|_| SHAPE.to_owned())?;
+    let o = v.as_object().ok_or(SHAPE)?;
+    let kind = match o.get("type").and_then(Value::as_str) {
+        Some("subscribe") => Kind::Subscribe,
+        Some("unsubscribe") => Kind::Unsubscribe,
+        _ => return Err(SHAPE.to_owned()),
+    };
+    let listed = product_list(o)?;
+    let channels = o.get("channels").and_then(Value::as_array).ok_or(SHAPE)?;
+    if channels.is_empty() || channels.len() > CHANNELS_MAX {
+        return Err(format!("name 1 to {CHANNELS_MAX} channels"));
+    }
+    let mut out = Vec::with_capacity(channels.len());
+    for c in channels {
+        let (name, mut own) = match c {
+            Value::String(s) => (s.clone(), Vec::new()),
+            Value::Object(co) => {
+                let name = co.get("name").and_then(Value::as_str).ok_or("a channel object has a name")?;
+                (name.to_owned(), product_list(co)?)
+            }
+            _ => return Err("a channel is a name or {\"name\",\"product_ids\"}".to_owned()),
+        };
+        if name.is_empty() || name.chars().count() > NAME_CHARS_MAX {
+            return Err("a channel name is 1 to 32 characters".to_owned());
+        }
+        own.extend(listed.iter().cloned());
+        if own.is_empty() {
+            return Err(format!("channel {name:?} names no product"));
+        }
+        out.push((name, own));
+    }
+    Ok(FeedRequest { kind, channels: out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_shapes() {
+        let r =
+            parse(r#"{"type":"subscribe","channels":["level2","matches"],"productIds":[1,"ACME"]}"#).unwrap();
+        assert_eq!(r.kind, Kind::Subscribe);
+        assert_eq!(r.channels.len(), 2);
+        assert_eq!(r.channels[0].1, [ProductRef::Id(1), ProductRef::Name("ACME".into())]);
+        let r = parse(r#"{"type":"unsubscribe","channels":[{"name":"ticker","product_ids":["ACME-USD"]}]}"#)
+            .unwrap();
+        assert_eq!((r.kind, &r.channels[0].0), (Kind::Unsubscribe, &"ticker".to_owned()));
+        for bad in [
+            "",
+            "[]",
+            r#"{"type":"subscribe"}"#,
+            r#"{"type":"subscribe","channels":[]}"#,
+            r#"{"type":"subscribe","channels":["level2"]}"#,
+            r#"{"type":"subscribe","channels":["level2"],"productIds":[-1]}"#,
+            r#"{"type":"subscribe","channels":[7],"productIds":[1]}"#,
+            r#"{"type":"hello","channels":["level2"],"productIds":[1]}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let many = format!(
+            r#"{{"type":"subscribe","channels":["level2"],"productIds":[{}]}}"#,
+            vec!["1"; 101].join(",")
+        );
+        assert!(parse(&many).is_err());
+    }
+}
