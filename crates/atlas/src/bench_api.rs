@@ -76,6 +76,7 @@ pub(crate) fn config(
         },
         connections_per_ip: if protected { atlas_services::CONNECTIONS_PER_IP_DEFAULT } else { 0 },
         idle_timeout: atlas_services::IDLE_TIMEOUT_DEFAULT,
+        feed_connections_per_ip: atlas_services::marketdata::CONNECTIONS_PER_IP_DEFAULT,
         jwt_keys_dir: None,
         internal_client_ids: atlas_services::INTERNAL_CLIENT_IDS_DEFAULT
             .split(',')

@@ -82,6 +82,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
     let mut cfg = config(tmp.path(), None, true)?;
     // A thousand subscribers come from one address here.
     cfg.connections_per_ip = 0;
+    cfg.feed_connections_per_ip = 0;
     let running = server.block_on(atlas_services::up::start(cfg))?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -48,6 +48,9 @@ pub struct UpArgs {
     /// Connections open at once from one client IP, per listener; 0: no cap.
     #[arg(long, env = "ATLAS_CONNECTIONS_PER_IP", default_value_t = atlas_services::CONNECTIONS_PER_IP_DEFAULT)]
     connections_per_ip: u32,
+    /// Market data feed (WebSocket) connections from one client IP; 0: no cap.
+    #[arg(long, env = "ATLAS_FEED_CONNECTIONS_PER_IP", default_value_t = atlas_services::marketdata::CONNECTIONS_PER_IP_DEFAULT)]
+    feed_connections_per_ip: u32,
     /// Seconds a connection may stay without traffic before it is closed; 0: never.
     #[arg(long, env = "ATLAS_IDLE_TIMEOUT_SECONDS", default_value_t = atlas_services::IDLE_TIMEOUT_DEFAULT.as_secs())]
     idle_timeout_seconds: u64,
@@ -119,6 +122,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         login_failures_per_ip: args.login_failures_per_ip,
         connections_per_ip: args.connections_per_ip,
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout_seconds),
+        feed_connections_per_ip: args.feed_connections_per_ip,
         jwt_keys_dir: args.jwt_keys_dir,
         internal_client_ids: args.internal_client_ids,
         waf_mode: args.waf,

@@ -11,7 +11,7 @@ mod coinbase;
 mod error;
 mod gateway;
 pub mod limits;
-mod marketdata;
+pub mod marketdata;
 mod metrics;
 mod model;
 mod openapi;

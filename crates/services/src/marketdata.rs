@@ -38,8 +38,8 @@ pub const CONNECTION_QUEUE: usize = 4_096;
 pub const SUBSCRIPTIONS_MAX: usize = 100;
 /// A client message (subscribe, unsubscribe) is at most this large.
 pub const CLIENT_MESSAGE_BYTES_MAX: usize = 4_096;
-/// WebSocket connections from one IP address, at most.
-pub const CONNECTIONS_PER_IP_MAX: usize = 32;
+/// WebSocket connections from one IP address, at most, by default.
+pub const CONNECTIONS_PER_IP_DEFAULT: u32 = 32;
 /// Heartbeats go out this often.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
@@ -108,16 +108,27 @@ pub struct MarketData {
     cmds: mpsc::Sender<Cmd>,
     next_conn: AtomicU64,
     per_ip: std::sync::Mutex<HashMap<IpAddr, usize>>,
+    /// Feed connections per IP, at most (0: no cap).
+    per_ip_max: usize,
 }
 
 impl MarketData {
     /// Starts the hub on the current runtime.
-    pub fn start(app: std::sync::Weak<App>, seq: atlas_journal::SequencerHandle) -> MarketData {
+    pub fn start(
+        app: std::sync::Weak<App>,
+        seq: atlas_journal::SequencerHandle,
+        per_ip_max: u32,
+    ) -> MarketData {
         let (cmds, rx) = mpsc::channel(1_024);
         // Subscribed before the first snapshot is read, so nothing falls between.
         let feed = seq.market_feed();
         tokio::spawn(hub(app, seq, feed, rx));
-        MarketData { cmds, next_conn: AtomicU64::new(1), per_ip: Default::default() }
+        MarketData {
+            cmds,
+            next_conn: AtomicU64::new(1),
+            per_ip: Default::default(),
+            per_ip_max: usize::try_from(per_ip_max).unwrap_or(usize::MAX),
+        }
     }
 }
 
@@ -560,13 +571,13 @@ fn ws(
     {
         let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = per_ip.entry(ip).or_insert(0);
-        if *n >= CONNECTIONS_PER_IP_MAX {
+        if md.per_ip_max > 0 && *n >= md.per_ip_max {
             return Err(ApiError {
                 retry_after_s: Some(1),
                 ..ApiError::new(
                     axum::http::StatusCode::TOO_MANY_REQUESTS,
                     "RATE_LIMITED",
-                    format!("at most {CONNECTIONS_PER_IP_MAX} feed connections per address"),
+                    format!("at most {} feed connections per address", md.per_ip_max),
                 )
             });
         }

@@ -45,6 +45,8 @@ pub struct UpConfig {
     pub login_failures_per_ip: u32,
     /// Connections open at once from one client IP, per listener (0: no cap).
     pub connections_per_ip: u32,
+    /// Market data feed (WebSocket) connections per client IP (0: no cap).
+    pub feed_connections_per_ip: u32,
     /// Connections with no traffic for this long are closed (zero: never).
     pub idle_timeout: std::time::Duration,
     /// The token signing keys' directory (default `DATA_DIR/secrets/jwt`).
@@ -193,7 +195,11 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
         )?,
         market: Default::default(),
     });
-    let _ = app.market.set(crate::marketdata::MarketData::start(Arc::downgrade(&app), app.seq.clone()));
+    let _ = app.market.set(crate::marketdata::MarketData::start(
+        Arc::downgrade(&app),
+        app.seq.clone(),
+        config.feed_connections_per_ip,
+    ));
     for p in app.db.participants().await? {
         if p.status != "ACTIVE" {
             app.disable(p.id);
