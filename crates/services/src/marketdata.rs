@@ -21,6 +21,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,9 +32,18 @@ use crate::app::{App, St};
 use crate::error::ApiError;
 use crate::model::{format_price, rfc3339};
 
-/// Messages queued for one connection, at most; a connection that lets more
-/// pile up is too slow for the feed and is closed.
-pub const CONNECTION_QUEUE: usize = 4_096;
+/// Messages waiting in one connection's outbox, at most, before it is flushed
+/// to the connection early.
+const OUTBOX_FLUSH_AT: usize = 256;
+/// Flushed outboxes waiting for one connection to write them, at most; a
+/// connection that lets more pile up (up to `OUTBOX_FLUSH_AT` × this, ~8,000
+/// messages, all shared with other subscribers) is too slow and is closed.
+const CONNECTION_BATCHES: usize = 32;
+/// Messages queued for one connection, at most (see above).
+pub const CONNECTION_QUEUE: usize = OUTBOX_FLUSH_AT * CONNECTION_BATCHES;
+/// The hub hands each connection what accumulated for it this often: one
+/// wake-up and one write per connection per tick instead of per message.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// (channel, product) subscriptions per connection, at most.
 pub const SUBSCRIPTIONS_MAX: usize = 100;
 /// A client message (subscribe, unsubscribe) is at most this large.
@@ -90,7 +100,7 @@ enum Cmd {
     Subscribe {
         conn: u64,
         flavor: Flavor,
-        tx: Option<mpsc::Sender<Utf8Bytes>>,
+        tx: Option<mpsc::Sender<Vec<Utf8Bytes>>>,
         wanted: Vec<(Channel, ProductId)>,
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -163,8 +173,10 @@ impl ProductBook {
 
 struct Sub {
     flavor: Flavor,
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Vec<Utf8Bytes>>,
     wanted: HashSet<(Channel, ProductId)>,
+    /// Messages for it since the last flush.
+    outbox: Vec<Utf8Bytes>,
 }
 
 struct Hub {
@@ -174,6 +186,8 @@ struct Hub {
     subs: HashMap<u64, Sub>,
     /// Who wants what: (channel, product) → connections.
     index: HashMap<(Channel, ProductId), Vec<u64>>,
+    /// Connections with something in their outbox.
+    dirty: Vec<u64>,
 }
 
 /// One message in both flavors, serialized when first needed.
@@ -252,10 +266,41 @@ impl Hub {
     }
 
     fn send_snapshot(&mut self, conn: u64, p: ProductId) {
-        let Some(sub) = self.subs.get(&conn) else { return };
-        let Some(text) = self.snapshot_json(p, sub.flavor) else { return };
-        if sub.tx.try_send(Utf8Bytes::from(text)).is_err() {
+        let Some(flavor) = self.subs.get(&conn).map(|s| s.flavor) else { return };
+        let Some(text) = self.snapshot_json(p, flavor) else { return };
+        self.enqueue(conn, Utf8Bytes::from(text));
+        self.flush_one(conn);
+    }
+
+    /// Puts a message in a connection's outbox.
+    fn enqueue(&mut self, conn: u64, text: Utf8Bytes) {
+        let Some(sub) = self.subs.get_mut(&conn) else { return };
+        if sub.outbox.is_empty() {
+            self.dirty.push(conn);
+        }
+        sub.outbox.push(text);
+        if sub.outbox.len() >= OUTBOX_FLUSH_AT {
+            self.flush_one(conn);
+        }
+    }
+
+    /// Hands a connection its outbox; a connection whose queue is full is
+    /// too slow and is dropped.
+    fn flush_one(&mut self, conn: u64) {
+        let Some(sub) = self.subs.get_mut(&conn) else { return };
+        if sub.outbox.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut sub.outbox);
+        if sub.tx.try_send(batch).is_err() {
             self.kick(conn);
+        }
+    }
+
+    fn flush(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for conn in dirty {
+            self.flush_one(conn);
         }
     }
 
@@ -277,27 +322,22 @@ impl Hub {
             return;
         }
         let mut out = Out { atlas: None, coinbase: None };
-        let mut slow = Vec::new();
+        let conns = conns.clone();
         for c in conns {
-            let Some(sub) = self.subs.get(c) else { continue };
-            let slot = match sub.flavor {
+            let Some(flavor) = self.subs.get(&c).map(|s| s.flavor) else { continue };
+            let slot = match flavor {
                 Flavor::Atlas => &mut out.atlas,
                 Flavor::Coinbase => &mut out.coinbase,
             };
             if slot.is_none() {
-                match make(sub.flavor) {
+                match make(flavor) {
                     Some(v) => *slot = Some(Utf8Bytes::from(v.to_string())),
                     None => continue,
                 }
             }
-            if let Some(text) = slot.clone()
-                && sub.tx.try_send(text).is_err()
-            {
-                slow.push(*c);
+            if let Some(text) = slot.clone() {
+                self.enqueue(c, text);
             }
-        }
-        for c in slow {
-            self.kick(c);
         }
     }
 
@@ -429,7 +469,7 @@ impl Hub {
         match cmd {
             Cmd::Subscribe { conn, flavor, tx, wanted, reply } => {
                 if let Some(tx) = tx {
-                    self.subs.insert(conn, Sub { flavor, tx, wanted: HashSet::new() });
+                    self.subs.insert(conn, Sub { flavor, tx, wanted: HashSet::new(), outbox: Vec::new() });
                 }
                 let Some(sub) = self.subs.get(&conn) else {
                     let _ = reply.send(Err("the connection is closed".into()));
@@ -486,9 +526,18 @@ async fn hub(
     mut feed: atlas_journal::market::MarketFeed,
     mut cmds: mpsc::Receiver<Cmd>,
 ) {
-    let mut hub = Hub { app, seq, books: HashMap::new(), subs: HashMap::new(), index: HashMap::new() };
+    let mut hub = Hub {
+        app,
+        seq,
+        books: HashMap::new(),
+        subs: HashMap::new(),
+        index: HashMap::new(),
+        dirty: Vec::new(),
+    };
     hub.resync(None).await;
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             batch = feed.recv() => match batch {
@@ -504,6 +553,7 @@ async fn hub(
                 None => return,
             },
             _ = beat.tick() => hub.heartbeats(),
+            _ = flush.tick(), if !hub.dirty.is_empty() => hub.flush(),
         }
         if hub.app.strong_count() == 0 {
             return;
@@ -609,7 +659,7 @@ fn error_message(message: &str, reason: &str) -> Message {
 async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(CONNECTION_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Vec<Utf8Bytes>>(CONNECTION_BATCHES);
     let mut tx = Some(tx);
     let mut subscribed_once = false;
     loop {
@@ -667,8 +717,23 @@ async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
                 }
             }
             out = rx.recv(), if subscribed_once => match out {
-                Some(text) => {
-                    if socket.send(Message::Text(text)).await.is_err() {
+                Some(batch) => {
+                    // Everything waiting goes out in one write.
+                    let mut failed = false;
+                    let mut next = Some(batch);
+                    while let Some(batch) = next.take() {
+                        for text in batch {
+                            if socket.feed(Message::Text(text)).await.is_err() {
+                                failed = true;
+                                break;
+                            }
+                        }
+                        if failed {
+                            break;
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    if failed || socket.flush().await.is_err() {
                         break;
                     }
                 }
