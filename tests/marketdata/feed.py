@@ -3,7 +3,10 @@ matches, ticker and heartbeat for one product, rebuilds the book from the
 snapshot and the l2updates (counting sequence gaps), and once the sequence
 named on stdin is reached, prints the book and what it saw as one JSON line.
 
-Usage: feed.py URL CA_FILE FLAVOR(atlas|coinbase) PRODUCT"""
+Usage: feed.py URL CA_FILE FLAVOR(atlas|coinbase) PRODUCT [TOKEN]
+
+With a bearer TOKEN (sent on the upgrade request), also subscribes to the
+private `user` channel and reports the order ids its messages name."""
 import asyncio
 import json
 import ssl
@@ -12,13 +15,15 @@ import sys
 import websockets
 
 
-async def main(url, ca, flavor, product):
+async def main(url, ca, flavor, product, token=None):
     ctx = ssl.create_default_context(cafile=ca)
     ids_key = "productIds" if flavor == "atlas" else "product_ids"
     product_id = int(product) if flavor == "atlas" else product
-    async with websockets.connect(url, ssl=ctx, max_size=2**22) as ws:
-        await ws.send(json.dumps({"type": "subscribe", "channels": ["level2", "matches", "ticker", "heartbeat"],
-                                  ids_key: [product_id]}))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    channels = ["level2", "matches", "ticker", "heartbeat"] + (["user"] if token else [])
+    private = {"orders": [], "fills": 0}
+    async with websockets.connect(url, ssl=ctx, max_size=2**22, additional_headers=headers) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channels": channels, ids_key: [product_id]}))
         book = {"buy": {}, "sell": {}}
         seq = None
         stats = {"matches": 0, "tickers": 0, "heartbeats": 0, "gaps": 0, "updates": 0, "subscriptions": 0,
@@ -58,15 +63,22 @@ async def main(url, ca, flavor, product):
                         book[side].pop(price, None)
                     else:
                         book[side][price] = size
+            elif kind == "match" and "liquidity" in m:
+                private["fills"] += 1
             elif kind == "match":
                 stats["matches"] += 1
+            elif kind in ("order", "open", "done"):
+                private["orders"].append(int(m.get("orderId", m.get("order_id"))))
+            elif kind == "fill":
+                private["fills"] += 1
             elif kind == "ticker":
                 stats["tickers"] += 1
             elif kind == "heartbeat":
                 stats["heartbeats"] += 1
             elif kind == "error":
                 stats["errors"].append(m)
-        print(json.dumps({"sequence": seq, "bids": book["buy"], "asks": book["sell"], **stats}), flush=True)
+        print(json.dumps({"sequence": seq, "bids": book["buy"], "asks": book["sell"], "private": private, **stats}),
+              flush=True)
 
 
-asyncio.run(main(*sys.argv[1:5]))
+asyncio.run(main(*sys.argv[1:6]))

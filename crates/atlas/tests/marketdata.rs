@@ -39,11 +39,13 @@ fn order(who: &Api, side: &str, price: &str, qty: u64) -> StatusCode {
 
 /// Runs the Python client against `path`, trades while it listens, and checks
 /// its rebuilt book against the REST book.
-fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &str, product: &str) {
+fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &str, product: &str) -> Value {
     let url = format!("{}{path}", s.external.replacen("https://", "wss://", 1));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/marketdata/feed.py");
+    // Alice's feed connection carries her token: she also gets her own orders.
     let mut child = Command::new("python3")
         .args([script, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap(), flavor, product])
+        .arg(alice.token.as_deref().unwrap())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -98,6 +100,21 @@ fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &st
     };
     assert_eq!(seen["bids"], Value::Object(rest_side(&book["bids"])), "bids differ");
     assert_eq!(seen["asks"], Value::Object(rest_side(&book["offers"])), "asks differ");
+    seen["private"].clone()
+}
+
+/// The user channel named only the caller's orders, and all of those placed
+/// while it listened.
+fn private_is_hers(alice: &Api, private: &Value, placed_before: &[u64]) {
+    let (_, mine) = alice.get("/atlas/api/order?limit=1000");
+    let mine: Vec<u64> =
+        mine["orders"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect();
+    let seen: Vec<u64> = private["orders"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(!seen.is_empty() && seen.iter().all(|id| mine.contains(id)), "not all hers: {seen:?}");
+    for id in mine.iter().filter(|id| !placed_before.contains(id)) {
+        assert!(seen.contains(id), "order {id} of hers never appeared on her user channel");
+    }
+    assert!(private["fills"].as_u64().unwrap() >= 1, "{private}");
 }
 
 #[test]
@@ -105,8 +122,13 @@ fn the_feed_rebuilds_the_rest_book_and_rest_market_data_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), None);
     let (alice, bob) = setup(&s);
-    feed_matches_rest(&s, &alice, &bob, "/atlas/api/ws", "atlas", "1");
-    feed_matches_rest(&s, &alice, &bob, "/coinbase/ws", "coinbase", "ACME-USD");
+    let private = feed_matches_rest(&s, &alice, &bob, "/atlas/api/ws", "atlas", "1");
+    private_is_hers(&alice, &private, &[]);
+    let (_, before) = alice.get("/atlas/api/order?limit=1000");
+    let before: Vec<u64> =
+        before["orders"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect();
+    let private = feed_matches_rest(&s, &alice, &bob, "/coinbase/ws", "coinbase", "ACME-USD");
+    private_is_hers(&alice, &private, &before);
 
     // The REST ticker and candles agree with the trades.
     let (st, ticker) = alice.get("/atlas/api/ticker/1");

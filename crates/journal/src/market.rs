@@ -69,11 +69,16 @@ pub enum MarketEvent {
     Reset,
 }
 
-/// One committed batch's market data.
+/// One committed batch's market data, and its private part: the orders it
+/// changed and the trades it printed (for each participant's own feed).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MarketBatch {
     /// In commit order.
     pub events: Vec<MarketEvent>,
+    /// The final state of every order the batch changed.
+    pub orders: Vec<crate::projection::OrderRow>,
+    /// The trades the batch printed.
+    pub trades: Vec<crate::projection::TradeRow>,
 }
 
 /// A receiver of the feed.

@@ -563,9 +563,15 @@ fn writer_loop<S: Storage>(
                         Answer::Deliver(deliver) => deliver(),
                     }
                 }
-                if !work.market.is_empty() && market.receiver_count() > 0 {
+                if market.receiver_count() > 0
+                    && !(work.market.is_empty()
+                        && work.effects.orders.is_empty()
+                        && work.effects.trades.is_empty())
+                {
                     // Never blocks: a receiver that lags loses the oldest batches.
-                    let _ = market.send(Arc::new(MarketBatch { events: work.market }));
+                    // The rows move (they were only borrowed for the commit).
+                    let Effects { orders, trades, .. } = work.effects;
+                    let _ = market.send(Arc::new(MarketBatch { events: work.market, orders, trades }));
                 }
                 if let (Some(tx), Some(batch)) = (&snapshots, &work.batch) {
                     // Blocks only if the snapshot thread is a whole backlog behind.
@@ -600,7 +606,8 @@ fn writer_loop<S: Storage>(
                 let (rebuilt, rows) = rebuilt;
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
                 // Level2 numbers of batches that never committed were spent.
-                let _ = market.send(Arc::new(MarketBatch { events: vec![MarketEvent::Reset] }));
+                let _ = market
+                    .send(Arc::new(MarketBatch { events: vec![MarketEvent::Reset], ..Default::default() }));
                 if let Some(tx) = &snapshots {
                     let _ = tx.send(SnapshotFeed::Reset(Box::new(rebuilt.clone())));
                 }

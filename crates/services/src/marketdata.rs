@@ -64,6 +64,8 @@ pub enum Channel {
     Ticker,
     /// Once a second: the product's sequence and last trade.
     Heartbeat,
+    /// The caller's own orders and fills (authenticated connections only).
+    User,
 }
 
 impl Channel {
@@ -73,6 +75,7 @@ impl Channel {
             "matches" => Some(Channel::Matches),
             "ticker" | "ticker_batch" => Some(Channel::Ticker),
             "heartbeat" => Some(Channel::Heartbeat),
+            "user" => Some(Channel::User),
             _ => None,
         }
     }
@@ -82,6 +85,7 @@ impl Channel {
             Channel::Matches => "matches",
             Channel::Ticker => "ticker",
             Channel::Heartbeat => "heartbeat",
+            Channel::User => "user",
         }
     }
 }
@@ -100,6 +104,7 @@ enum Cmd {
     Subscribe {
         conn: u64,
         flavor: Flavor,
+        participant: Option<atlas_types::ParticipantId>,
         tx: Option<mpsc::Sender<Vec<Utf8Bytes>>>,
         wanted: Vec<(Channel, ProductId)>,
         reply: oneshot::Sender<Result<(), String>>,
@@ -173,6 +178,8 @@ impl ProductBook {
 
 struct Sub {
     flavor: Flavor,
+    /// The broker's participant, on an authenticated connection.
+    participant: Option<atlas_types::ParticipantId>,
     tx: mpsc::Sender<Vec<Utf8Bytes>>,
     wanted: HashSet<(Channel, ProductId)>,
     /// Messages for it since the last flush.
@@ -416,6 +423,99 @@ impl Hub {
         for p in traded {
             self.publish_ticker(p);
         }
+        self.private(batch);
+    }
+
+    /// The user channel: each order the batch changed goes to its owner's
+    /// connections, each trade to both parties'.
+    fn private(&mut self, batch: &MarketBatch) {
+        if batch.orders.is_empty() && batch.trades.is_empty() {
+            return;
+        }
+        for row in &batch.orders {
+            let Some(conns) = self.index.get(&(Channel::User, row.product)).cloned() else { continue };
+            let Some(product) = self.product(row.product) else { continue };
+            let px = |p: Option<atlas_types::Price>| p.map(|p| format_price(p, &product));
+            let avg = (row.traded.0 > 0).then(|| {
+                let scaled = row.notional / i128::from(row.traded.0);
+                format_price(atlas_types::Price(i64::try_from(scaled).unwrap_or(i64::MAX)), &product)
+            });
+            let time = rfc3339(row.update_time.0);
+            let status = row.status.as_str();
+            let done = matches!(status, "FILLED" | "CANCELLED" | "PARTIALLY_CANCELLED" | "EXPIRED");
+            let mut atlas = None;
+            let mut coinbase = None;
+            for c in conns {
+                let Some((mine, flavor)) = self.subs.get(&c).map(|s| (s.participant, s.flavor)) else {
+                    continue;
+                };
+                if mine != Some(row.participant) {
+                    continue;
+                }
+                let text = match flavor {
+                    Flavor::Atlas => atlas
+                        .get_or_insert_with(|| {
+                            Utf8Bytes::from(
+                                json!({"type": "order", "productId": row.product.0, "orderId": row.id.0,
+                                    "clientOrderId": row.client_order_id, "side": side_name(row.side).to_uppercase(),
+                                    "status": status, "price": px(row.price), "stopPrice": px(row.stop_price),
+                                    "quantity": row.original.0, "tradedQuantity": row.traded.0,
+                                    "openQuantity": row.open.0, "cancelledQuantity": row.cancelled.0,
+                                    "averagePrice": avg, "time": time})
+                                .to_string(),
+                            )
+                        })
+                        .clone(),
+                    Flavor::Coinbase => coinbase
+                        .get_or_insert_with(|| {
+                            let kind = if done { "done" } else { "open" };
+                            let reason = match status {
+                                "FILLED" => "filled",
+                                _ => "canceled",
+                            };
+                            let mut v = json!({"type": kind, "order_id": row.id.0.to_string(),
+                                "client_oid": row.client_order_id, "product_id": Hub::cb_id(&product),
+                                "side": side_name(row.side), "price": px(row.price),
+                                "remaining_size": row.open.0.to_string(), "time": time});
+                            if done {
+                                v["reason"] = json!(reason);
+                            }
+                            Utf8Bytes::from(v.to_string())
+                        })
+                        .clone(),
+                };
+                self.enqueue(c, text);
+            }
+        }
+        for t in &batch.trades {
+            let Some(conns) = self.index.get(&(Channel::User, t.product)).cloned() else { continue };
+            let Some(product) = self.product(t.product) else { continue };
+            let (price, time) = (format_price(t.price, &product), rfc3339(t.time.0));
+            for c in conns {
+                let Some((mine, flavor)) = self.subs.get(&c).map(|s| (s.participant, s.flavor)) else {
+                    continue;
+                };
+                for (me, order, liquidity, side) in [
+                    (t.maker_participant, t.maker_order, "maker", t.aggressor.opposite()),
+                    (t.taker_participant, t.taker_order, "taker", t.aggressor),
+                ] {
+                    if mine != Some(me) {
+                        continue;
+                    }
+                    let v = match flavor {
+                        Flavor::Atlas => json!({"type": "fill", "productId": t.product.0, "tradeId": t.id.0,
+                            "orderId": order.0, "side": side_name(side).to_uppercase(), "price": price,
+                            "quantity": t.quantity.0, "liquidity": liquidity, "time": time}),
+                        Flavor::Coinbase => json!({"type": "match", "trade_id": t.id.0,
+                            "maker_order_id": t.maker_order.0.to_string(), "taker_order_id": t.taker_order.0.to_string(),
+                            "side": side_name(t.aggressor.opposite()), "size": t.quantity.0.to_string(), "price": price,
+                            "product_id": Hub::cb_id(&product), "time": time,
+                            "liquidity": if liquidity == "maker" { "M" } else { "T" }}),
+                    };
+                    self.enqueue(c, Utf8Bytes::from(v.to_string()));
+                }
+            }
+        }
     }
 
     fn publish_ticker(&mut self, p: ProductId) {
@@ -467,9 +567,16 @@ impl Hub {
 
     async fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Subscribe { conn, flavor, tx, wanted, reply } => {
+            Cmd::Subscribe { conn, flavor, participant, tx, wanted, reply } => {
                 if let Some(tx) = tx {
-                    self.subs.insert(conn, Sub { flavor, tx, wanted: HashSet::new(), outbox: Vec::new() });
+                    self.subs.insert(
+                        conn,
+                        Sub { flavor, participant, tx, wanted: HashSet::new(), outbox: Vec::new() },
+                    );
+                }
+                if wanted.iter().any(|(c, _)| *c == Channel::User) && participant.is_none() {
+                    let _ = reply.send(Err("the user channel needs an authenticated connection (a broker's token or API key signature on the upgrade request)".into()));
+                    return;
                 }
                 let Some(sub) = self.subs.get(&conn) else {
                     let _ = reply.send(Err("the connection is closed".into()));
@@ -596,23 +703,43 @@ fn resolve(
 pub async fn ws_atlas(
     State(ctx): St,
     origin: crate::audit::Origin,
+    failure: Option<axum::Extension<crate::auth::AuthFailure>>,
+    caller: Result<crate::auth::Caller, ApiError>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    ws(ctx, origin, upgrade, Flavor::Atlas)
+    ws(ctx, origin, participant(failure, caller)?, upgrade, Flavor::Atlas)
+}
+
+/// The broker's participant when the upgrade request carried a credential (a
+/// bad one is refused like on any other endpoint).
+fn participant(
+    failure: Option<axum::Extension<crate::auth::AuthFailure>>,
+    caller: Result<crate::auth::Caller, ApiError>,
+) -> Result<Option<atlas_types::ParticipantId>, ApiError> {
+    match (failure, caller) {
+        // A credential was sent but refused: refused here too.
+        (Some(_), Err(e)) => Err(e),
+        (_, Ok(c)) => c.broker().map(Some),
+        // No credential at all: the public channels only.
+        (None, Err(_)) => Ok(None),
+    }
 }
 
 /// `GET /coinbase/ws`: the same feed in Coinbase Exchange's shape.
 pub async fn ws_coinbase(
     State(ctx): St,
     origin: crate::audit::Origin,
+    failure: Option<axum::Extension<crate::auth::AuthFailure>>,
+    caller: Result<crate::auth::Caller, ApiError>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    ws(ctx, origin, upgrade, Flavor::Coinbase)
+    ws(ctx, origin, participant(failure, caller)?, upgrade, Flavor::Coinbase)
 }
 
 fn ws(
     ctx: Arc<crate::app::Ctx>,
     origin: crate::audit::Origin,
+    participant: Option<atlas_types::ParticipantId>,
     upgrade: WebSocketUpgrade,
     flavor: Flavor,
 ) -> Result<Response, ApiError> {
@@ -638,7 +765,7 @@ fn ws(
         .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| async move {
-            connection(&app, socket, flavor).await;
+            connection(&app, socket, flavor, participant).await;
             if let Some(md) = app.market.get() {
                 let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some(n) = per_ip.get_mut(&ip) {
@@ -656,7 +783,12 @@ fn error_message(message: &str, reason: &str) -> Message {
     Message::Text(Utf8Bytes::from(json!({"type": "error", "message": message, "reason": reason}).to_string()))
 }
 
-async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
+async fn connection(
+    app: &Arc<App>,
+    mut socket: WebSocket,
+    flavor: Flavor,
+    participant: Option<atlas_types::ParticipantId>,
+) {
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Vec<Utf8Bytes>>(CONNECTION_BATCHES);
@@ -689,7 +821,14 @@ async fn connection(app: &Arc<App>, mut socket: WebSocket, flavor: Flavor) {
                     continue;
                 }
                 let (reply, answer) = oneshot::channel();
-                let cmd = Cmd::Subscribe { conn, flavor, tx: if subscribed_once { None } else { tx.take() }, wanted: wanted.clone(), reply };
+                let cmd = Cmd::Subscribe {
+                    conn,
+                    flavor,
+                    participant,
+                    tx: if subscribed_once { None } else { tx.take() },
+                    wanted: wanted.clone(),
+                    reply,
+                };
                 if md.cmds.send(cmd).await.is_err() {
                     break;
                 }
