@@ -155,5 +155,33 @@ fn the_feed_rebuilds_the_rest_book_and_rest_market_data_agrees() {
         (StatusCode::BAD_REQUEST, "VALIDATION_FAILED")
     );
     assert_eq!(server::code(&alice.get("/atlas/api/ticker/9")), (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND"));
+
+    // Without a credential the user channel is refused (the public ones work);
+    // a bad request gets an error message, not a disconnect.
+    let probe = r#"
+import asyncio, json, ssl, sys, websockets
+async def main(url, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    async with websockets.connect(url, ssl=ctx) as ws:
+        out = []
+        for msg in ({"type": "subscribe", "channels": ["user"], "productIds": [1]},
+                    {"type": "subscribe", "channels": ["nonsense"], "productIds": [1]},
+                    {"type": "subscribe", "channels": ["heartbeat"], "productIds": [1]}):
+            await ws.send(json.dumps(msg))
+            out.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        print(json.dumps(out))
+asyncio.run(main(*sys.argv[1:3]))
+"#;
+    let url = format!("{}/atlas/api/ws", s.external.replacen("https://", "wss://", 1));
+    let out = Command::new("python3")
+        .args(["-c", probe, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answers: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answers[0]["type"], "error", "{answers}");
+    assert!(answers[0]["message"].as_str().unwrap().contains("authenticated"), "{answers}");
+    assert_eq!(answers[1]["type"], "error", "{answers}");
+    assert_eq!(answers[2]["type"], "subscriptions", "{answers}");
     server::check_against_openapi(&s);
 }
