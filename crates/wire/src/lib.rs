@@ -4,5 +4,9 @@
 //! `feed`: the market data feed's subscribe and unsubscribe messages, in
 //! Atlas's shape (`productIds`) and Coinbase Exchange's (`product_ids`, and
 //! channels given as `{"name", "product_ids"}` objects).
+//!
+//! `fix`: FIX 4.4 tag=value framing (BodyLength, CheckSum, fields) and encoding,
+//! the layer under the FIX acceptor's session.
 
 pub mod feed;
+pub mod fix;

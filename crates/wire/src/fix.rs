@@ -1,0 +1,241 @@
+//! FIX 4.4 tag=value framing: finding one whole message in a byte stream,
+//! checking its BodyLength (9) and CheckSum (10), reading its fields, and
+//! writing messages with both computed. The session and application layers sit
+//! above this (the acceptor); this layer only knows bytes.
+//!
+//! A message is `8=FIX.4.4␁9=<n>␁…body of n bytes…10=<ccc>␁`, with ␁ the SOH
+//! byte (0x01); the checksum is the sum of every byte before `10=`, modulo 256,
+//! as three digits. Per the specification, a message that cannot be framed or
+//! whose length or checksum is wrong is *garbled*: it is dropped (the framer
+//! skips to the next `8=FIX`), never answered.
+
+/// The field separator.
+pub const SOH: u8 = 0x01;
+/// The only BeginString accepted.
+pub const BEGIN_STRING: &[u8] = b"FIX.4.4";
+/// A message is at most this large (bytes, header to checksum).
+pub const MESSAGE_BYTES_MAX: usize = 16 * 1024;
+/// Fields per message, at most.
+pub const FIELDS_MAX: usize = 512;
+
+/// What the framer found at the start of the buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Not a whole message yet: read more bytes.
+    Incomplete,
+    /// A garbled message (or garbage) of this many bytes: drop them.
+    Garbled(usize, &'static str),
+    /// A whole, valid message of this many bytes.
+    Message(usize, Message),
+}
+
+/// A parsed message: its bytes and the position of every field's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    bytes: Vec<u8>,
+    fields: Vec<(u32, u32, u32)>,
+}
+
+impl Message {
+    /// Every field, in order: (tag, value).
+    pub fn fields(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.fields.iter().map(|&(t, a, b)| (t, &self.bytes[a as usize..b as usize]))
+    }
+
+    /// The first value of `tag`.
+    pub fn get(&self, tag: u32) -> Option<&[u8]> {
+        self.fields.iter().find(|f| f.0 == tag).map(|&(_, a, b)| &self.bytes[a as usize..b as usize])
+    }
+
+    /// The first value of `tag` as text.
+    pub fn text(&self, tag: u32) -> Option<&str> {
+        self.get(tag).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `tag` as an unsigned integer.
+    pub fn uint(&self, tag: u32) -> Option<u64> {
+        let v = self.get(tag)?;
+        if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(v).ok()?.parse().ok()
+    }
+
+    /// MsgType (35).
+    pub fn msg_type(&self) -> &[u8] {
+        self.get(35).unwrap_or_default()
+    }
+
+    /// The message's bytes, as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A number without sign or leading zeros (so that every message has one
+/// spelling, and what is read is what would be written).
+fn digits(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 6 || !s.iter().all(u8::is_ascii_digit) || (s.len() > 1 && s[0] == b'0') {
+        return None;
+    }
+    s.iter().try_fold(0usize, |acc, d| acc.checked_mul(10)?.checked_add(usize::from(d - b'0')))
+}
+
+/// Where the next message might start (`8=FIX` after position 0), or the end.
+fn resync(buf: &[u8]) -> usize {
+    buf.windows(5).skip(1).position(|w| w == b"8=FIX").map_or(buf.len(), |p| p + 1)
+}
+
+/// Frames the first message of `buf`.
+pub fn frame(buf: &[u8]) -> Frame {
+    let head = b"8=FIX.4.4\x019=";
+    if buf.len() < head.len() {
+        return if head.starts_with(buf) {
+            Frame::Incomplete
+        } else {
+            Frame::Garbled(resync(buf).max(1), "not FIX")
+        };
+    }
+    if !buf.starts_with(head) {
+        return Frame::Garbled(resync(buf).max(1), "BeginString must be FIX.4.4, then BodyLength");
+    }
+    let after_len = head.len();
+    let Some(len_end) = buf[after_len..].iter().take(8).position(|&b| b == SOH) else {
+        return if buf.len() - after_len < 8 {
+            Frame::Incomplete
+        } else {
+            Frame::Garbled(resync(buf), "BodyLength is not a number")
+        };
+    };
+    let Some(body_len) = digits(&buf[after_len..after_len + len_end]) else {
+        return Frame::Garbled(resync(buf), "BodyLength is not a number");
+    };
+    let body_start = after_len + len_end + 1;
+    let total = body_start + body_len + 7; // "10=ccc␁"
+    if total > MESSAGE_BYTES_MAX {
+        return Frame::Garbled(resync(buf), "message too large");
+    }
+    if buf.len() < total {
+        return Frame::Incomplete;
+    }
+    let trailer = &buf[body_start + body_len..total];
+    if !(trailer.starts_with(b"10=") && trailer[6] == SOH && trailer[3..6].iter().all(u8::is_ascii_digit)) {
+        return Frame::Garbled(resync(buf), "BodyLength does not end where CheckSum starts");
+    }
+    let want = buf[..body_start + body_len].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    let got = (trailer[3] - b'0') as u32 * 100 + (trailer[4] - b'0') as u32 * 10 + (trailer[5] - b'0') as u32;
+    if u32::from(want) != got {
+        return Frame::Garbled(resync(buf), "wrong CheckSum");
+    }
+    let bytes = buf[..total].to_vec();
+    let mut fields = Vec::new();
+    let mut at = 0usize;
+    while at < total {
+        let Some(eq) = bytes[at..].iter().position(|&b| b == b'=') else {
+            return Frame::Garbled(total, "a field without '='");
+        };
+        let Some(tag) = digits(&bytes[at..at + eq]).and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0)
+        else {
+            return Frame::Garbled(total, "a tag is not a positive number");
+        };
+        let value_start = at + eq + 1;
+        let Some(soh) = bytes[value_start..].iter().position(|&b| b == SOH) else {
+            return Frame::Garbled(total, "a field without SOH");
+        };
+        if fields.len() >= FIELDS_MAX {
+            return Frame::Garbled(total, "too many fields");
+        }
+        // Offsets fit: the message is at most MESSAGE_BYTES_MAX bytes.
+        fields.push((tag, value_start as u32, (value_start + soh) as u32));
+        at = value_start + soh + 1;
+    }
+    // The header's order is fixed: 8, 9, 35 first.
+    if fields.len() < 4 || fields[2].0 != 35 {
+        return Frame::Garbled(total, "MsgType (35) must be the third field");
+    }
+    Frame::Message(total, Message { bytes, fields })
+}
+
+/// Writes a message: `8`, `9` (computed), then `fields` in order (35 first),
+/// then `10` (computed).
+pub fn encode(fields: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    for (tag, value) in fields {
+        body.extend_from_slice(tag.to_string().as_bytes());
+        body.push(b'=');
+        body.extend_from_slice(value);
+        body.push(SOH);
+    }
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(b"8=FIX.4.4\x019=");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.push(SOH);
+    out.extend_from_slice(&body);
+    let sum = out.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logon() -> Vec<u8> {
+        encode(&[
+            (35, b"A"),
+            (49, b"CLIENT"),
+            (56, b"ATLAS"),
+            (34, b"1"),
+            (52, b"20261122-16:00:00.000"),
+            (98, b"0"),
+            (108, b"30"),
+        ])
+    }
+
+    #[test]
+    fn frames_what_it_writes() {
+        let m = logon();
+        let Frame::Message(n, msg) = frame(&m) else { panic!("{:?}", frame(&m)) };
+        assert_eq!(n, m.len());
+        assert_eq!(msg.msg_type(), b"A");
+        assert_eq!(msg.text(49), Some("CLIENT"));
+        assert_eq!(msg.uint(108), Some(30));
+        assert_eq!(msg.bytes(), &m[..]);
+        let fields: Vec<(u32, Vec<u8>)> = msg.fields().skip(2).map(|(t, v)| (t, v.to_vec())).collect();
+        let borrowed: Vec<(u32, &[u8])> =
+            fields.iter().map(|(t, v)| (*t, v.as_slice())).take(fields.len() - 1).collect();
+        assert_eq!(encode(&borrowed), m);
+    }
+
+    #[test]
+    fn partial_garbled_and_resync() {
+        let m = logon();
+        for cut in 0..m.len() {
+            assert_eq!(frame(&m[..cut]), Frame::Incomplete, "cut at {cut}");
+        }
+        let mut bad = m.clone();
+        let n = bad.len();
+        bad[n - 2] = if bad[n - 2] == b'9' { b'8' } else { b'9' };
+        assert!(matches!(frame(&bad), Frame::Garbled(_, "wrong CheckSum")));
+        // Garbage before a message is skipped up to it.
+        let mut stream = b"garbage\x01".to_vec();
+        stream.extend_from_slice(&m);
+        let Frame::Garbled(skip, _) = frame(&stream) else { panic!() };
+        assert_eq!(skip, 8);
+        assert!(matches!(frame(&stream[skip..]), Frame::Message(..)));
+        assert!(matches!(frame(b"8=FIX.4.2\x019=5\x01"), Frame::Garbled(..)));
+        // Leading zeros have no place in a tag (the length and checksum are right).
+        let raw = |body: &[u8]| {
+            let mut out = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
+            out.extend_from_slice(body);
+            let sum = out.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+            out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+            out
+        };
+        assert!(matches!(frame(&raw(b"35=0\x0149=A\x01")), Frame::Message(..)));
+        assert!(matches!(
+            frame(&raw(b"035=0\x0149=A\x01")),
+            Frame::Garbled(_, "a tag is not a positive number")
+        ));
+    }
+}
