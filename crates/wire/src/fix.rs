@@ -119,7 +119,13 @@ pub fn frame(buf: &[u8]) -> Frame {
         return Frame::Incomplete;
     }
     let trailer = &buf[body_start + body_len..total];
-    if !(trailer.starts_with(b"10=") && trailer[6] == SOH && trailer[3..6].iter().all(u8::is_ascii_digit)) {
+    // The body ends with a field's SOH, right before the checksum's tag.
+    let body_ends_field = body_len > 0 && buf[body_start + body_len - 1] == SOH;
+    if !(body_ends_field
+        && trailer.starts_with(b"10=")
+        && trailer[6] == SOH
+        && trailer[3..6].iter().all(u8::is_ascii_digit))
+    {
         return Frame::Garbled(resync(buf), "BodyLength does not end where CheckSum starts");
     }
     let want = buf[..body_start + body_len].iter().fold(0u8, |a, b| a.wrapping_add(*b));
