@@ -185,3 +185,42 @@ asyncio.run(main(*sys.argv[1:3]))
     assert_eq!(answers[2]["type"], "subscriptions", "{answers}");
     server::check_against_openapi(&s);
 }
+
+/// Feed connections per IP are capped (here at 2): the third upgrade is refused
+/// with 429, and a closed connection frees its slot.
+#[test]
+fn feed_connections_per_ip_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_QUERIES", "0"), ("ATLAS_FEED_CONNECTIONS_PER_IP", "2")],
+    );
+    setup(&s);
+    let probe = r#"
+import asyncio, json, ssl, sys, websockets
+async def main(url, ca):
+    ctx = ssl.create_default_context(cafile=ca)
+    held = [await websockets.connect(url, ssl=ctx) for _ in range(2)]
+    try:
+        await websockets.connect(url, ssl=ctx)
+        third = "accepted"
+    except websockets.InvalidStatus as e:
+        third = e.response.status_code
+    await held[0].close()
+    await asyncio.sleep(0.5)
+    again = await websockets.connect(url, ssl=ctx)
+    await again.send(json.dumps({"type": "subscribe", "channels": ["heartbeat"], "productIds": [1]}))
+    ack = json.loads(await asyncio.wait_for(again.recv(), 10))["type"]
+    print(json.dumps({"third": third, "after_close": ack}))
+asyncio.run(main(*sys.argv[1:3]))
+"#;
+    let url = format!("{}/atlas/api/ws", s.external.replacen("https://", "wss://", 1));
+    let out = Command::new("python3")
+        .args(["-c", probe, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen, json!({"third": 429, "after_close": "subscriptions"}));
+}
