@@ -122,9 +122,14 @@ impl MarketSeqs {
                     let levels = &mut batch.levels[i];
                     levels.1 = seq;
                     levels.2 = time;
-                    match levels.3.iter_mut().find(|(s, p, _)| s == side && p == price) {
-                        Some(c) => c.2 = *quantity,
-                        None => levels.3.push((*side, *price, *quantity)),
+                    // One hash lookup per change: a busy batch touches hundreds
+                    // of levels, and a scan per change would grow with them.
+                    match batch.seen.get(&(*product, *side, *price)) {
+                        Some(&at) => levels.3[at].2 = *quantity,
+                        None => {
+                            batch.seen.insert((*product, *side, *price), levels.3.len());
+                            levels.3.push((*side, *price, *quantity));
+                        }
                     }
                 }
                 Event::Trade {
@@ -160,6 +165,7 @@ impl MarketSeqs {
     /// its trades.
     pub fn finish(&mut self, batch: &mut BatchBuilder) -> Vec<MarketEvent> {
         let mut out = std::mem::take(&mut batch.events);
+        batch.seen.clear();
         for (product, seq, time, changes) in batch.levels.drain(..) {
             let n = self.last.entry(product).or_insert(self.base);
             *n += 1;
@@ -175,6 +181,9 @@ pub struct BatchBuilder {
     events: Vec<MarketEvent>,
     /// Per product: the last command's seq and time, and each level's last total.
     levels: Vec<(ProductId, Seq, Timestamp, Vec<LevelTotal>)>,
+    /// Where each (product, side, price) changed in this batch sits in its
+    /// product's list.
+    seen: HashMap<(ProductId, Side, Price), usize>,
 }
 
 /// A level's side, price and new total.

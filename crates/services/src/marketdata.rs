@@ -760,23 +760,37 @@ fn ws(
         }
         *n += 1;
     }
-    let app = ctx.app.clone();
+    // Counted until the connection ends — or, if the upgrade never completes
+    // (the client went away), until the callback holding the slot is dropped.
+    let slot = FeedSlot { app: ctx.app.clone(), ip };
     Ok(upgrade
         .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| async move {
-            connection(&app, socket, flavor, participant).await;
-            if let Some(md) = app.market.get() {
-                let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(n) = per_ip.get_mut(&ip) {
-                    *n -= 1;
-                    if *n == 0 {
-                        per_ip.remove(&ip);
-                    }
-                }
-            }
+            connection(&slot.app, socket, flavor, participant).await;
+            drop(slot);
         })
         .into_response())
+}
+
+/// One counted feed connection of an address; uncounted when dropped.
+struct FeedSlot {
+    app: Arc<App>,
+    ip: IpAddr,
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        if let Some(md) = self.app.market.get() {
+            let mut per_ip = md.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 fn error_message(message: &str, reason: &str) -> Message {
