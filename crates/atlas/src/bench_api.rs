@@ -61,6 +61,8 @@ pub(crate) fn config(
         data_dir: data_dir.to_owned(),
         external_addr: "127.0.0.1:0".parse()?,
         internal_addr: "127.0.0.1:0".parse()?,
+        fix_addr: "127.0.0.1:0".parse()?,
+        fix_plain_addr: None,
         database: atlas_services::secrets::DatabaseSecrets { url: database_url, ..Default::default() },
         rate_limit_orders: if protected { 1_000_000 } else { 0 },
         rate_limit_queries: if protected { 1_000_000 } else { 0 },

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run every service in one process (SQLite in the data directory by default).
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Measure performance and print the figures.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -56,7 +56,7 @@ enum Command {
 fn main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up(a) => up::run(a).map(|()| std::process::ExitCode::SUCCESS),
+        Command::Up(a) => up::run(*a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Bench(b) => bench::run(b).map(|()| std::process::ExitCode::SUCCESS),
         Command::Verify(v) => verify::run(v),
         Command::Openapi { internal } => {

@@ -17,9 +17,13 @@ pub struct UpArgs {
     /// The internal (operator, mutual TLS) listener.
     #[arg(long, default_value = "127.0.0.1:9443")]
     internal_addr: SocketAddr,
-    /// The FIX acceptor (not served yet: FIX comes with its issue).
-    #[arg(long, default_value = "127.0.0.1:9878")]
+    /// The FIX 4.4 acceptor (TLS, with the external listener's certificate).
+    #[arg(long, env = "ATLAS_FIX_ADDR", default_value = "127.0.0.1:9878")]
     fix_addr: SocketAddr,
+    /// Also accept FIX without TLS on this address, for tools that cannot do
+    /// TLS; refused unless it is a loopback address.
+    #[arg(long, env = "ATLAS_FIX_PLAIN_ADDR")]
+    fix_plain_addr: Option<SocketAddr>,
     /// PostgreSQL instead of the embedded SQLite, e.g. postgres://user@host/db.
     #[arg(long, env = "ATLAS_DATABASE_URL")]
     database_url: Option<String>,
@@ -105,12 +109,13 @@ fn networks(s: &str) -> Result<Networks, String> {
 /// Runs the exchange until SIGINT or SIGTERM.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     init_logs(&args.log_format);
-    tracing::warn!(addr = %args.fix_addr, "the FIX acceptor is not served yet");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("atlas-io").build()?;
     runtime.block_on(atlas_services::run(atlas_services::UpConfig {
         data_dir: args.data_dir,
         external_addr: args.external_addr,
         internal_addr: args.internal_addr,
+        fix_addr: args.fix_addr,
+        fix_plain_addr: args.fix_plain_addr,
         database: atlas_services::secrets::DatabaseSecrets {
             url: args.database_url,
             url_file: args.database_url_file,

@@ -121,7 +121,14 @@ fn a_missing_secret_file_stops_the_start_with_a_clear_message() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_atlas"))
         .args(["up", "--data-dir"])
         .arg(dir.path())
-        .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
+        .args([
+            "--external-addr",
+            "127.0.0.1:0",
+            "--internal-addr",
+            "127.0.0.1:0",
+            "--fix-addr",
+            "127.0.0.1:0",
+        ])
         .env("ATLAS_DATABASE_URL_FILE", dir.path().join("nope"))
         .output()
         .unwrap();

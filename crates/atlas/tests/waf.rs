@@ -299,6 +299,8 @@ fn ip_lists_close_the_listeners() {
             "127.0.0.1:0",
             "--internal-addr",
             "127.0.0.1:0",
+            "--fix-addr",
+            "127.0.0.1:0",
             "--internal-allow",
             "10.0.0.0/33",
         ])

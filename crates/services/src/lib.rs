@@ -9,6 +9,7 @@ pub mod auth;
 pub mod ca;
 mod coinbase;
 mod error;
+pub mod fix;
 mod gateway;
 pub mod limits;
 pub mod marketdata;

@@ -23,7 +23,7 @@ use crate::pki::CertFiles;
 /// Open connections per listener, at most; beyond it new ones are closed at once.
 pub const CONNECTIONS_MAX: usize = 4_096;
 /// A TLS handshake must finish within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connections open at once from one client IP, per listener.
 pub const CONNECTIONS_PER_IP_DEFAULT: u32 = 256;
 /// A request's headers must arrive within this (slow clients, "slowloris").
@@ -36,19 +36,24 @@ const HEAD_BYTES_MAX: usize = 16 * 1024;
 const H2_STREAMS_MAX: u32 = 128;
 
 /// Connections open per client IP, with a cap.
-struct PerIp {
+pub(crate) struct PerIp {
     max: u32,
     open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>,
 }
 
 /// One counted connection; uncounted when dropped.
-struct IpSlot {
+pub(crate) struct IpSlot {
     per_ip: Arc<PerIp>,
     ip: std::net::IpAddr,
 }
 
 impl PerIp {
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
+    /// A cap of `max` connections per IP (0: none).
+    pub(crate) fn new(max: u32) -> Arc<PerIp> {
+        Arc::new(PerIp { max, open: Default::default() })
+    }
+
+    pub(crate) fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<IpSlot> {
         if self.max == 0 {
             return Some(IpSlot { per_ip: self.clone(), ip });
         }
@@ -387,7 +392,7 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
-    let per_ip = Arc::new(PerIp { max: connections_per_ip, open: Default::default() });
+    let per_ip = PerIp::new(connections_per_ip);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -33,6 +33,10 @@ pub struct UpConfig {
     pub external_addr: SocketAddr,
     /// The internal listener.
     pub internal_addr: SocketAddr,
+    /// The FIX acceptor (TLS).
+    pub fix_addr: SocketAddr,
+    /// A plaintext FIX acceptor for tools without TLS (loopback only).
+    pub fix_plain_addr: Option<SocketAddr>,
     /// PostgreSQL instead of SQLite, if a URL (or a URL file) is set.
     pub database: crate::secrets::DatabaseSecrets,
     /// Order-entry requests per second per credential and per IP (0: no limit).
@@ -122,6 +126,10 @@ pub struct Running {
     pub external_addr: SocketAddr,
     /// The internal listener's bound address.
     pub internal_addr: SocketAddr,
+    /// The FIX acceptor's bound address.
+    pub fix_addr: SocketAddr,
+    /// The plaintext FIX acceptor's bound address, if any.
+    pub fix_plain_addr: Option<SocketAddr>,
     /// The PKI's files.
     pub pki: pki::Pki,
     stop_tx: tokio::sync::watch::Sender<bool>,
@@ -211,7 +219,17 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
 
     let external = TcpListener::bind(config.external_addr).await.context("binding the external listener")?;
     let internal = TcpListener::bind(config.internal_addr).await.context("binding the internal listener")?;
+    let fix = TcpListener::bind(config.fix_addr).await.context("binding the FIX listener")?;
+    let fix_plain = match config.fix_plain_addr {
+        Some(addr) => {
+            crate::fix::check_plaintext_addr(addr)?;
+            Some(TcpListener::bind(addr).await.context("binding the plaintext FIX listener")?)
+        }
+        None => None,
+    };
     let (external_addr, internal_addr) = (external.local_addr()?, internal.local_addr()?);
+    let fix_addr = fix.local_addr()?;
+    let fix_plain_addr = fix_plain.as_ref().map(TcpListener::local_addr).transpose()?;
     // Idle rate-limit keys are forgotten every minute, so the maps stay bounded.
     {
         let app = app.clone();
@@ -226,7 +244,15 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let external_tls = tls::external(&pki.external)?;
     let internal_tls = tls::internal(&pki.internal, &pki.ca_cert, &config.internal_client_ids)?;
-    let servers = vec![
+    let fix_acceptor = crate::fix::Acceptor::new(app.clone(), config.data_dir.join("fix"));
+    let mut servers = vec![
+        tokio::spawn(crate::fix::serve(
+            fix,
+            Some(external_tls.clone()),
+            fix_acceptor.clone(),
+            config.connections_per_ip,
+            stop_rx.clone(),
+        )),
         tokio::spawn(tls::serve(
             external,
             external_tls,
@@ -241,20 +267,31 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
             app::internal(app.clone()),
             config.connections_per_ip,
             config.idle_timeout,
-            stop_rx,
+            stop_rx.clone(),
         )),
     ];
-    Ok(Running { external_addr, internal_addr, pki, stop_tx, servers, sequencer })
+    if let Some(plain) = fix_plain {
+        servers.push(tokio::spawn(crate::fix::serve(
+            plain,
+            None,
+            fix_acceptor,
+            config.connections_per_ip,
+            stop_rx,
+        )));
+    }
+    Ok(Running { external_addr, internal_addr, fix_addr, fix_plain_addr, pki, stop_tx, servers, sequencer })
 }
 
 /// Runs the exchange until SIGINT or SIGTERM.
 pub async fn run(config: UpConfig) -> anyhow::Result<()> {
     let running = start(config).await?;
     // Tests and scripts read the bound addresses from this line.
+    let plain = running.fix_plain_addr.map(|a| format!(" fix-plain tcp://{a}")).unwrap_or_default();
     println!(
-        "atlas up: external https://{} internal https://{} (CA {})",
+        "atlas up: external https://{} internal https://{} fix tls://{}{plain} (CA {})",
         running.external_addr,
         running.internal_addr,
+        running.fix_addr,
         running.pki.ca_cert.display()
     );
     shutdown_signal().await;

@@ -2,6 +2,7 @@
 //! for its two listeners.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fix;
 pub mod openapi;
 
 use std::io::{BufRead, BufReader};
@@ -22,6 +23,10 @@ pub struct Server {
     child: Child,
     pub external: String,
     pub internal: String,
+    /// The FIX acceptor (TLS), `host:port`.
+    pub fix: String,
+    /// The plaintext FIX acceptor on loopback, `host:port`.
+    pub fix_plain: String,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
 }
@@ -53,6 +58,7 @@ impl Server {
         cmd.args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
+            .args(["--fix-addr", "127.0.0.1:0", "--fix-plain-addr", "127.0.0.1:0"])
             .env("ATLAS_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
@@ -67,13 +73,18 @@ impl Server {
             let log = std::fs::read_to_string(data_dir.join(LOG_FILE)).unwrap_or_default();
             panic!("atlas up did not start; its log:\n{log}");
         }
-        // "atlas up: external https://A internal https://B (CA …)"
+        // "atlas up: external https://A internal https://B fix tls://C fix-plain tcp://D (CA …)"
         let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(words.len() >= 6 && words[2] == "external", "unexpected first line: {line:?}");
+        assert!(
+            words.len() >= 10 && words[2] == "external" && words[6] == "fix" && words[8] == "fix-plain",
+            "unexpected first line: {line:?}"
+        );
         Server {
             child,
             external: words[3].to_owned(),
             internal: words[5].to_owned(),
+            fix: words[7].trim_start_matches("tls://").to_owned(),
+            fix_plain: words[9].trim_start_matches("tcp://").to_owned(),
             data_dir: data_dir.to_owned(),
             database_url: database_url.map(str::to_owned),
         }

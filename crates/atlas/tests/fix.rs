@@ -1,0 +1,424 @@
+//! The FIX 4.4 acceptor against the running binary: logon authentication,
+//! order entry and execution reports (also for what REST and the other side of
+//! a trade do), cancels, replaces, mass cancels, session-level rejects,
+//! sequence numbers kept across a restart, resend requests answered with
+//! possible duplicates and gap fills, gaps asked for, garbled messages dropped,
+//! and cancel-on-disconnect.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod server;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::fix::{Credentials, FixClient, show};
+use server::{Api, Server, admin, broker};
+
+/// Atlas with ACME and two brokers (alice, bob), each with a user and an API key.
+fn setup(dir: &std::path::Path) -> (Server, Vec<Credentials>) {
+    let s = Server::start(dir, None);
+    let keys = seed(&s);
+    (s, keys)
+}
+
+fn seed(s: &Server) -> Vec<Credentials> {
+    let adm = admin(s);
+    let (st, b) =
+        adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME", "tickSize": "0.01"}));
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let mut keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let (st, b) =
+            adm.post("/atlas/internal/api/participant/broker", json!({"name": format!("Broker {name}")}));
+        assert_eq!(st, StatusCode::CREATED, "{b}");
+        let id = b["id"].as_u64().unwrap();
+        let (st, u) = adm.post(
+            &format!("/atlas/internal/api/participant/broker/{id}/user"),
+            json!({"username": name, "password": format!("{name}-password"), "role": "broker"}),
+        );
+        assert_eq!(st, StatusCode::CREATED, "{u}");
+        let (st, key) = adm.post(&format!("/atlas/internal/api/participant/broker/{id}/apikey"), json!({}));
+        assert_eq!(st, StatusCode::CREATED, "{key}");
+        server::record_secrets(None, &key);
+        keys.push(Credentials::of(&key));
+    }
+    keys
+}
+
+fn ca(s: &Server) -> Vec<u8> {
+    std::fs::read(s.data_dir.join("pki/ca.crt")).unwrap()
+}
+
+fn text(m: &atlas_wire::fix::Message, tag: u32) -> &str {
+    m.text(tag).unwrap_or("")
+}
+
+/// The next ExecutionReport (skipping heartbeats), checked to be one.
+fn report(c: &mut FixClient) -> atlas_wire::fix::Message {
+    let (m, before) = c.recv_type("8");
+    assert!(before.iter().all(|b| b.msg_type() == b"0"), "{:?}", before.iter().map(show).collect::<Vec<_>>());
+    m
+}
+
+fn order(api: &Api, id: &str) -> Value {
+    let (st, b) = api.get(&format!("/atlas/api/order/{id}"));
+    assert_eq!(st, StatusCode::OK, "{b}");
+    b
+}
+
+#[test]
+fn orders_over_fix_are_orders_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let (alice, bob) = (broker(&s, "alice"), broker(&s, "bob"));
+
+    // A wrong passphrase, or a signature by another key's secret: Logout, closed.
+    for creds in [
+        Credentials { passphrase: "wrong-passphrase".into(), ..keys[0].clone() },
+        Credentials { secret: keys[1].secret.clone(), ..keys[0].clone() },
+    ] {
+        let mut c = FixClient::tls(&s.fix, &ca(&s), &creds);
+        let m = c.logon_message(1, &[]);
+        c.raw(&m);
+        let answer = c.recv();
+        assert_eq!(answer.msg_type(), b"5", "{}", show(&answer));
+        assert!(text(&answer, 58).contains("bad credentials"), "{}", show(&answer));
+        assert!(c.closed().0);
+    }
+    // Anything but a Logon first: closed without a word.
+    let mut c = FixClient::plain(&s.fix_plain, &keys[0]);
+    c.send("0", &[]);
+    let (closed, seen) = c.closed();
+    assert!(closed && seen.is_empty());
+
+    let mut a = FixClient::tls(&s.fix, &ca(&s), &keys[0]);
+    let logon = a.logon(&[(141, "Y")]);
+    assert_eq!(
+        (text(&logon, 49), text(&logon, 56), text(&logon, 108)),
+        ("ATLAS", keys[0].key.as_str(), "30")
+    );
+    // A second connection of the same session is refused; the first goes on.
+    let mut again = FixClient::plain(&s.fix_plain, &keys[0]);
+    let m = again.logon_message(1, &[]);
+    again.raw(&m);
+    assert!(again.closed().0);
+
+    // A limit order: New, visible over REST.
+    let buy = [(11, "a1"), (55, "ACME"), (54, "1"), (38, "10"), (40, "2"), (44, "10.00"), (59, "1")];
+    a.send("D", &buy);
+    let new = report(&mut a);
+    assert_eq!(
+        (text(&new, 150), text(&new, 39), text(&new, 11), text(&new, 151), text(&new, 14)),
+        ("0", "0", "a1", "10", "0"),
+        "{}",
+        show(&new)
+    );
+    let id = text(&new, 37).to_owned();
+    let rest = order(&alice, &id);
+    assert_eq!(
+        (rest["status"].as_str(), rest["clientOrderId"].as_str()),
+        (Some("BOOKED"), Some("a1")),
+        "{rest}"
+    );
+
+    // Bob sells 4 over REST: alice's session reports the fill.
+    let (st, b) = bob.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "SELL", "type": "LIMIT", "quantity": 4, "price": "10.00"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let fill = report(&mut a);
+    assert_eq!(
+        (
+            text(&fill, 150),
+            text(&fill, 39),
+            text(&fill, 32),
+            text(&fill, 31),
+            text(&fill, 14),
+            text(&fill, 151)
+        ),
+        ("F", "1", "4", "10.00", "4", "6"),
+        "{}",
+        show(&fill)
+    );
+    assert_eq!((text(&fill, 1057), text(&fill, 6), text(&fill, 37)), ("N", "10.00", id.as_str()));
+
+    // Replace: a2 for a1, 8 at 9.99.
+    a.send("G", &[(11, "a2"), (41, "a1"), (55, "ACME"), (54, "1"), (38, "8"), (40, "2"), (44, "9.99")]);
+    let rep = report(&mut a);
+    assert_eq!(
+        (text(&rep, 150), text(&rep, 39), text(&rep, 11), text(&rep, 41), text(&rep, 38), text(&rep, 151)),
+        ("5", "1", "a2", "a1", "8", "4"),
+        "{}",
+        show(&rep)
+    );
+    let rest = order(&alice, &id);
+    assert_eq!(
+        (rest["price"].as_str(), rest["originalQuantity"].as_i64()),
+        (Some("9.99"), Some(8)),
+        "{rest}"
+    );
+
+    // Cancelled over REST: the session hears of it, under the current ClOrdID.
+    let (st, b) = alice.delete(&format!("/atlas/api/order/{id}"));
+    assert_eq!(st, StatusCode::OK, "{b}");
+    let cxl = report(&mut a);
+    assert_eq!((text(&cxl, 150), text(&cxl, 39), text(&cxl, 11), text(&cxl, 151)), ("4", "4", "a2", "0"));
+
+    // An order placed over REST is cancelled over FIX (by OrderID).
+    let (st, b) = alice.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 3, "price": "9.00", "clientOrderId": "rest-1"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let rest_new = report(&mut a);
+    assert_eq!((text(&rest_new, 150), text(&rest_new, 11)), ("0", "rest-1"));
+    let rest_id = b["id"].as_u64().unwrap().to_string();
+    a.send("F", &[(11, "c1"), (37, &rest_id), (55, "ACME"), (54, "1")]);
+    let cxl = report(&mut a);
+    assert_eq!(
+        (text(&cxl, 150), text(&cxl, 11), text(&cxl, 37)),
+        ("4", "c1", rest_id.as_str()),
+        "{}",
+        show(&cxl)
+    );
+    assert_eq!(order(&alice, &rest_id)["status"], "CANCELLED");
+
+    // Bob cannot see alice's order over REST, nor cancel it over FIX.
+    a.send("D", &[(11, "a3"), (55, "ACME"), (54, "2"), (38, "5"), (40, "2"), (44, "12.00")]);
+    let a3 = report(&mut a);
+    let a3_id = text(&a3, 37).to_owned();
+    assert_eq!(bob.get(&format!("/atlas/api/order/{a3_id}")).0, StatusCode::NOT_FOUND);
+    let mut b_fix = FixClient::plain(&s.fix_plain, &keys[1]);
+    b_fix.logon(&[(141, "Y")]);
+    b_fix.send("F", &[(11, "steal"), (37, &a3_id), (55, "ACME"), (54, "2")]);
+    let (cr, _) = b_fix.recv_type("9");
+    assert_eq!((text(&cr, 434), text(&cr, 102), text(&cr, 11)), ("1", "1", "steal"), "{}", show(&cr));
+
+    // Bob buys 5 over FIX and trades with a3: both sides reported, aggressor flags right.
+    b_fix.send("D", &[(11, "b1"), (55, "ACME-USD"), (54, "1"), (38, "5"), (40, "1")]);
+    let (b_new, b_fill) = (report(&mut b_fix), report(&mut b_fix));
+    assert_eq!(
+        (text(&b_new, 150), text(&b_fill, 150), text(&b_fill, 39)),
+        ("0", "F", "2"),
+        "{}",
+        show(&b_fill)
+    );
+    assert_eq!((text(&b_fill, 1057), text(&b_fill, 31)), ("Y", "12.00"));
+    let a_fill = report(&mut a);
+    assert_eq!(
+        (text(&a_fill, 150), text(&a_fill, 39), text(&a_fill, 11), text(&a_fill, 1057)),
+        ("F", "2", "a3", "N")
+    );
+
+    // IOC with nothing to meet: New, then Canceled; FOK likewise.
+    a.send("D", &[(11, "ioc"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00"), (59, "3")]);
+    let (n, c) = (report(&mut a), report(&mut a));
+    assert_eq!((text(&n, 150), text(&c, 150), text(&c, 39), text(&c, 11)), ("0", "4", "4", "ioc"));
+
+    // Refusals: unknown symbol, off-tick price, post-only that would trade (a
+    // resting ask first), duplicate ClOrdID.
+    a.send("D", &[(11, "x1"), (55, "NOPE"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+    let r = report(&mut a);
+    assert_eq!(
+        (text(&r, 150), text(&r, 39), text(&r, 103), text(&r, 11)),
+        ("8", "8", "1", "x1"),
+        "{}",
+        show(&r)
+    );
+    a.send("D", &[(11, "x2"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.001")]);
+    let r = report(&mut a);
+    assert_eq!(text(&r, 150), "8");
+    assert!(text(&r, 58).contains("tick"), "{}", show(&r));
+    b_fix.send("D", &[(11, "b2"), (55, "ACME"), (54, "2"), (38, "1"), (40, "2"), (44, "11.00")]);
+    report(&mut b_fix);
+    a.send("D", &[(11, "x3"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "11.00"), (18, "6")]);
+    let r = report(&mut a);
+    assert_eq!(text(&r, 150), "8", "{}", show(&r));
+    a.send("D", &buy);
+    let r = report(&mut a);
+    assert_eq!((text(&r, 150), text(&r, 103)), ("8", "6"), "{}", show(&r));
+
+    // Session-level rejects: a required tag missing, a bad Side, an empty value,
+    // an invalid MsgType; an unsupported application message gets a business reject.
+    a.send("D", &[(11, "x4"), (55, "ACME"), (54, "1"), (40, "2"), (44, "1.00")]);
+    let (r, _) = a.recv_type("3");
+    assert_eq!((text(&r, 373), text(&r, 371), text(&r, 372)), ("1", "38", "D"), "{}", show(&r));
+    a.send("D", &[(11, "x5"), (55, "ACME"), (54, "9"), (38, "1"), (40, "2"), (44, "1.00")]);
+    let (r, _) = a.recv_type("3");
+    assert_eq!((text(&r, 373), text(&r, 371)), ("5", "54"));
+    a.send("D", &[(11, "x6"), (55, ""), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+    let (r, _) = a.recv_type("3");
+    assert_eq!(text(&r, 373), "4");
+    a.send("ZZ", &[]);
+    let (r, _) = a.recv_type("3");
+    assert_eq!(text(&r, 373), "11");
+    a.send("R", &[(131, "q1")]);
+    let (r, _) = a.recv_type("j");
+    assert_eq!((text(&r, 380), text(&r, 372)), ("3", "R"));
+
+    // Mass cancel of two resting orders.
+    for cl in ["m1", "m2"] {
+        a.send("D", &[(11, cl), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "5.00")]);
+        report(&mut a);
+    }
+    a.send("q", &[(11, "mc"), (530, "7")]);
+    let (r, before) = a.recv_type("r");
+    assert_eq!((text(&r, 531), text(&r, 533)), ("7", "2"), "{}", show(&r));
+    let mut cancelled: Vec<String> =
+        before.iter().filter(|m| m.msg_type() == b"8").map(|m| text(m, 11).to_owned()).collect();
+    while cancelled.len() < 2 {
+        cancelled.push(text(&report(&mut a), 11).to_owned());
+    }
+    cancelled.sort();
+    assert_eq!(cancelled, ["m1", "m2"]);
+
+    // TestRequest → Heartbeat with its id; Logout → Logout, closed.
+    a.send("1", &[(112, "ping-1")]);
+    let (h, _) = a.recv_type("0");
+    assert_eq!(text(&h, 112), "ping-1");
+    a.send("5", &[]);
+    let (l, _) = a.recv_type("5");
+    assert_eq!(text(&l, 35), "5");
+    assert!(a.closed().0);
+    drop(b_fix);
+    s.stop();
+}
+
+#[test]
+fn sequence_numbers_persist_and_gaps_are_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y")]);
+    for i in 0..3 {
+        let cl = format!("o{i}");
+        a.send("D", &[(11, &cl), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+        report(&mut a);
+    }
+    a.send("1", &[(112, "t")]);
+    a.recv_type("0");
+    // A garbled message (wrong checksum) is dropped: the same number is still expected.
+    let mut bad = a.message("1", a.next_out, &[(112, "garbled")]);
+    let n = bad.len();
+    bad[n - 2] = if bad[n - 2] == b'0' { b'1' } else { b'0' };
+    a.raw(&bad);
+    a.send("1", &[(112, "after")]);
+    let (h, _) = a.recv_type("0");
+    assert_eq!(text(&h, 112), "after");
+
+    // Ask for everything again: app messages come back as possible duplicates
+    // with their original time, admin messages as gap fills; every number once.
+    a.send("2", &[(7, "1"), (16, "0")]);
+    let mut covered = Vec::new();
+    let mut reports = 0;
+    while let Some(m) = a.try_recv(Duration::from_secs(2)) {
+        let seq: u64 = text(&m, 34).parse().unwrap();
+        assert_eq!(text(&m, 43), "Y", "{}", show(&m));
+        match m.msg_type() {
+            b"4" => {
+                assert_eq!(text(&m, 123), "Y");
+                let to: u64 = text(&m, 36).parse().unwrap();
+                covered.extend(seq..to);
+            }
+            b"8" => {
+                assert!(!text(&m, 122).is_empty());
+                reports += 1;
+                covered.push(seq);
+            }
+            other => panic!("unexpected resend {:?}: {}", other, show(&m)),
+        }
+        if covered.len() >= 6 {
+            break;
+        }
+    }
+    // Logon 1, three reports 2..4, heartbeat 5, heartbeat 6 → the last sent was 6,
+    // and the gap fill's NewSeqNo is 7.
+    assert_eq!(reports, 3);
+    assert_eq!(covered, (1..=6).collect::<Vec<u64>>());
+
+    // Log out; the next logon continues the numbers (no reset).
+    a.send("5", &[]);
+    a.recv_type("5");
+    let sent_by_client = a.next_out;
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.next_out = sent_by_client;
+    let logon = a.logon(&[]);
+    assert_eq!(text(&logon, 34), "8", "{}", show(&logon));
+
+    // ... also across a restart of the exchange.
+    a.send("5", &[]);
+    a.recv_type("5");
+    let sent_by_client = a.next_out;
+    let (data, _) = s.stop();
+    let s = Server::start(&data, None);
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.next_out = sent_by_client;
+    let logon = a.logon(&[]);
+    assert_eq!(text(&logon, 34), "10", "{}", show(&logon));
+
+    // A logon with a number too high: Logon, then a ResendRequest for the gap;
+    // the client fills it and the session goes on.
+    a.send("5", &[]);
+    a.recv_type("5");
+    let expected = a.next_out;
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.next_out = expected + 5;
+    a.logon(&[]);
+    let (rr, _) = a.recv_type("2");
+    assert_eq!((text(&rr, 7), text(&rr, 16)), (expected.to_string().as_str(), "0"));
+    let fill = a.message(
+        "4",
+        expected,
+        &[(43, "Y"), (122, &server::fix::now()), (123, "Y"), (36, &(expected + 6).to_string())],
+    );
+    a.raw(&fill);
+    a.send("1", &[(112, "filled")]);
+    let (h, _) = a.recv_type("0");
+    assert_eq!(text(&h, 112), "filled");
+
+    // Too low without PossDupFlag: Logout naming the numbers, closed.
+    let low = a.message("1", 2, &[(112, "low")]);
+    a.raw(&low);
+    let (l, _) = a.recv_type("5");
+    assert!(text(&l, 58).contains("MsgSeqNum too low"), "{}", show(&l));
+    assert!(a.closed().0);
+    s.stop();
+}
+
+#[test]
+fn cancel_on_disconnect_cancels_the_sessions_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let (st, b) = alice.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "2.00"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let rest_id = b["id"].as_u64().unwrap().to_string();
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y"), (8013, "S")]);
+    a.send("D", &[(11, "cod"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+    let id = text(&report(&mut a), 37).to_owned();
+    drop(a);
+    // The session's order is cancelled; the one entered over REST is not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order(&alice, &id)["status"] != "CANCELLED" {
+        assert!(Instant::now() < deadline, "not cancelled: {}", order(&alice, &id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(order(&alice, &rest_id)["status"], "BOOKED");
+    // With Y, every order of the participant goes.
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y"), (8013, "Y")]);
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order(&alice, &rest_id)["status"] != "CANCELLED" {
+        assert!(Instant::now() < deadline, "not cancelled: {}", order(&alice, &rest_id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.stop();
+}

@@ -1,0 +1,418 @@
+//! Execution reports from what the sequencer commits: a session follows its
+//! participant's orders on the market feed (every committed batch's order rows
+//! and trades) and reports each change — new, replaced, each fill, cancelled,
+//! expired — whoever caused it (this session, REST, another session, the
+//! matching of someone else's order, the end of the day).
+
+use std::collections::HashMap;
+
+use atlas_engine::{OrderType, TimeInForce};
+use atlas_journal::market::MarketBatch;
+use atlas_journal::projection::{OrderRow, OrderStatus};
+use atlas_store::ProductRow;
+use atlas_types::{OrderId, ParticipantId, Side};
+
+use crate::model::format_price;
+
+/// A body of a message to send: (tag, value), in order.
+pub type Fields = Vec<(u32, String)>;
+
+/// What a session knows of one of its participant's open orders.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    /// The ClOrdID it currently answers to (a replace gives it a new one).
+    pub cl_ord_id: Option<String>,
+    /// Entered through this session (for cancel-on-disconnect `S`).
+    pub mine: bool,
+    traded: i64,
+    notional: i128,
+    original: i64,
+    price: Option<i64>,
+    stop: Option<i64>,
+}
+
+/// A cancel or replace this session asked for and has not seen the outcome of.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The request's ClOrdID.
+    pub cl_ord_id: String,
+    /// The ClOrdID it referred to.
+    pub orig_cl_ord_id: Option<String>,
+}
+
+/// The orders a session follows.
+#[derive(Default)]
+pub struct Orders {
+    /// Open orders, by id.
+    pub open: HashMap<OrderId, Tracked>,
+    /// ClOrdID → order, for cancels and replaces that name the ClOrdID.
+    pub by_cl_ord_id: HashMap<String, OrderId>,
+    /// Cancels asked for, by order.
+    pub cancels: HashMap<OrderId, Request>,
+    /// Replaces asked for, by order.
+    pub replaces: HashMap<OrderId, Request>,
+}
+
+/// FIX OrdStatus (39) of a row.
+fn ord_status(s: OrderStatus) -> &'static str {
+    match s {
+        OrderStatus::New | OrderStatus::Booked => "0",
+        OrderStatus::PartiallyFilled => "1",
+        OrderStatus::Filled => "2",
+        OrderStatus::Cancelled | OrderStatus::PartiallyCancelled => "4",
+        OrderStatus::Expired => "C",
+    }
+}
+
+fn done(s: OrderStatus) -> bool {
+    matches!(
+        s,
+        OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::PartiallyCancelled | OrderStatus::Expired
+    )
+}
+
+/// Side (54).
+pub fn side_code(s: Side) -> &'static str {
+    match s {
+        Side::Buy => "1",
+        Side::Sell => "2",
+    }
+}
+
+/// OrdType (40).
+pub fn ord_type_code(t: OrderType) -> &'static str {
+    match t {
+        OrderType::Market => "1",
+        OrderType::Limit => "2",
+        OrderType::Stop => "3",
+        OrderType::StopLimit => "4",
+    }
+}
+
+/// TimeInForce (59).
+pub fn tif_code(t: TimeInForce) -> &'static str {
+    match t {
+        TimeInForce::Day => "0",
+        TimeInForce::Gtc => "1",
+        TimeInForce::Ioc => "3",
+        TimeInForce::Fok => "4",
+    }
+}
+
+/// FIX UTCTimestamp with milliseconds from nanoseconds since the epoch.
+pub fn utc_timestamp(ns: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}{:02}{:02}-{:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The average price of `traded` units worth `notional` (price units × units),
+/// with the product's decimal places, and up to four more when it is between
+/// ticks (truncated).
+pub fn avg_px(notional: i128, traded: i64, product: &ProductRow) -> String {
+    if traded <= 0 {
+        return "0".into();
+    }
+    let scale = product.price_scale;
+    let scaled = notional * 10_000 / i128::from(traded);
+    let digits = scale + 4;
+    let neg = scaled < 0;
+    let s = scaled.unsigned_abs().to_string();
+    let s = format!("{s:0>width$}", width = digits as usize + 1);
+    let (int, frac) = s.split_at(s.len() - digits as usize);
+    // The price's own places always; the four finer ones only when not zero.
+    let keep = frac.trim_end_matches('0').len().max(scale as usize);
+    let frac = &frac[..keep];
+    let sign = if neg { "-" } else { "" };
+    if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
+}
+
+/// The common body of an execution report about `row`.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    row: &OrderRow,
+    product: &ProductRow,
+    exec_id: String,
+    exec_type: &str,
+    status: &str,
+    cl_ord_id: Option<&str>,
+    orig_cl_ord_id: Option<&str>,
+    cum: i64,
+    notional: i128,
+    leaves: i64,
+    original: i64,
+    time_ns: i64,
+) -> Fields {
+    let mut f: Fields = Vec::with_capacity(24);
+    f.push((37, row.id.0.to_string()));
+    if let Some(c) = cl_ord_id {
+        f.push((11, c.to_owned()));
+    }
+    if let Some(o) = orig_cl_ord_id {
+        f.push((41, o.to_owned()));
+    }
+    f.push((17, exec_id));
+    f.push((150, exec_type.to_owned()));
+    f.push((39, status.to_owned()));
+    f.push((1, row.participant.0.to_string()));
+    f.push((55, product.symbol.clone()));
+    f.push((54, side_code(row.side).to_owned()));
+    f.push((38, original.to_string()));
+    f.push((40, ord_type_code(row.order_type).to_owned()));
+    if let Some(p) = row.price {
+        f.push((44, format_price(p, product)));
+    }
+    if let Some(p) = row.stop_price {
+        f.push((99, format_price(p, product)));
+    }
+    f.push((59, tif_code(row.time_in_force).to_owned()));
+    if row.post_only {
+        f.push((18, "6".to_owned()));
+    }
+    f.push((151, leaves.max(0).to_string()));
+    f.push((14, cum.to_string()));
+    f.push((6, avg_px(notional, cum, product)));
+    f.push((60, utc_timestamp(time_ns)));
+    f
+}
+
+impl Orders {
+    /// Starts following an order already open when the session began.
+    pub fn track_existing(&mut self, row: &OrderRow) {
+        if done(row.status) {
+            return;
+        }
+        if let Some(c) = &row.client_order_id {
+            self.by_cl_ord_id.insert(c.clone(), row.id);
+        }
+        self.open.insert(
+            row.id,
+            Tracked {
+                cl_ord_id: row.client_order_id.clone(),
+                mine: false,
+                traded: row.traded.0,
+                notional: row.notional,
+                original: row.original.0,
+                price: row.price.map(|p| p.0),
+                stop: row.stop_price.map(|p| p.0),
+            },
+        );
+    }
+
+    /// Marks an order as entered through this session, once it is known.
+    pub fn forget(&mut self, id: OrderId) {
+        if let Some(t) = self.open.remove(&id)
+            && let Some(c) = t.cl_ord_id
+            && self.by_cl_ord_id.get(&c) == Some(&id)
+        {
+            self.by_cl_ord_id.remove(&c);
+        }
+        self.cancels.remove(&id);
+        self.replaces.remove(&id);
+    }
+
+    /// The execution reports for `me` in one committed batch, in order.
+    /// `session_cl_ord_ids` tells which new orders this session entered.
+    pub fn on_batch(
+        &mut self,
+        me: ParticipantId,
+        batch: &MarketBatch,
+        product: &dyn Fn(atlas_types::ProductId) -> Option<ProductRow>,
+        entered_here: &mut dyn FnMut(&str) -> bool,
+    ) -> Vec<Fields> {
+        let mut out = Vec::new();
+        let mine: Vec<&OrderRow> = batch.orders.iter().filter(|r| r.participant == me).collect();
+        if mine.is_empty() {
+            return out;
+        }
+        // New orders first, then replaces (both before the fills they led to).
+        for row in &mine {
+            let Some(p) = product(row.product) else { continue };
+            if !self.open.contains_key(&row.id) {
+                // A new order (or one finished within this batch: still reported).
+                let here = row.client_order_id.as_deref().is_some_and(&mut *entered_here);
+                out.push(report(
+                    row,
+                    &p,
+                    format!("{}-{}-N", row.entry_seq.0, row.id.0),
+                    "0",
+                    "0",
+                    row.client_order_id.as_deref(),
+                    None,
+                    0,
+                    0,
+                    row.original.0,
+                    row.original.0,
+                    row.entry_time.0,
+                ));
+                if let Some(c) = &row.client_order_id {
+                    self.by_cl_ord_id.insert(c.clone(), row.id);
+                }
+                self.open.insert(
+                    row.id,
+                    Tracked {
+                        cl_ord_id: row.client_order_id.clone(),
+                        mine: here,
+                        traded: 0,
+                        notional: 0,
+                        original: row.original.0,
+                        price: row.price.map(|p| p.0),
+                        stop: row.stop_price.map(|p| p.0),
+                    },
+                );
+                continue;
+            }
+            let Some(t) = self.open.get_mut(&row.id) else { continue };
+            let (price, stop) = (row.price.map(|p| p.0), row.stop_price.map(|p| p.0));
+            if t.original != row.original.0 || t.price != price || t.stop != stop {
+                let req = self.replaces.remove(&row.id);
+                let (cl, orig) = match &req {
+                    Some(r) => (Some(r.cl_ord_id.clone()), r.orig_cl_ord_id.clone().or(t.cl_ord_id.clone())),
+                    None => (t.cl_ord_id.clone(), None),
+                };
+                t.original = row.original.0;
+                t.price = price;
+                t.stop = stop;
+                if let Some(c) = &cl {
+                    self.by_cl_ord_id.insert(c.clone(), row.id);
+                }
+                t.cl_ord_id = cl.clone();
+                let status = if t.traded > 0 { "1" } else { "0" };
+                out.push(report(
+                    row,
+                    &p,
+                    format!("{}-{}-R", row.update_seq.0, row.id.0),
+                    "5",
+                    status,
+                    cl.as_deref(),
+                    orig.as_deref(),
+                    t.traded,
+                    t.notional,
+                    t.original - t.traded,
+                    t.original,
+                    row.update_time.0,
+                ));
+            }
+        }
+        // Fills, in the order they printed.
+        for trade in &batch.trades {
+            for (order, ours, aggressor) in [
+                (trade.maker_order, trade.maker_participant == me, false),
+                (trade.taker_order, trade.taker_participant == me, true),
+            ] {
+                if !ours {
+                    continue;
+                }
+                let Some(row) = mine.iter().find(|r| r.id == order) else { continue };
+                let Some(p) = product(row.product) else { continue };
+                let Some(t) = self.open.get_mut(&order) else { continue };
+                t.traded += trade.quantity.0;
+                t.notional += i128::from(trade.price.0) * i128::from(trade.quantity.0);
+                let status = if t.traded >= t.original { "2" } else { "1" };
+                let mut f = report(
+                    row,
+                    &p,
+                    format!("{}-{}-F{}", trade.seq.0, order.0, trade.id.0),
+                    "F",
+                    status,
+                    t.cl_ord_id.as_deref(),
+                    None,
+                    t.traded,
+                    t.notional,
+                    t.original - t.traded,
+                    t.original,
+                    trade.time.0,
+                );
+                f.push((32, trade.quantity.0.to_string()));
+                f.push((31, format_price(trade.price, &p)));
+                f.push((880, trade.id.0.to_string()));
+                f.push((1057, if aggressor { "Y" } else { "N" }.to_owned()));
+                out.push(f);
+            }
+        }
+        // Then what finished.
+        for row in &mine {
+            if !done(row.status) {
+                // Keep the tracked totals true to the row (rows are final).
+                if let Some(t) = self.open.get_mut(&row.id) {
+                    t.traded = row.traded.0;
+                    t.notional = row.notional;
+                }
+                continue;
+            }
+            let Some(p) = product(row.product) else { continue };
+            let Some(t) = self.open.get(&row.id).cloned() else { continue };
+            if row.status != OrderStatus::Filled {
+                let req = self.cancels.remove(&row.id);
+                let (cl, orig) = match &req {
+                    Some(r) => (Some(r.cl_ord_id.clone()), r.orig_cl_ord_id.clone().or(t.cl_ord_id.clone())),
+                    None => (t.cl_ord_id.clone(), None),
+                };
+                let exec_type = if row.status == OrderStatus::Expired { "C" } else { "4" };
+                out.push(report(
+                    row,
+                    &p,
+                    format!("{}-{}-C", row.update_seq.0, row.id.0),
+                    exec_type,
+                    ord_status(row.status),
+                    cl.as_deref(),
+                    orig.as_deref(),
+                    row.traded.0,
+                    row.notional,
+                    0,
+                    row.original.0,
+                    row.update_time.0,
+                ));
+            }
+            self.forget(row.id);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn product(scale: u32) -> ProductRow {
+        ProductRow {
+            id: atlas_types::ProductId(1),
+            symbol: "ACME".into(),
+            description: String::new(),
+            product_type: "EQUITY".into(),
+            tick_size: "0.01".into(),
+            price_scale: scale,
+            lot_size: 1,
+            currency: "USD".into(),
+            status: "ACTIVE".into(),
+        }
+    }
+
+    #[test]
+    fn average_price_is_exact_or_four_places_finer() {
+        let p = product(2);
+        assert_eq!(avg_px(0, 0, &p), "0");
+        // 10 @ 10.05 → 10.05
+        assert_eq!(avg_px(1005 * 10, 10, &p), "10.05");
+        assert_eq!(avg_px(1000 * 3, 3, &p), "10.00");
+        // 1 @ 10.00 + 2 @ 10.01 → 10.006666…
+        assert_eq!(avg_px(1000 + 2 * 1001, 3, &p), "10.006666");
+        assert_eq!(avg_px(500, 1, &product(0)), "500");
+        assert_eq!(avg_px(5, 1, &p), "0.05");
+    }
+
+    #[test]
+    fn timestamps_are_fix_utc() {
+        assert_eq!(utc_timestamp(0), "19700101-00:00:00.000");
+        assert_eq!(utc_timestamp(1_795_343_882_123_456_789), "20261122-10:38:02.123");
+    }
+}

@@ -1,0 +1,1535 @@
+//! One FIX 4.4 session: logon (API key, passphrase and an HMAC signature, as
+//! Coinbase's FIX gateway), the session layer as the specification has it
+//! (sequence numbers checked and persisted, resend requests answered with
+//! possible-duplicate resends and gap fills, gaps asked for, heartbeats and test
+//! requests, session-level rejects, logout), and the application messages
+//! (NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest,
+//! OrderMassCancelRequest) through the same checks and sequencer as REST.
+//!
+//! Order entry is pipelined: a message is checked and submitted, and its outcome
+//! is awaited by a second task in submission order, so a client may have
+//! thousands in flight. Execution reports come from the committed batches on
+//! the market feed (`exec.rs`); only refusals come from the outcomes.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use atlas_engine::{Amend, CommandKind, Event, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
+use atlas_journal::{Actor, Receipt, SubmitError, Ticket};
+use atlas_store::{OrderFilter, ProductRow};
+use atlas_types::{OrderId, ParticipantId, Qty, Side};
+use atlas_wire::fix::{self, Frame, Message};
+
+use super::exec::{self, Fields, Orders, Request};
+use super::store::SessionStore;
+use super::{Acceptor, COMP_ID};
+use crate::auth::{Audience, Caller, Principal, Role};
+use crate::error::ApiError;
+use crate::model::{now_ns, parse_price};
+
+/// The first message must arrive within this.
+const LOGON_TIMEOUT: Duration = Duration::from_secs(10);
+/// SendingTime may differ from the server's clock by this much.
+const SENDING_TIME_TOLERANCE_NS: i64 = 120 * 1_000_000_000;
+/// Heartbeat intervals accepted (seconds).
+const HEARTBEAT_RANGE: std::ops::RangeInclusive<u64> = 1..=300;
+/// Orders, cancels and replaces in flight per session, at most (then the
+/// session stops reading until some are answered).
+const IN_FLIGHT_MAX: usize = 16_384;
+/// Open orders loaded at logon to follow, at most.
+const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
+/// Bytes read at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Message types of FIX 4.4 (anything else is an invalid MsgType).
+const FIX44_TYPES: &[&str] = &[
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "A", "B", "C", "D", "E", "F", "G", "H", "J", "K", "L",
+    "M", "N", "P", "Q", "R", "S", "T", "U", "V", "W", "X", "Y", "Z", "a", "b", "c", "d", "e", "f", "g", "h",
+    "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", "AA", "AB",
+    "AC", "AD", "AE", "AF", "AG", "AH", "AI", "AJ", "AK", "AL", "AM", "AN", "AO", "AP", "AQ", "AR", "AS",
+    "AT", "AU", "AV", "AW", "AX", "AY", "AZ", "BA", "BB", "BC", "BD", "BE", "BF", "BG", "BH",
+];
+/// The session-level (administrative) types.
+const ADMIN_TYPES: &[&[u8]] = &[b"0", b"1", b"2", b"3", b"4", b"5", b"A"];
+
+/// SessionRejectReason (373) values used.
+mod reason {
+    pub const REQUIRED_TAG_MISSING: u32 = 1;
+    pub const TAG_WITHOUT_VALUE: u32 = 4;
+    pub const VALUE_INCORRECT: u32 = 5;
+    pub const INCORRECT_DATA_FORMAT: u32 = 6;
+    pub const COMP_ID_PROBLEM: u32 = 9;
+    pub const SENDING_TIME_ACCURACY: u32 = 10;
+    pub const INVALID_MSG_TYPE: u32 = 11;
+    pub const TAG_APPEARS_MORE_THAN_ONCE: u32 = 13;
+}
+
+/// What the outcome of a submitted command is needed for.
+enum Pending {
+    New { cl_ord_id: String, order: NewOrder, symbol: String },
+    Cancel { order: OrderId, cl_ord_id: String, orig: Option<String> },
+    Replace { order: OrderId, cl_ord_id: String, orig: Option<String> },
+    Mass { cl_ord_id: String, request_type: String },
+}
+
+type Outcome = (Result<Receipt, SubmitError>, Pending);
+
+/// Cancel-on-disconnect (tag 8013, as Coinbase): all the participant's orders,
+/// or those entered in this session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CancelOnDisconnect {
+    No,
+    All,
+    Session,
+}
+
+/// Whether to go on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Go,
+    Close,
+}
+
+/// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS[.sss…]`) to nanoseconds.
+pub fn parse_utc_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 17 || b[8] != b'-' || b[11] != b':' || b[14] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let t = s.get(r)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
+    };
+    let date = time::Date::from_calendar_date(
+        i32::try_from(num(0..4)?).ok()?,
+        time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?,
+        u8::try_from(num(6..8)?).ok()?,
+    )
+    .ok()?;
+    let mut nanos = 0u32;
+    if b.len() > 17 {
+        if b[17] != b'.' || b.len() == 18 || b.len() > 27 {
+            return None;
+        }
+        let frac = &s[18..];
+        if !frac.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        nanos = format!("{frac:0<9}").parse().ok()?;
+    }
+    let t = time::Time::from_hms_nano(
+        u8::try_from(num(9..11)?).ok()?,
+        u8::try_from(num(12..14)?).ok()?,
+        u8::try_from(num(15..17)?).ok()?,
+        nanos,
+    )
+    .ok()?;
+    i64::try_from(time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp_nanos()).ok()
+}
+
+/// The Coinbase-style logon signature over SendingTime, MsgType, MsgSeqNum,
+/// SenderCompID, TargetCompID and Password joined by SOH.
+pub fn logon_signature(secret_b64: &str, m: &Message) -> Option<Vec<u8>> {
+    let secret = base64::engine::general_purpose::STANDARD.decode(secret_b64).ok()?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&secret).ok()?;
+    for (i, tag) in [52u32, 35, 34, 49, 56, 554].into_iter().enumerate() {
+        if i > 0 {
+            mac.update(&[fix::SOH]);
+        }
+        mac.update(m.get(tag).unwrap_or_default());
+    }
+    Some(mac.finalize().into_bytes().to_vec())
+}
+
+/// An authenticated logon.
+struct Authenticated {
+    key: String,
+    caller: Caller,
+    me: ParticipantId,
+}
+
+/// Checks a Logon's credentials. The error is the Logout text.
+async fn authenticate(acc: &Acceptor, m: &Message) -> Result<Authenticated, &'static str> {
+    const FAILED: &str = "logon refused: bad credentials";
+    let key = m.text(49).ok_or(FAILED)?;
+    if m.text(56) != Some(COMP_ID) {
+        return Err("logon refused: TargetCompID must be ATLAS");
+    }
+    if m.text(553).is_some_and(|k| k != key) {
+        return Err(FAILED);
+    }
+    if key.is_empty() || key.len() > 64 {
+        return Err(FAILED);
+    }
+    let row = match acc.app.db.api_key(key).await {
+        Ok(Some(row)) if !row.revoked => row,
+        Ok(_) => return Err(FAILED),
+        Err(_) => return Err("logon refused: the exchange is unavailable"),
+    };
+    let passphrase = m.get(554).ok_or(FAILED)?;
+    let hex: String = Sha256::digest(passphrase).iter().map(|b| format!("{b:02x}")).collect();
+    if hex != row.passphrase_sha256 {
+        return Err(FAILED);
+    }
+    let given = m.text(96).and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok());
+    let want = logon_signature(&row.secret, m);
+    match (given, want) {
+        // Constant-time comparison.
+        (Some(g), Some(w))
+            if g.len() == w.len() && g.iter().zip(&w).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 => {}
+        _ => return Err(FAILED),
+    }
+    let participant = match acc.app.db.participant(row.participant).await {
+        Ok(Some(p)) if p.status == "ACTIVE" && !acc.app.is_disabled(p.id) => p.id,
+        Ok(_) => return Err(FAILED),
+        Err(_) => return Err("logon refused: the exchange is unavailable"),
+    };
+    Ok(Authenticated {
+        key: key.to_owned(),
+        caller: Caller {
+            principal: Principal::Key(row.id),
+            role: Role::Broker,
+            participant: Some(participant),
+            audience: Audience::External,
+        },
+        me: participant,
+    })
+}
+
+/// Reads until one whole message is framed (garbage before it is dropped).
+async fn read_message<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> Option<Message> {
+    loop {
+        loop {
+            match fix::frame(buf) {
+                Frame::Message(n, m) => {
+                    buf.drain(..n);
+                    return Some(m);
+                }
+                Frame::Garbled(n, _) => {
+                    buf.drain(..n);
+                }
+                Frame::Incomplete => break,
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        match rd.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Runs one connection until it ends.
+pub async fn run<S>(acc: Arc<Acceptor>, stream: S, ip: IpAddr, shutdown: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut inbuf = Vec::with_capacity(READ_CHUNK);
+    let Ok(Some(logon)) = tokio::time::timeout(LOGON_TIMEOUT, read_message(&mut rd, &mut inbuf)).await else {
+        return;
+    };
+    // Anything but a Logon first: disconnect without a word (as the
+    // specification says).
+    if logon.msg_type() != b"A" {
+        return;
+    }
+    let auth = match authenticate(&acc, &logon).await {
+        Ok(a) => a,
+        Err(text) => {
+            tracing::info!(%ip, "FIX logon refused");
+            let sender = logon.text(49).filter(|s| s.len() <= 64).unwrap_or("UNKNOWN");
+            let msg = fix::encode(&[
+                (35, b"5"),
+                (34, b"1"),
+                (49, COMP_ID.as_bytes()),
+                (52, exec::utc_timestamp(now_ns()).as_bytes()),
+                (56, sender.as_bytes()),
+                (58, text.as_bytes()),
+            ]);
+            let _ = wr.write_all(&msg).await;
+            let _ = wr.flush().await;
+            return;
+        }
+    };
+    {
+        let mut live = acc.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !live.insert(auth.key.clone()) {
+            // Already logged on elsewhere: the established session goes on.
+            tracing::info!(%ip, participant = auth.me.0, "FIX logon refused: the session is already logged on");
+            return;
+        }
+    }
+    let key = auth.key.clone();
+    let acc2 = acc.clone();
+    let _live = scopeguard(move || {
+        acc2.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+    });
+    let root = acc.root.clone();
+    let key = auth.key.clone();
+    let store = match tokio::task::spawn_blocking(move || SessionStore::open(&root, &key)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            tracing::error!("FIX session store could not be opened");
+            return;
+        }
+    };
+    let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(IN_FLIGHT_MAX);
+    let (inflight_tx, inflight_rx) = mpsc::channel::<(Ticket, Pending)>(IN_FLIGHT_MAX);
+    // The outcomes, awaited in submission order.
+    let waiter = tokio::spawn(wait_outcomes(inflight_rx, outcome_tx));
+    let feed = acc.app.seq.market_feed();
+    let mut s = Session {
+        app: acc.app.clone(),
+        ip,
+        key: auth.key,
+        caller: auth.caller,
+        me: auth.me,
+        store,
+        out: Vec::with_capacity(READ_CHUNK),
+        heartbeat: Duration::from_secs(30),
+        last_in: Instant::now(),
+        last_out: Instant::now(),
+        test_request: None,
+        resend_until: None,
+        cod: CancelOnDisconnect::No,
+        orders: Orders::default(),
+        entered: HashSet::new(),
+        inflight: inflight_tx,
+        logout_sent: false,
+        reject_counter: 0,
+    };
+    if s.logon(&logon).await == Flow::Go {
+        tracing::info!(%ip, participant = s.me.0, "FIX session logged on");
+        s.load_open_orders().await;
+        s.main_loop(&mut rd, &mut wr, inbuf, feed, outcome_rx, shutdown).await;
+        tracing::info!(%ip, participant = s.me.0, "FIX session ended");
+    } else {
+        let _ = s.write_out(&mut wr).await;
+    }
+    s.cancel_on_disconnect();
+    drop(s);
+    waiter.abort();
+}
+
+/// Runs `f` when dropped.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
+
+async fn wait_outcomes(mut rx: mpsc::Receiver<(Ticket, Pending)>, tx: mpsc::Sender<Outcome>) {
+    while let Some((ticket, pending)) = rx.recv().await {
+        let result = ticket.await.unwrap_or(Err(SubmitError::Stopped));
+        // Accepted new orders are reported from the feed: only refusals matter.
+        let accepted_new = matches!(
+            (&result, &pending),
+            (Ok(r), Pending::New { .. }) if !r.duplicate && !matches!(r.events.first(), Some(Event::Rejected { .. }))
+        );
+        if accepted_new {
+            continue;
+        }
+        if tx.send((result, pending)).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct Session {
+    app: Arc<crate::app::App>,
+    ip: IpAddr,
+    key: String,
+    caller: Caller,
+    me: ParticipantId,
+    store: SessionStore,
+    out: Vec<u8>,
+    heartbeat: Duration,
+    last_in: Instant,
+    last_out: Instant,
+    /// Our TestRequest's id and when it was sent.
+    test_request: Option<(String, Instant)>,
+    /// A ResendRequest of ours is outstanding up to this sequence number.
+    resend_until: Option<u64>,
+    cod: CancelOnDisconnect,
+    orders: Orders,
+    /// ClOrdIDs entered here whose orders the feed has not shown yet.
+    entered: HashSet<String>,
+    inflight: mpsc::Sender<(Ticket, Pending)>,
+    logout_sent: bool,
+    reject_counter: u64,
+}
+
+fn text_of(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+impl Session {
+    fn actor(&self) -> Actor {
+        Actor { user: self.caller.actor_user(), participant: Some(self.me) }
+    }
+
+    /// Queues a message with the next sequence number, and keeps it.
+    fn send(&mut self, msg_type: &str, body: &[(u32, String)]) {
+        let seq = self.store.next_out;
+        let seq_text = seq.to_string();
+        let time = exec::utc_timestamp(now_ns());
+        let mut fields: Vec<(u32, &[u8])> = Vec::with_capacity(body.len() + 5);
+        fields.push((35, msg_type.as_bytes()));
+        fields.push((34, seq_text.as_bytes()));
+        fields.push((49, COMP_ID.as_bytes()));
+        fields.push((52, time.as_bytes()));
+        fields.push((56, self.key.as_bytes()));
+        fields.extend(body.iter().map(|(t, v)| (*t, v.as_bytes())));
+        let msg = fix::encode(&fields);
+        self.store.next_out += 1;
+        self.store.keep(&msg);
+        self.out.extend_from_slice(&msg);
+        self.last_out = Instant::now();
+    }
+
+    fn logout(&mut self, text: &str) {
+        let body = if text.is_empty() { vec![] } else { vec![(58, text.to_owned())] };
+        self.send("5", &body);
+        self.logout_sent = true;
+    }
+
+    fn reject(&mut self, m: &Message, reason: u32, tag: Option<u32>, text: &str) {
+        let mut body: Fields = vec![(45, m.uint(34).unwrap_or(0).to_string())];
+        if let Some(t) = tag {
+            body.push((371, t.to_string()));
+        }
+        body.push((372, text_of(m.msg_type())));
+        body.push((373, reason.to_string()));
+        body.push((58, text.to_owned()));
+        self.send("3", &body);
+    }
+
+    fn business_reject(&mut self, m: &Message, reason: u32, text: &str) {
+        let mut body: Fields = vec![(45, m.uint(34).unwrap_or(0).to_string()), (372, text_of(m.msg_type()))];
+        if let Some(id) = m.text(11) {
+            body.push((379, id.to_owned()));
+        }
+        body.push((380, reason.to_string()));
+        body.push((58, text.to_owned()));
+        self.send("j", &body);
+    }
+
+    async fn write_out<W: AsyncWrite + Unpin>(&mut self, wr: &mut W) -> std::io::Result<()> {
+        if let Err(e) = self.store.flush() {
+            tracing::error!(error = %e, "FIX session store write failed");
+            return Err(e);
+        }
+        if !self.out.is_empty() {
+            wr.write_all(&self.out).await?;
+            wr.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Answers the Logon. Close: refused (a Logout is queued).
+    async fn logon(&mut self, m: &Message) -> Flow {
+        if m.text(98).is_some_and(|v| v != "0") {
+            self.logout("logon refused: EncryptMethod (98) must be 0");
+            return Flow::Close;
+        }
+        match m.uint(108) {
+            Some(h) if HEARTBEAT_RANGE.contains(&h) => self.heartbeat = Duration::from_secs(h),
+            _ => {
+                self.logout("logon refused: HeartBtInt (108) must be 1 to 300 seconds");
+                return Flow::Close;
+            }
+        }
+        self.cod = match m.text(8013) {
+            None | Some("N") => CancelOnDisconnect::No,
+            Some("Y") => CancelOnDisconnect::All,
+            Some("S") => CancelOnDisconnect::Session,
+            Some(_) => {
+                self.logout("logon refused: CancelOrdersOnDisconnect (8013) must be Y, S or N");
+                return Flow::Close;
+            }
+        };
+        let Some(seq) = m.uint(34) else {
+            self.logout("logon refused: MsgSeqNum (34) missing");
+            return Flow::Close;
+        };
+        if !self.sending_time_ok(m) {
+            self.logout("logon refused: SendingTime (52) is not within 2 minutes of the exchange's clock");
+            return Flow::Close;
+        }
+        let reset = m.text(141) == Some("Y");
+        if reset {
+            if seq != 1 {
+                self.logout("logon refused: a reset logon must have MsgSeqNum 1");
+                return Flow::Close;
+            }
+            if let Err(e) = self.store.reset() {
+                tracing::error!(error = %e, "FIX session store reset failed");
+                return Flow::Close;
+            }
+        }
+        let expected = self.store.next_in;
+        if seq < expected {
+            self.logout(&format!("MsgSeqNum too low, expecting {expected} but received {seq}"));
+            return Flow::Close;
+        }
+        let mut body: Fields = vec![(98, "0".into()), (108, self.heartbeat.as_secs().to_string())];
+        if reset {
+            body.push((141, "Y".into()));
+        }
+        self.send("A", &body);
+        if seq > expected {
+            self.ask_resend(expected, seq);
+        } else {
+            self.store.next_in = seq + 1;
+        }
+        Flow::Go
+    }
+
+    fn ask_resend(&mut self, from: u64, seen: u64) {
+        if self.resend_until.is_some_and(|u| u >= seen) {
+            return;
+        }
+        self.send("2", &[(7, from.to_string()), (16, "0".into())]);
+        self.resend_until = Some(seen);
+    }
+
+    fn sending_time_ok(&self, m: &Message) -> bool {
+        m.text(52)
+            .and_then(parse_utc_timestamp)
+            .is_some_and(|t| (t - now_ns()).abs() <= SENDING_TIME_TOLERANCE_NS)
+    }
+
+    async fn load_open_orders(&mut self) {
+        let mut before = None;
+        let mut loaded = 0usize;
+        while loaded < OPEN_ORDERS_LOADED_MAX {
+            let page = match self
+                .app
+                .db
+                .orders(self.me, OrderFilter::Open, None, before, atlas_store::PAGE_ROWS_MAX)
+                .await
+            {
+                Ok(p) => p,
+                Err(_) => return,
+            };
+            let Some(last) = page.last() else { return };
+            before = Some(last.id);
+            loaded += page.len();
+            for row in &page {
+                // A row the feed already reported is newer than this one.
+                if !self.orders.open.contains_key(&row.id) {
+                    self.orders.track_existing(row);
+                }
+            }
+        }
+    }
+
+    async fn main_loop<R, W>(
+        &mut self,
+        rd: &mut R,
+        wr: &mut W,
+        mut inbuf: Vec<u8>,
+        mut feed: atlas_journal::market::MarketFeed,
+        mut outcomes: mpsc::Receiver<Outcome>,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reading = true;
+        loop {
+            // Whatever arrived with the logon (or before a pause) first.
+            if reading && self.process_input(&mut inbuf).await == Flow::Close {
+                let _ = self.write_out(wr).await;
+                return;
+            }
+            if self.write_out(wr).await.is_err() {
+                return;
+            }
+            inbuf.reserve(READ_CHUNK);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    self.logout("the exchange is shutting down");
+                    let _ = self.write_out(wr).await;
+                    return;
+                }
+                o = outcomes.recv() => {
+                    if let Some((result, pending)) = o {
+                        self.on_outcome(result, pending);
+                    }
+                    reading = false;
+                }
+                b = feed.recv() => {
+                    match b {
+                        Ok(batch) => self.on_batch(&batch),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            self.logout("the session fell behind the exchange's reports; log on again");
+                            let _ = self.write_out(wr).await;
+                            return;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                    reading = false;
+                }
+                r = rd.read_buf(&mut inbuf) => {
+                    match r {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {
+                            self.last_in = Instant::now();
+                            reading = true;
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.on_tick() == Flow::Close {
+                        let _ = self.write_out(wr).await;
+                        return;
+                    }
+                    reading = false;
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) -> Flow {
+        let now = Instant::now();
+        if now.duration_since(self.last_out) >= self.heartbeat {
+            self.send("0", &[]);
+        }
+        match &self.test_request {
+            Some((_, sent)) if now.duration_since(*sent) >= self.heartbeat => {
+                self.logout("no answer to the test request");
+                return Flow::Close;
+            }
+            Some(_) => {}
+            None => {
+                // The heartbeat interval plus a fifth for transmission.
+                if now.duration_since(self.last_in) >= self.heartbeat + self.heartbeat / 5 {
+                    let id = format!("TEST-{}", now_ns());
+                    self.send("1", &[(112, id.clone())]);
+                    self.test_request = Some((id, now));
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    async fn process_input(&mut self, inbuf: &mut Vec<u8>) -> Flow {
+        let mut at = 0;
+        let mut flow = Flow::Go;
+        while at < inbuf.len() {
+            match fix::frame(&inbuf[at..]) {
+                Frame::Incomplete => break,
+                Frame::Garbled(n, _) => at += n,
+                Frame::Message(n, m) => {
+                    at += n;
+                    if self.on_message(&m).await == Flow::Close {
+                        flow = Flow::Close;
+                        break;
+                    }
+                }
+            }
+        }
+        inbuf.drain(..at);
+        flow
+    }
+
+    /// The session layer's checks, then the message itself.
+    async fn on_message(&mut self, m: &Message) -> Flow {
+        let msg_type = m.msg_type().to_vec();
+        if m.text(49) != Some(self.key.as_str()) || m.text(56) != Some(COMP_ID) {
+            self.reject(m, reason::COMP_ID_PROBLEM, None, "CompID problem");
+            self.logout("CompID problem");
+            return Flow::Close;
+        }
+        let Some(seq) = m.uint(34) else {
+            self.logout("MsgSeqNum (34) missing");
+            return Flow::Close;
+        };
+        if !self.sending_time_ok(m) {
+            self.reject(m, reason::SENDING_TIME_ACCURACY, Some(52), "SendingTime accuracy problem");
+            self.logout("SendingTime accuracy problem");
+            return Flow::Close;
+        }
+        let poss_dup = m.text(43) == Some("Y");
+        // SequenceReset-Reset ignores sequence numbers.
+        if msg_type == b"4" && m.text(123) != Some("Y") {
+            let Some(new) = m.uint(36) else {
+                self.reject(m, reason::REQUIRED_TAG_MISSING, Some(36), "NewSeqNo (36) missing");
+                return Flow::Go;
+            };
+            let expected = self.store.next_in;
+            if new < expected {
+                self.reject(
+                    m,
+                    reason::VALUE_INCORRECT,
+                    Some(36),
+                    &format!("NewSeqNo {new} is below the expected {expected}"),
+                );
+            } else {
+                self.store.next_in = new;
+            }
+            return Flow::Go;
+        }
+        let expected = self.store.next_in;
+        if seq > expected {
+            // A gap: ask for what is missing (once), and leave this message to
+            // the resend — except a Logout or a ResendRequest, answered now.
+            self.ask_resend(expected, seq);
+            if msg_type == b"2" {
+                self.on_resend_request(m);
+            }
+            if msg_type == b"5" {
+                if !self.logout_sent {
+                    self.logout("");
+                }
+                return Flow::Close;
+            }
+            return Flow::Go;
+        }
+        if seq < expected {
+            if poss_dup {
+                // Already processed.
+                return Flow::Go;
+            }
+            self.logout(&format!("MsgSeqNum too low, expecting {expected} but received {seq}"));
+            return Flow::Close;
+        }
+        // The expected message: it is consumed whatever happens to it next.
+        self.store.next_in = seq + 1;
+        if self.resend_until.is_some_and(|u| u < self.store.next_in) {
+            self.resend_until = None;
+        }
+        if poss_dup {
+            let orig = m.text(122).and_then(parse_utc_timestamp);
+            let sending = m.text(52).and_then(parse_utc_timestamp);
+            match (orig, sending) {
+                (None, _) => {
+                    self.reject(m, reason::REQUIRED_TAG_MISSING, Some(122), "OrigSendingTime (122) missing");
+                    return Flow::Go;
+                }
+                (Some(o), Some(s)) if o > s => {
+                    self.reject(
+                        m,
+                        reason::SENDING_TIME_ACCURACY,
+                        Some(122),
+                        "OrigSendingTime is after SendingTime",
+                    );
+                    self.logout("SendingTime accuracy problem");
+                    return Flow::Close;
+                }
+                _ => {}
+            }
+        }
+        if let Some(flow) = self.check_fields(m) {
+            return flow;
+        }
+        match msg_type.as_slice() {
+            b"0" => {
+                if let (Some(id), Some((ours, _))) = (m.text(112), &self.test_request)
+                    && id == ours
+                {
+                    self.test_request = None;
+                }
+                Flow::Go
+            }
+            b"1" => {
+                let Some(id) = m.get(112) else {
+                    self.reject(m, reason::REQUIRED_TAG_MISSING, Some(112), "TestReqID (112) missing");
+                    return Flow::Go;
+                };
+                let id = text_of(id);
+                self.send("0", &[(112, id)]);
+                Flow::Go
+            }
+            b"2" => {
+                self.on_resend_request(m);
+                Flow::Go
+            }
+            b"3" => {
+                tracing::info!(participant = self.me.0, "FIX session reject received");
+                Flow::Go
+            }
+            b"4" => {
+                // Gap fill (the reset mode was handled above).
+                match m.uint(36) {
+                    Some(new) if new > seq => {
+                        self.store.next_in = new;
+                        if self.resend_until.is_some_and(|u| u < new) {
+                            self.resend_until = None;
+                        }
+                    }
+                    Some(new) => self.reject(
+                        m,
+                        reason::VALUE_INCORRECT,
+                        Some(36),
+                        &format!("NewSeqNo {new} must be above MsgSeqNum {seq}"),
+                    ),
+                    None => self.reject(m, reason::REQUIRED_TAG_MISSING, Some(36), "NewSeqNo (36) missing"),
+                }
+                Flow::Go
+            }
+            b"5" => {
+                if !self.logout_sent {
+                    self.logout("");
+                }
+                Flow::Close
+            }
+            b"A" => {
+                self.reject(m, reason::VALUE_INCORRECT, Some(35), "already logged on");
+                Flow::Go
+            }
+            b"D" => self.on_new_order(m).await,
+            b"F" => self.on_cancel(m).await,
+            b"G" => self.on_replace(m).await,
+            b"q" => self.on_mass_cancel(m).await,
+            _ => {
+                self.business_reject(m, 3, "unsupported message type");
+                Flow::Go
+            }
+        }
+    }
+
+    /// Field-level checks common to all messages; Some: rejected.
+    fn check_fields(&mut self, m: &Message) -> Option<Flow> {
+        let msg_type = std::str::from_utf8(m.msg_type()).unwrap_or("");
+        if !FIX44_TYPES.contains(&msg_type) {
+            self.reject(m, reason::INVALID_MSG_TYPE, Some(35), "Invalid MsgType");
+            return Some(Flow::Go);
+        }
+        let mut seen = HashSet::new();
+        for (tag, value) in m.fields() {
+            if value.is_empty() {
+                self.reject(m, reason::TAG_WITHOUT_VALUE, Some(tag), "Tag specified without a value");
+                return Some(Flow::Go);
+            }
+            // Repeating groups are not part of the messages accepted here.
+            if !seen.insert(tag) {
+                self.reject(m, reason::TAG_APPEARS_MORE_THAN_ONCE, Some(tag), "Tag appears more than once");
+                return Some(Flow::Go);
+            }
+        }
+        None
+    }
+
+    fn on_resend_request(&mut self, m: &Message) {
+        let (Some(begin), Some(end)) = (m.uint(7), m.uint(16)) else {
+            self.reject(
+                m,
+                reason::REQUIRED_TAG_MISSING,
+                Some(7),
+                "BeginSeqNo (7) and EndSeqNo (16) are required",
+            );
+            return;
+        };
+        let last = self.store.next_out - 1;
+        let end = if end == 0 || end > last { last } else { end };
+        if begin == 0 || begin > end {
+            return;
+        }
+        let kept = match self.store.sent(begin, end) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "FIX session store read failed");
+                Vec::new()
+            }
+        };
+        let now = exec::utc_timestamp(now_ns());
+        let mut gap_from: Option<u64> = None;
+        let mut kept = kept.into_iter().peekable();
+        let mut resent = Vec::new();
+        for seq in begin..=end {
+            let msg = match kept.peek() {
+                Some(k) if k.uint(34) == Some(seq) => kept.next(),
+                _ => None,
+            };
+            match msg {
+                Some(k) if !ADMIN_TYPES.contains(&k.msg_type()) => {
+                    if let Some(from) = gap_from.take() {
+                        resent.push(gap_fill(from, seq, &self.key, &now));
+                    }
+                    resent.push(possible_duplicate(&k, &now));
+                }
+                _ => {
+                    gap_from.get_or_insert(seq);
+                }
+            }
+        }
+        if let Some(from) = gap_from {
+            resent.push(gap_fill(from, end + 1, &self.key, &now));
+        }
+        for r in resent {
+            // Resends keep their old numbers: they are not kept again.
+            self.out.extend_from_slice(&r);
+        }
+        self.last_out = Instant::now();
+    }
+
+    fn on_batch(&mut self, batch: &atlas_journal::market::MarketBatch) {
+        let app = self.app.clone();
+        let entered = &mut self.entered;
+        let reports =
+            self.orders.on_batch(self.me, batch, &|p| app.product_any(p), &mut |c| entered.remove(c));
+        for r in reports {
+            self.send("8", &r);
+        }
+    }
+
+    fn next_exec_id(&mut self) -> String {
+        self.reject_counter += 1;
+        format!("X{}-{}", now_ns(), self.reject_counter)
+    }
+
+    /// An ExecutionReport refusing a new order.
+    fn reject_order(&mut self, m: &Message, reason: u32, text: &str) {
+        let mut body: Fields = vec![(37, "NONE".into())];
+        if let Some(c) = m.text(11) {
+            body.push((11, c.to_owned()));
+        }
+        body.push((17, self.next_exec_id()));
+        body.push((150, "8".into()));
+        body.push((39, "8".into()));
+        for tag in [55u32, 54, 38, 40, 44, 99, 59] {
+            if let Some(v) = m.get(tag) {
+                body.push((tag, text_of(v)));
+            }
+        }
+        body.push((151, "0".into()));
+        body.push((14, "0".into()));
+        body.push((6, "0".into()));
+        body.push((103, reason.to_string()));
+        body.push((58, text.to_owned()));
+        body.push((60, exec::utc_timestamp(now_ns())));
+        self.send("8", &body);
+    }
+
+    fn cancel_reject(
+        &mut self,
+        order: Option<OrderId>,
+        cl_ord_id: &str,
+        orig: Option<&str>,
+        response_to: &str,
+        reason: u32,
+        text: &str,
+    ) {
+        let mut body: Fields = vec![
+            (37, order.map_or_else(|| "NONE".to_owned(), |o| o.0.to_string())),
+            (11, cl_ord_id.to_owned()),
+        ];
+        if let Some(o) = orig {
+            body.push((41, o.to_owned()));
+        }
+        let status = match order.and_then(|o| self.orders.open.get(&o)) {
+            Some(_) => "0",
+            None => "8",
+        };
+        body.push((39, status.into()));
+        body.push((434, response_to.to_owned()));
+        body.push((102, reason.to_string()));
+        body.push((58, text.to_owned()));
+        self.send("9", &body);
+    }
+
+    fn required<'m>(&mut self, m: &'m Message, tags: &[u32]) -> Option<Vec<&'m str>> {
+        let mut out = Vec::with_capacity(tags.len());
+        for &t in tags {
+            match m.text(t) {
+                Some(v) => out.push(v),
+                None => {
+                    self.reject(m, reason::REQUIRED_TAG_MISSING, Some(t), "Required tag missing");
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    fn product(&self, symbol: &str) -> Option<ProductRow> {
+        self.app.product_by_symbol(symbol).or_else(|| {
+            // Coinbase's product ids (`ACME-USD`) name the same product.
+            let (sym, cur) = symbol.rsplit_once('-')?;
+            self.app.product_by_symbol(sym).filter(|p| p.currency == cur)
+        })
+    }
+
+    fn rate_limited(&self) -> bool {
+        self.app
+            .rate_limits
+            .check(crate::limits::Kind::Orders, Some(self.ip), Some(self.caller.principal))
+            .is_err()
+    }
+
+    /// Submits, waiting out a full queue (the session stops reading meanwhile).
+    async fn submit(
+        &mut self,
+        cl_ord_id: Option<String>,
+        command: CommandKind,
+    ) -> Result<Ticket, SubmitError> {
+        let mut waited = 0;
+        loop {
+            match self.app.seq.submit(self.actor(), cl_ord_id.clone(), command.clone()) {
+                Err(SubmitError::Overloaded) if waited < 5_000 => {
+                    waited += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn on_new_order(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[11, 55, 54, 38, 40]) else { return Flow::Go };
+        let (cl_ord_id, symbol, side, qty, ord_type) = (v[0].to_owned(), v[1], v[2], v[3], v[4]);
+        let side = match side {
+            "1" => Side::Buy,
+            "2" => Side::Sell,
+            _ => {
+                self.reject(m, reason::VALUE_INCORRECT, Some(54), "Side must be 1 (buy) or 2 (sell)");
+                return Flow::Go;
+            }
+        };
+        let order_type = match ord_type {
+            "1" => OrderType::Market,
+            "2" => OrderType::Limit,
+            "3" => OrderType::Stop,
+            "4" => OrderType::StopLimit,
+            _ => {
+                self.reject(m, reason::VALUE_INCORRECT, Some(40), "OrdType must be 1, 2, 3 or 4");
+                return Flow::Go;
+            }
+        };
+        let Some(quantity) = parse_qty(qty) else {
+            self.reject(
+                m,
+                reason::INCORRECT_DATA_FORMAT,
+                Some(38),
+                "OrderQty must be a whole number of units",
+            );
+            return Flow::Go;
+        };
+        let time_in_force = match m.text(59) {
+            None | Some("1") => TimeInForce::Gtc,
+            Some("0") => TimeInForce::Day,
+            Some("3") => TimeInForce::Ioc,
+            Some("4") => TimeInForce::Fok,
+            Some("2" | "5" | "6" | "7") => {
+                self.reject_order(m, 0, "TimeInForce not supported: use 0, 1, 3 or 4");
+                return Flow::Go;
+            }
+            Some(_) => {
+                self.reject(m, reason::VALUE_INCORRECT, Some(59), "TimeInForce must be 0, 1, 3 or 4");
+                return Flow::Go;
+            }
+        };
+        let post_only = m.text(18).is_some_and(|e| e.split(' ').any(|i| i == "6" || i == "A"));
+        let self_trade_prevention = match m.text(7928) {
+            None => SelfTradePrevention::None,
+            Some("D") => SelfTradePrevention::Decrement,
+            Some("O") => SelfTradePrevention::CancelOldest,
+            Some("N") => SelfTradePrevention::CancelNewest,
+            Some("B") => SelfTradePrevention::CancelBoth,
+            Some(_) => {
+                self.reject(
+                    m,
+                    reason::VALUE_INCORRECT,
+                    Some(7928),
+                    "SelfTradePrevention must be D, O, N or B",
+                );
+                return Flow::Go;
+            }
+        };
+        if self.app.is_disabled(self.me) {
+            self.reject_order(m, 0, "the participant is disabled");
+            return Flow::Go;
+        }
+        let Some(product) = self.product(symbol) else {
+            self.reject_order(m, 1, "unknown symbol");
+            return Flow::Go;
+        };
+        let price = match m.text(44).map(|p| parse_price(p, &product, "Price")).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject_order(m, 99, &e.detail);
+                return Flow::Go;
+            }
+        };
+        let stop_price = match m.text(99).map(|p| parse_price(p, &product, "StopPx")).transpose() {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject_order(m, 99, &e.detail);
+                return Flow::Go;
+            }
+        };
+        if self.rate_limited() {
+            self.reject_order(m, 99, "rate limit: too many orders per second");
+            return Flow::Go;
+        }
+        let order = NewOrder {
+            order_id: OrderId(0),
+            participant: self.me,
+            product: product.id,
+            side,
+            order_type,
+            time_in_force,
+            quantity: Qty(quantity),
+            price,
+            stop_price,
+            post_only,
+            self_trade_prevention,
+        };
+        if let Err(e) = crate::risk::check_order(&self.app, &order, &product).await {
+            self.reject_order(m, 3, &e.detail);
+            return Flow::Go;
+        }
+        match self.submit(Some(cl_ord_id.clone()), CommandKind::NewOrder(order)).await {
+            Ok(ticket) => {
+                self.entered.insert(cl_ord_id.clone());
+                let pending = Pending::New { cl_ord_id, order, symbol: product.symbol.clone() };
+                if self.inflight.send((ticket, pending)).await.is_err() {
+                    return Flow::Close;
+                }
+            }
+            Err(e) => self.reject_order(m, 99, &ApiError::from(e).detail),
+        }
+        Flow::Go
+    }
+
+    /// The order a cancel or replace refers to (37, else 41), if it is ours.
+    async fn resolve(&mut self, m: &Message) -> Option<OrderId> {
+        if let Some(id) = m.uint(37) {
+            let id = OrderId(id);
+            if self.orders.open.contains_key(&id) {
+                return Some(id);
+            }
+            return match self.app.db.order(id).await {
+                Ok(Some(row)) if row.participant == self.me => Some(id),
+                _ => None,
+            };
+        }
+        let orig = m.text(41)?;
+        if let Some(id) = self.orders.by_cl_ord_id.get(orig) {
+            return Some(*id);
+        }
+        match self.app.db.order_by_client_id(self.me, orig).await {
+            Ok(Some(row)) => Some(row.id),
+            _ => None,
+        }
+    }
+
+    async fn on_cancel(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[11, 55, 54]) else { return Flow::Go };
+        let cl_ord_id = v[0].to_owned();
+        let orig = m.text(41).map(str::to_owned);
+        if m.get(37).is_none() && orig.is_none() {
+            self.reject(
+                m,
+                reason::REQUIRED_TAG_MISSING,
+                Some(41),
+                "OrigClOrdID (41) or OrderID (37) is required",
+            );
+            return Flow::Go;
+        }
+        if self.rate_limited() {
+            self.cancel_reject(
+                None,
+                &cl_ord_id,
+                orig.as_deref(),
+                "1",
+                99,
+                "rate limit: too many requests per second",
+            );
+            return Flow::Go;
+        }
+        let Some(order) = self.resolve(m).await else {
+            self.cancel_reject(None, &cl_ord_id, orig.as_deref(), "1", 1, "unknown order");
+            return Flow::Go;
+        };
+        let command = CommandKind::Cancel { order_id: order, participant: Some(self.me) };
+        match self.submit(None, command).await {
+            Ok(ticket) => {
+                self.orders
+                    .cancels
+                    .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
+                if self.inflight.send((ticket, Pending::Cancel { order, cl_ord_id, orig })).await.is_err() {
+                    return Flow::Close;
+                }
+            }
+            Err(e) => self.cancel_reject(
+                Some(order),
+                &cl_ord_id,
+                orig.as_deref(),
+                "1",
+                99,
+                &ApiError::from(e).detail,
+            ),
+        }
+        Flow::Go
+    }
+
+    async fn on_replace(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[11, 55, 54, 38, 40]) else { return Flow::Go };
+        let cl_ord_id = v[0].to_owned();
+        let symbol = v[1];
+        let orig = m.text(41).map(str::to_owned);
+        if m.get(37).is_none() && orig.is_none() {
+            self.reject(
+                m,
+                reason::REQUIRED_TAG_MISSING,
+                Some(41),
+                "OrigClOrdID (41) or OrderID (37) is required",
+            );
+            return Flow::Go;
+        }
+        let Some(quantity) = parse_qty(v[3]) else {
+            self.reject(
+                m,
+                reason::INCORRECT_DATA_FORMAT,
+                Some(38),
+                "OrderQty must be a whole number of units",
+            );
+            return Flow::Go;
+        };
+        let reply = |s: &mut Session, order: Option<OrderId>, reason: u32, text: &str| {
+            s.cancel_reject(order, &cl_ord_id, orig.as_deref(), "2", reason, text);
+        };
+        if self.rate_limited() {
+            reply(self, None, 99, "rate limit: too many requests per second");
+            return Flow::Go;
+        }
+        let Some(order) = self.resolve(m).await else {
+            reply(self, None, 1, "unknown order");
+            return Flow::Go;
+        };
+        let Ok(Some(row)) = self.app.db.order(order).await else {
+            reply(self, Some(order), 1, "unknown order");
+            return Flow::Go;
+        };
+        let Some(product) =
+            self.app.product_any(row.product).filter(|p| self.product(symbol).is_some_and(|q| q.id == p.id))
+        else {
+            reply(self, Some(order), 99, "Symbol does not match the order's");
+            return Flow::Go;
+        };
+        let parse = |tag: u32, name: &str| m.text(tag).map(|p| parse_price(p, &product, name)).transpose();
+        let (price, stop) = match (parse(44, "Price"), parse(99, "StopPx")) {
+            (Ok(p), Ok(s)) => (p, s),
+            (Err(e), _) | (_, Err(e)) => {
+                reply(self, Some(order), 99, &e.detail);
+                return Flow::Go;
+            }
+        };
+        let amend = Amend {
+            order_id: order,
+            participant: Some(self.me),
+            quantity: (quantity != row.original.0).then_some(Qty(quantity)),
+            price: price.filter(|p| Some(*p) != row.price),
+            stop_price: stop.filter(|p| Some(*p) != row.stop_price),
+        };
+        let after = NewOrder {
+            order_id: row.id,
+            participant: row.participant,
+            product: row.product,
+            side: row.side,
+            order_type: row.order_type,
+            time_in_force: row.time_in_force,
+            quantity: Qty(quantity),
+            price: price.or(row.price),
+            stop_price: stop.or(row.stop_price),
+            post_only: row.post_only,
+            self_trade_prevention: row.self_trade_prevention,
+        };
+        if let Err(e) = crate::risk::check_order(&self.app, &after, &product).await {
+            reply(self, Some(order), 3, &e.detail);
+            return Flow::Go;
+        }
+        match self.submit(None, CommandKind::Amend(amend)).await {
+            Ok(ticket) => {
+                self.orders
+                    .replaces
+                    .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
+                let pending = Pending::Replace { order, cl_ord_id: cl_ord_id.clone(), orig: orig.clone() };
+                if self.inflight.send((ticket, pending)).await.is_err() {
+                    return Flow::Close;
+                }
+            }
+            Err(e) => reply(self, Some(order), 99, &ApiError::from(e).detail),
+        }
+        Flow::Go
+    }
+
+    async fn on_mass_cancel(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[11, 530]) else { return Flow::Go };
+        let (cl_ord_id, request_type) = (v[0].to_owned(), v[1].to_owned());
+        let refuse = |s: &mut Session, reason: u32, text: &str| {
+            s.send(
+                "r",
+                &[
+                    (11, cl_ord_id.clone()),
+                    (37, "NONE".into()),
+                    (530, request_type.clone()),
+                    (531, "0".into()),
+                    (532, reason.to_string()),
+                    (58, text.to_owned()),
+                ],
+            );
+        };
+        let product = match request_type.as_str() {
+            "7" => None,
+            "1" => match m.text(55).and_then(|s| self.product(s)) {
+                Some(p) => Some(p.id),
+                None => {
+                    refuse(self, 1, "unknown or missing Symbol");
+                    return Flow::Go;
+                }
+            },
+            _ => {
+                refuse(self, 99, "MassCancelRequestType must be 1 (by symbol) or 7 (all)");
+                return Flow::Go;
+            }
+        };
+        if self.rate_limited() {
+            refuse(self, 99, "rate limit: too many requests per second");
+            return Flow::Go;
+        }
+        match self.submit(None, CommandKind::MassCancel { participant: self.me, product }).await {
+            Ok(ticket) => {
+                if self.inflight.send((ticket, Pending::Mass { cl_ord_id, request_type })).await.is_err() {
+                    return Flow::Close;
+                }
+            }
+            Err(e) => refuse(self, 99, &ApiError::from(e).detail),
+        }
+        Flow::Go
+    }
+
+    fn on_outcome(&mut self, result: Result<Receipt, SubmitError>, pending: Pending) {
+        let refusal = |r: &Result<Receipt, SubmitError>| -> Option<(u32, String)> {
+            match r {
+                Err(e) => Some((99, ApiError::from(*e).detail)),
+                Ok(r) => match r.events.first() {
+                    Some(Event::Rejected { reason }) => Some((99, crate::model::reject(*reason).detail)),
+                    _ => None,
+                },
+            }
+        };
+        match pending {
+            Pending::New { cl_ord_id, order, symbol } => {
+                self.entered.remove(&cl_ord_id);
+                let (code, text) = match &result {
+                    Ok(r) if r.duplicate => (6, "duplicate ClOrdID".to_owned()),
+                    other => refusal(other).unwrap_or((99, "refused".into())),
+                };
+                let mut body: Fields = vec![
+                    (37, "NONE".into()),
+                    (11, cl_ord_id),
+                    (17, self.next_exec_id()),
+                    (150, "8".into()),
+                    (39, "8".into()),
+                    (55, symbol),
+                    (54, exec::side_code(order.side).into()),
+                    (38, order.quantity.0.to_string()),
+                    (40, exec::ord_type_code(order.order_type).into()),
+                    (59, exec::tif_code(order.time_in_force).into()),
+                    (151, "0".into()),
+                    (14, "0".into()),
+                    (6, "0".into()),
+                    (103, code.to_string()),
+                    (58, text),
+                    (60, exec::utc_timestamp(now_ns())),
+                ];
+                if let Ok(r) = &result
+                    && r.duplicate
+                    && let Some(id) = r.order_id
+                {
+                    body[0].1 = id.0.to_string();
+                }
+                self.send("8", &body);
+            }
+            Pending::Cancel { order, cl_ord_id, orig } => {
+                if let Some((_, text)) = refusal(&result) {
+                    self.orders.cancels.remove(&order);
+                    let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
+                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", reason, &text);
+                }
+            }
+            Pending::Replace { order, cl_ord_id, orig } => {
+                if let Some((_, text)) = refusal(&result) {
+                    self.orders.replaces.remove(&order);
+                    let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
+                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", reason, &text);
+                }
+            }
+            Pending::Mass { cl_ord_id, request_type } => {
+                let body: Fields = match (&result, refusal(&result)) {
+                    (Ok(r), None) => {
+                        let n = r.events.iter().filter(|e| matches!(e, Event::Cancelled { .. })).count();
+                        vec![
+                            (11, cl_ord_id),
+                            (37, format!("MC{}", r.seq.0)),
+                            (530, request_type.clone()),
+                            (531, request_type),
+                            (533, n.to_string()),
+                        ]
+                    }
+                    (_, refusal) => vec![
+                        (11, cl_ord_id),
+                        (37, "NONE".into()),
+                        (530, request_type),
+                        (531, "0".into()),
+                        (532, "99".into()),
+                        (58, refusal.map_or_else(|| "refused".into(), |r| r.1)),
+                    ],
+                };
+                self.send("r", &body);
+            }
+        }
+    }
+
+    /// Cancels what the session asked to be cancelled when it ends.
+    fn cancel_on_disconnect(&mut self) {
+        let commands: Vec<CommandKind> = match self.cod {
+            CancelOnDisconnect::No => return,
+            CancelOnDisconnect::All => vec![CommandKind::MassCancel { participant: self.me, product: None }],
+            CancelOnDisconnect::Session => self
+                .orders
+                .open
+                .iter()
+                .filter(|(_, t)| t.mine)
+                .map(|(id, _)| CommandKind::Cancel { order_id: *id, participant: Some(self.me) })
+                .collect(),
+        };
+        for c in commands {
+            // Journaled like any cancel; nobody waits for the answer.
+            if self.app.seq.submit(self.actor(), None, c).is_err() {
+                tracing::error!(participant = self.me.0, "cancel on disconnect could not be submitted");
+            }
+        }
+    }
+}
+
+/// A whole number of units: `10`, or `10.000`.
+fn parse_qty(s: &str) -> Option<i64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty()
+        || int.len() > 18
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b == b'0')
+    {
+        return None;
+    }
+    int.parse().ok().filter(|q: &i64| *q > 0)
+}
+
+/// SequenceReset-GapFill standing in for `from..to` (sent with MsgSeqNum `from`).
+fn gap_fill(from: u64, to: u64, key: &str, now: &str) -> Vec<u8> {
+    let (from, to) = (from.to_string(), to.to_string());
+    fix::encode(&[
+        (35, b"4"),
+        (34, from.as_bytes()),
+        (49, COMP_ID.as_bytes()),
+        (52, now.as_bytes()),
+        (56, key.as_bytes()),
+        (43, b"Y"),
+        (123, b"Y"),
+        (36, to.as_bytes()),
+    ])
+}
+
+/// A kept message sent again: PossDupFlag, OrigSendingTime, a new SendingTime.
+fn possible_duplicate(m: &Message, now: &str) -> Vec<u8> {
+    let orig = m.get(52).unwrap_or_default().to_vec();
+    let mut fields: Vec<(u32, &[u8])> = Vec::new();
+    for (tag, value) in m.fields() {
+        match tag {
+            8 | 9 | 10 | 43 | 97 | 122 => {}
+            52 => {
+                fields.push((52, now.as_bytes()));
+                fields.push((43, b"Y"));
+                fields.push((122, &orig));
+            }
+            _ => fields.push((tag, value)),
+        }
+    }
+    fix::encode(&fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_timestamps_parse() {
+        assert_eq!(parse_utc_timestamp("19700101-00:00:00"), Some(0));
+        assert_eq!(parse_utc_timestamp("19700101-00:00:01.5"), Some(1_500_000_000));
+        assert_eq!(parse_utc_timestamp("20261122-10:38:02.123"), Some(1_795_343_882_123_000_000));
+        for bad in [
+            "",
+            "20261122",
+            "2026112-07:18:02",
+            "20261322-07:18:02",
+            "20261122-07:18:02.",
+            "20261122 07:18:02",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad}");
+        }
+        let now = now_ns();
+        let back = parse_utc_timestamp(&exec::utc_timestamp(now)).unwrap();
+        assert!((now - back).abs() < 1_000_000);
+    }
+
+    #[test]
+    fn quantities_are_whole_units() {
+        assert_eq!(parse_qty("10"), Some(10));
+        assert_eq!(parse_qty("10.000"), Some(10));
+        for bad in ["", "0", "-1", "1.5", "1e3", ".5", "1."] {
+            let ok = bad == "1.";
+            assert_eq!(parse_qty(bad).is_some(), ok, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resends_carry_poss_dup_and_the_original_time() {
+        let sent = fix::encode(&[
+            (35, b"8"),
+            (34, b"7"),
+            (49, b"ATLAS"),
+            (52, b"20261122-10:00:00.000"),
+            (56, b"K"),
+            (37, b"1"),
+        ]);
+        let Frame::Message(_, m) = fix::frame(&sent) else { panic!() };
+        let again = possible_duplicate(&m, "20261122-10:05:00.000");
+        let Frame::Message(_, r) = fix::frame(&again) else { panic!() };
+        assert_eq!(r.text(34), Some("7"));
+        assert_eq!(r.text(43), Some("Y"));
+        assert_eq!(r.text(122), Some("20261122-10:00:00.000"));
+        assert_eq!(r.text(52), Some("20261122-10:05:00.000"));
+        assert_eq!(r.text(37), Some("1"));
+        let Frame::Message(_, g) = fix::frame(&gap_fill(3, 7, "K", "20261122-10:05:00.000")) else {
+            panic!()
+        };
+        assert_eq!(
+            (g.text(35), g.text(34), g.text(123), g.text(36)),
+            (Some("4"), Some("3"), Some("Y"), Some("7"))
+        );
+    }
+}

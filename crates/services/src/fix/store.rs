@@ -1,0 +1,150 @@
+//! A FIX session's persistent state, one directory per session (SenderCompID)
+//! under `DATA_DIR/fix/`: `seqnums` holds the next outgoing and the next
+//! expected incoming sequence numbers, `messages` every message sent (for
+//! resends), `messages.1` the previous file once `messages` grew past
+//! [`MESSAGES_FILE_BYTES_MAX`] (older messages are then answered by a gap fill).
+//!
+//! Writes go to the operating system at the end of each burst of work (a
+//! process crash loses nothing); they are not synced to the disk per message —
+//! the orders themselves are durable in the journal before anything is sent.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use atlas_wire::fix::{self, Frame};
+
+/// The messages file is rotated past this size.
+pub const MESSAGES_FILE_BYTES_MAX: u64 = 128 * 1024 * 1024;
+
+/// One session's store.
+pub struct SessionStore {
+    dir: PathBuf,
+    seqnums: File,
+    messages: File,
+    written: u64,
+    pending: Vec<u8>,
+    /// The next sequence number to send.
+    pub next_out: u64,
+    /// The next sequence number expected.
+    pub next_in: u64,
+    saved: (u64, u64),
+}
+
+/// A directory name for a CompID (API keys are hex; anything else is encoded).
+fn dir_name(comp_id: &str) -> String {
+    if !comp_id.is_empty()
+        && comp_id.len() <= 64
+        && comp_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        comp_id.to_owned()
+    } else {
+        comp_id.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).append(append).mode(0o600).open(path)
+}
+
+impl SessionStore {
+    /// Opens (or creates) the store of `comp_id` under `root`.
+    pub fn open(root: &Path, comp_id: &str) -> std::io::Result<SessionStore> {
+        let dir = root.join(dir_name(comp_id));
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        let mut seqnums = open_private(&dir.join("seqnums"), false)?;
+        let mut raw = Vec::new();
+        seqnums.read_to_end(&mut raw)?;
+        let (next_out, next_in) = match raw.get(..16) {
+            Some(b) => {
+                let mut out = [0u8; 8];
+                let mut inn = [0u8; 8];
+                out.copy_from_slice(&b[..8]);
+                inn.copy_from_slice(&b[8..16]);
+                (u64::from_le_bytes(out).max(1), u64::from_le_bytes(inn).max(1))
+            }
+            None => (1, 1),
+        };
+        let messages = open_private(&dir.join("messages"), true)?;
+        let written = messages.metadata()?.len();
+        Ok(SessionStore {
+            dir,
+            seqnums,
+            messages,
+            written,
+            pending: Vec::new(),
+            next_out,
+            next_in,
+            saved: (next_out, next_in),
+        })
+    }
+
+    /// Starts both sequences over at 1 and forgets the messages sent.
+    pub fn reset(&mut self) -> std::io::Result<()> {
+        self.pending.clear();
+        self.messages.set_len(0)?;
+        self.written = 0;
+        let _ = std::fs::remove_file(self.dir.join("messages.1"));
+        self.next_out = 1;
+        self.next_in = 1;
+        self.flush()
+    }
+
+    /// Keeps a message just sent (its sequence number is `next_out - 1`).
+    pub fn keep(&mut self, message: &[u8]) {
+        self.pending.extend_from_slice(message);
+    }
+
+    /// Hands what was kept and the sequence numbers to the operating system.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            if self.written + self.pending.len() as u64 > MESSAGES_FILE_BYTES_MAX && self.written > 0 {
+                std::fs::rename(self.dir.join("messages"), self.dir.join("messages.1"))?;
+                self.messages = open_private(&self.dir.join("messages"), true)?;
+                self.written = 0;
+            }
+            self.messages.write_all(&self.pending)?;
+            self.written += self.pending.len() as u64;
+            self.pending.clear();
+        }
+        if self.saved != (self.next_out, self.next_in) {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&self.next_out.to_le_bytes());
+            b[8..].copy_from_slice(&self.next_in.to_le_bytes());
+            self.seqnums.write_all_at(&b, 0)?;
+            self.saved = (self.next_out, self.next_in);
+        }
+        Ok(())
+    }
+
+    /// The messages sent with sequence numbers `from..=to`, oldest first, as
+    /// kept (messages no longer kept are simply absent).
+    pub fn sent(&mut self, from: u64, to: u64) -> std::io::Result<Vec<fix::Message>> {
+        self.flush()?;
+        let mut out = Vec::new();
+        for name in ["messages.1", "messages"] {
+            let Ok(mut f) = File::open(self.dir.join(name)) else { continue };
+            f.seek(SeekFrom::Start(0))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            let mut at = 0;
+            while at < buf.len() {
+                match fix::frame(&buf[at..]) {
+                    Frame::Message(n, m) => {
+                        at += n;
+                        if m.uint(34).is_some_and(|s| s >= from && s <= to) {
+                            out.push(m);
+                        }
+                    }
+                    Frame::Garbled(n, _) => at += n,
+                    Frame::Incomplete => break,
+                }
+            }
+        }
+        out.sort_by_key(|m| m.uint(34));
+        // A sequence reset can leave an older copy of a number in messages.1.
+        out.dedup_by_key(|m| m.uint(34));
+        Ok(out)
+    }
+}
