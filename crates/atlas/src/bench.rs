@@ -20,6 +20,9 @@ pub enum Bench {
     /// WebSocket fan-out: subscribers of level2 and matches while orders flow;
     /// publish lag percentiles, dropped subscribers, memory.
     Feed(crate::bench_feed::FeedArgs),
+    /// FIX 4.4 order entry on one session against an in-process `atlas up`:
+    /// pipelined throughput, and order-to-acknowledgement latency open loop.
+    Fix(crate::bench_fix::FixArgs),
     /// The web application firewall alone: what inspecting one order request
     /// (peer lists, head, JSON body) costs.
     Waf {
@@ -92,6 +95,7 @@ pub fn run(b: Bench) -> anyhow::Result<()> {
         Bench::Journal(args) => journal(args),
         Bench::Api(args) => crate::bench_api::run(args),
         Bench::Feed(args) => crate::bench_feed::run(args),
+        Bench::Fix(args) => crate::bench_fix::run(args),
         Bench::Waf { n } => {
             if cfg!(debug_assertions) {
                 eprintln!("warning: this is a debug build; figures are meaningless (use --release)");

@@ -127,11 +127,18 @@ async fn call(
     Ok(v)
 }
 
-/// Creates the product, a broker and its user; returns a broker token.
+/// What [`setup`] made: a broker's access token and an API key of the broker
+/// (`key`, `secret`, `passphrase`).
+pub(crate) struct Setup {
+    pub(crate) token: String,
+    pub(crate) api_key: Value,
+}
+
+/// Creates the product, a broker, its user and an API key.
 pub(crate) async fn setup(
     running: &atlas_services::up::Running,
     data_dir: &std::path::Path,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Setup> {
     let ca = std::fs::read(&running.pki.ca_cert)?;
     let mut identity = std::fs::read(&running.pki.admin.cert)?;
     identity.extend(std::fs::read(&running.pki.admin.key)?);
@@ -164,6 +171,8 @@ pub(crate) async fn setup(
         json!({"username": "bench", "password": PASSWORD, "role": "broker"}),
     )
     .await?;
+    let api_key =
+        post(&format!("/atlas/internal/api/participant/broker/{}/apikey", broker["id"]), json!({})).await?;
     let ext = client(&ca, None)?;
     let login = ext
         .post(format!("{external}/atlas/api/auth/token"))
@@ -172,7 +181,7 @@ pub(crate) async fn setup(
         .await?
         .json::<Value>()
         .await?;
-    Ok(login["accessToken"].as_str().context("broker login")?.to_owned())
+    Ok(Setup { token: login["accessToken"].as_str().context("broker login")?.to_owned(), api_key })
 }
 
 #[derive(Clone, Copy)]
@@ -434,7 +443,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<()> {
         args.connections, args.seconds
     );
     let result = client_rt.block_on(async {
-        let token = setup(&running, &data_dir).await?;
+        let token = setup(&running, &data_dir).await?.token;
         let ca = std::fs::read(&running.pki.ca_cert)?;
         let base = format!("https://{}", running.external_addr);
         let t = Target { ca: &ca, base: &base, token: &token };
@@ -476,7 +485,7 @@ fn compare_protections(
     let result = client_rt.block_on(async {
         let mut targets = Vec::new();
         for (running, dir) in [(protected, protected_dir), (&bare, bare_tmp.path())] {
-            let token = setup(running, dir).await?;
+            let token = setup(running, dir).await?.token;
             let ca = std::fs::read(&running.pki.ca_cert)?;
             targets.push((format!("https://{}", running.external_addr), ca, token));
         }

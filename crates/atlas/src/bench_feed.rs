@@ -95,7 +95,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
     );
     let rss_start = rss_mib();
     let result = client_rt.block_on(async {
-        let token = setup(&running, tmp.path()).await?;
+        let token = setup(&running, tmp.path()).await?.token;
         let ca = std::fs::read(&running.pki.ca_cert)?;
         let base = format!("https://{}", running.external_addr);
         let totals = Arc::new(Totals {

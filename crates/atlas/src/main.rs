@@ -4,6 +4,7 @@
 mod bench;
 mod bench_api;
 mod bench_feed;
+mod bench_fix;
 mod cli;
 mod journal_load;
 mod pki;

@@ -13,38 +13,14 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use server::fix::{Credentials, FixClient, show};
-use server::{Api, Server, admin, broker};
+use server::fix::{Credentials, FixClient, seed, show};
+use server::{Api, Server, broker};
 
 /// Atlas with ACME and two brokers (alice, bob), each with a user and an API key.
 fn setup(dir: &std::path::Path) -> (Server, Vec<Credentials>) {
     let s = Server::start(dir, None);
     let keys = seed(&s);
     (s, keys)
-}
-
-fn seed(s: &Server) -> Vec<Credentials> {
-    let adm = admin(s);
-    let (st, b) =
-        adm.post("/atlas/internal/api/product/equity", json!({"symbol": "ACME", "tickSize": "0.01"}));
-    assert_eq!(st, StatusCode::CREATED, "{b}");
-    let mut keys = Vec::new();
-    for name in ["alice", "bob"] {
-        let (st, b) =
-            adm.post("/atlas/internal/api/participant/broker", json!({"name": format!("Broker {name}")}));
-        assert_eq!(st, StatusCode::CREATED, "{b}");
-        let id = b["id"].as_u64().unwrap();
-        let (st, u) = adm.post(
-            &format!("/atlas/internal/api/participant/broker/{id}/user"),
-            json!({"username": name, "password": format!("{name}-password"), "role": "broker"}),
-        );
-        assert_eq!(st, StatusCode::CREATED, "{u}");
-        let (st, key) = adm.post(&format!("/atlas/internal/api/participant/broker/{id}/apikey"), json!({}));
-        assert_eq!(st, StatusCode::CREATED, "{key}");
-        server::record_secrets(None, &key);
-        keys.push(Credentials::of(&key));
-    }
-    keys
 }
 
 fn ca(s: &Server) -> Vec<u8> {

@@ -235,3 +235,34 @@ impl FixClient {
 pub fn show(m: &Message) -> String {
     String::from_utf8_lossy(m.bytes()).replace('\x01', "|")
 }
+
+/// ACME and two brokers (alice, bob), each with a user (`NAME-password`) and
+/// an API key; returns the keys.
+pub fn seed(s: &super::Server) -> Vec<Credentials> {
+    let adm = super::admin(s);
+    let (st, b) = adm.post(
+        "/atlas/internal/api/product/equity",
+        serde_json::json!({"symbol": "ACME", "tickSize": "0.01"}),
+    );
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{b}");
+    let mut keys = Vec::new();
+    for name in ["alice", "bob"] {
+        let (st, b) = adm.post(
+            "/atlas/internal/api/participant/broker",
+            serde_json::json!({"name": format!("Broker {name}")}),
+        );
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{b}");
+        let id = b["id"].as_u64().unwrap();
+        let (st, u) = adm.post(
+            &format!("/atlas/internal/api/participant/broker/{id}/user"),
+            serde_json::json!({"username": name, "password": format!("{name}-password"), "role": "broker"}),
+        );
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{u}");
+        let (st, key) =
+            adm.post(&format!("/atlas/internal/api/participant/broker/{id}/apikey"), serde_json::json!({}));
+        assert_eq!(st, reqwest::StatusCode::CREATED, "{key}");
+        super::record_secrets(None, &key);
+        keys.push(Credentials::of(&key));
+    }
+    keys
+}

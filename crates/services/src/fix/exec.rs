@@ -4,7 +4,8 @@
 //! expired — whoever caused it (this session, REST, another session, the
 //! matching of someone else's order, the end of the day).
 
-use std::collections::HashMap;
+/// Maps keyed by what clients choose (ClOrdIDs): a fast hash, randomly seeded.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
 use atlas_engine::{OrderType, TimeInForce};
 use atlas_journal::market::MarketBatch;
@@ -99,20 +100,38 @@ pub fn tif_code(t: TimeInForce) -> &'static str {
     }
 }
 
-/// FIX UTCTimestamp with milliseconds from nanoseconds since the epoch.
+/// FIX UTCTimestamp with milliseconds from nanoseconds since the epoch. The
+/// date and time of day are formatted once per second (per thread): every
+/// message carries one or two of these.
 pub fn utc_timestamp(ns: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}-{:02}:{:02}:{:02}.{:03}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let (second, ms) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) / 1_000_000);
+    SECOND.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.0 != second {
+            let t =
+                time::OffsetDateTime::from_unix_timestamp(second).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            c.1 = format!(
+                "{:04}{:02}{:02}-{:02}:{:02}:{:02}.",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            c.0 = second;
+        }
+        let mut out = String::with_capacity(21);
+        out.push_str(&c.1);
+        let ms = ms as u32;
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
+        out
+    })
 }
 
 /// The average price of `traded` units worth `notional` (price units × units),
@@ -226,7 +245,7 @@ impl Orders {
         &mut self,
         me: ParticipantId,
         batch: &MarketBatch,
-        product: &dyn Fn(atlas_types::ProductId) -> Option<ProductRow>,
+        product: &dyn Fn(atlas_types::ProductId) -> Option<std::sync::Arc<ProductRow>>,
         entered_here: &mut dyn FnMut(&str) -> bool,
     ) -> Vec<Fields> {
         let mut out = Vec::new();
@@ -234,6 +253,7 @@ impl Orders {
         if mine.is_empty() {
             return out;
         }
+        let by_id: HashMap<OrderId, &OrderRow> = mine.iter().map(|r| (r.id, *r)).collect();
         // New orders first, then replaces (both before the fills they led to).
         for row in &mine {
             let Some(p) = product(row.product) else { continue };
@@ -312,7 +332,7 @@ impl Orders {
                 if !ours {
                     continue;
                 }
-                let Some(row) = mine.iter().find(|r| r.id == order) else { continue };
+                let Some(row) = by_id.get(&order) else { continue };
                 let Some(p) = product(row.product) else { continue };
                 let Some(t) = self.open.get_mut(&order) else { continue };
                 t.traded += trade.quantity.0;

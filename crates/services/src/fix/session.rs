@@ -302,10 +302,12 @@ where
         resend_until: None,
         cod: CancelOnDisconnect::No,
         orders: Orders::default(),
-        entered: HashSet::new(),
+        entered: HashSet::default(),
         inflight: inflight_tx,
         logout_sent: false,
         reject_counter: 0,
+        products: Default::default(),
+        symbols: Default::default(),
     };
     if s.logon(&logon).await == Flow::Go {
         tracing::info!(%ip, participant = s.me.0, "FIX session logged on");
@@ -368,10 +370,14 @@ struct Session {
     cod: CancelOnDisconnect,
     orders: Orders,
     /// ClOrdIDs entered here whose orders the feed has not shown yet.
-    entered: HashSet<String>,
+    entered: HashSet<String, foldhash::quality::RandomState>,
     inflight: mpsc::Sender<(Ticket, Pending)>,
     logout_sent: bool,
     reject_counter: u64,
+    /// Products by id and by symbol, re-read every tick (a product's rows
+    /// change rarely; the engine has the final word on its status anyway).
+    products: std::collections::HashMap<atlas_types::ProductId, Arc<ProductRow>>,
+    symbols: std::collections::HashMap<String, Arc<ProductRow>>,
 }
 
 fn text_of(v: &[u8]) -> String {
@@ -611,6 +617,8 @@ impl Session {
     }
 
     fn on_tick(&mut self) -> Flow {
+        self.products.clear();
+        self.symbols.clear();
         let now = Instant::now();
         if now.duration_since(self.last_out) >= self.heartbeat {
             self.send("0", &[]);
@@ -887,8 +895,18 @@ impl Session {
     fn on_batch(&mut self, batch: &atlas_journal::market::MarketBatch) {
         let app = self.app.clone();
         let entered = &mut self.entered;
-        let reports =
-            self.orders.on_batch(self.me, batch, &|p| app.product_any(p), &mut |c| entered.remove(c));
+        let cache = std::cell::RefCell::new(std::mem::take(&mut self.products));
+        let product = |id| {
+            let mut c = cache.borrow_mut();
+            if let Some(p) = c.get(&id) {
+                return Some(Arc::clone(p));
+            }
+            let p = Arc::new(app.product_any(id)?);
+            c.insert(id, p.clone());
+            Some(p)
+        };
+        let reports = self.orders.on_batch(self.me, batch, &product, &mut |c| entered.remove(c));
+        self.products = cache.into_inner();
         for r in reports {
             self.send("8", &r);
         }
@@ -963,12 +981,19 @@ impl Session {
         Some(out)
     }
 
-    fn product(&self, symbol: &str) -> Option<ProductRow> {
-        self.app.product_by_symbol(symbol).or_else(|| {
+    fn product(&mut self, symbol: &str) -> Option<Arc<ProductRow>> {
+        if let Some(p) = self.symbols.get(symbol) {
+            return Some(p.clone());
+        }
+        let p = Arc::new(self.app.product_by_symbol(symbol).or_else(|| {
             // Coinbase's product ids (`ACME-USD`) name the same product.
             let (sym, cur) = symbol.rsplit_once('-')?;
             self.app.product_by_symbol(sym).filter(|p| p.currency == cur)
-        })
+        })?);
+        if self.symbols.len() < 10_000 {
+            self.symbols.insert(symbol.to_owned(), p.clone());
+        }
+        Some(p)
     }
 
     fn rate_limited(&self) -> bool {

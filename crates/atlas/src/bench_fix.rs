@@ -1,0 +1,367 @@
+//! `atlas bench fix`: FIX 4.4 order entry end to end on one session against an
+//! in-process `atlas up` (fresh data directory, SQLite): the acceptor, the risk
+//! checks, matching, the durable commit, and the execution report back. Orders
+//! alternate buy and sell at one price, so every other one trades and the book
+//! stays small. Two phases:
+//! - throughput: orders pipelined with up to `--window` unacknowledged, as fast
+//!   as the exchange acknowledges them (an acknowledgement is the order's first
+//!   execution report: New, or Rejected);
+//! - latency: orders open loop at `--rate` per second, each latency counted from
+//!   the order's scheduled send time to its acknowledgement.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use atlas_wire::fix::{self, Frame, Message};
+
+/// Options of `atlas bench fix`.
+#[derive(Args, Debug)]
+pub struct FixArgs {
+    /// Orders of the throughput phase.
+    #[arg(long, default_value_t = 500_000)]
+    orders: usize,
+    /// Unacknowledged orders at most in the throughput phase.
+    #[arg(long, default_value_t = 16_384)]
+    window: usize,
+    /// Orders per second of the latency phase.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds of the latency phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Over TLS (default: the loopback plaintext listener).
+    #[arg(long)]
+    tls: bool,
+}
+
+struct Creds {
+    key: String,
+    secret: String,
+    passphrase: String,
+}
+
+/// Sent times (ns since `origin`) by order index, and what was acknowledged.
+struct Book {
+    origin: Instant,
+    sent_ns: Vec<AtomicU64>,
+    acked: AtomicU64,
+    rejected: AtomicU64,
+    histogram: std::sync::Mutex<Histogram<u64>>,
+}
+
+fn encode_with_header(msg_type: &str, seq: u64, key: &str, time: &str, body: &[(u32, &[u8])]) -> Vec<u8> {
+    let seq = seq.to_string();
+    let mut fields: Vec<(u32, &[u8])> = vec![
+        (35, msg_type.as_bytes()),
+        (34, seq.as_bytes()),
+        (49, key.as_bytes()),
+        (52, time.as_bytes()),
+        (56, b"ATLAS"),
+    ];
+    fields.extend_from_slice(body);
+    fix::encode(&fields)
+}
+
+fn now_text() -> String {
+    atlas_services::fix::exec::utc_timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+    )
+}
+
+fn logon(c: &Creds) -> anyhow::Result<Vec<u8>> {
+    let time = now_text();
+    let base: Vec<(u32, &[u8])> =
+        vec![(98, b"0"), (108, b"30"), (141, b"Y"), (553, c.key.as_bytes()), (554, c.passphrase.as_bytes())];
+    let unsigned = encode_with_header("A", 1, &c.key, &time, &base);
+    let Frame::Message(_, m) = fix::frame(&unsigned) else { bail!("logon framing") };
+    let signature = atlas_services::fix::session::logon_signature(&c.secret, &m).context("the API secret")?;
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(signature)
+    };
+    let mut fields = base;
+    fields.push((96, b64.as_bytes()));
+    Ok(encode_with_header("A", 1, &c.key, &time, &fields))
+}
+
+/// A read buffer consumed from the front without shifting it per message.
+struct Input {
+    buf: Vec<u8>,
+    at: usize,
+}
+
+async fn read_message<R: AsyncRead + Unpin>(rd: &mut R, input: &mut Input) -> anyhow::Result<Message> {
+    loop {
+        match fix::frame(&input.buf[input.at..]) {
+            Frame::Message(n, m) => {
+                input.at += n;
+                return Ok(m);
+            }
+            Frame::Garbled(n, why) => bail!("garbled message from the exchange ({why}, {n} bytes)"),
+            Frame::Incomplete => {}
+        }
+        input.buf.drain(..input.at);
+        input.at = 0;
+        input.buf.reserve(256 * 1024);
+        if rd.read_buf(&mut input.buf).await? == 0 {
+            bail!("the exchange closed the connection");
+        }
+    }
+}
+
+/// Reads execution reports, counting acknowledgements of orders named `{prefix}{index}`.
+async fn reader<R: AsyncRead + Unpin>(
+    mut rd: R,
+    mut buf: Input,
+    book: Arc<Book>,
+    prefix: &'static str,
+    want: u64,
+) -> anyhow::Result<R> {
+    let mut local = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
+    while book.acked.load(Ordering::Relaxed) < want {
+        let m = read_message(&mut rd, &mut buf).await?;
+        if m.msg_type() != b"8" {
+            continue;
+        }
+        let exec_type = m.get(150).unwrap_or_default();
+        if exec_type != b"0" && exec_type != b"8" {
+            continue;
+        }
+        let Some(index) =
+            m.text(11).and_then(|c| c.strip_prefix(prefix)).and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if exec_type == b"8" {
+            book.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        let now = u64::try_from(book.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let sent = book.sent_ns.get(index).map_or(now, |s| s.load(Ordering::Relaxed));
+        let _ = local.record(now.saturating_sub(sent).max(1_000));
+        book.acked.fetch_add(1, Ordering::Relaxed);
+    }
+    book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(&local)?;
+    Ok(rd)
+}
+
+fn order(i: usize, prefix: &str, seq: u64, key: &str, time: &str) -> Vec<u8> {
+    let cl = format!("{prefix}{i}");
+    let side: &[u8] = if i.is_multiple_of(2) { b"1" } else { b"2" };
+    encode_with_header(
+        "D",
+        seq,
+        key,
+        time,
+        &[
+            (11, cl.as_bytes()),
+            (55, b"BENCH"),
+            (54, side),
+            (38, b"1"),
+            (40, b"2"),
+            (44, b"10.00"),
+            (59, b"1"),
+        ],
+    )
+}
+
+fn print_histogram(name: &str, h: &Histogram<u64>) {
+    let ms = |v: u64| v as f64 / 1e6;
+    println!(
+        "  {name}: p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} samples)",
+        ms(h.value_at_quantile(0.50)),
+        ms(h.value_at_quantile(0.90)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.max()),
+        h.len()
+    );
+}
+
+async fn drive<S>(stream: S, creds: &Creds, args: &FixArgs) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    wr.write_all(&logon(creds)?).await?;
+    let mut buf = Input { buf: Vec::with_capacity(1 << 20), at: 0 };
+    let answer = read_message(&mut rd, &mut buf).await?;
+    if answer.msg_type() != b"A" {
+        bail!("logon refused: {}", String::from_utf8_lossy(answer.bytes()).replace('\x01', "|"));
+    }
+    let mut seq = 2u64;
+    let key = creds.key.clone();
+
+    // Throughput.
+    let n = args.orders;
+    let book = Arc::new(Book {
+        origin: Instant::now(),
+        sent_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        acked: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
+    });
+    let read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
+    let start = Instant::now();
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut time = now_text();
+    for i in 0..n {
+        if i % 1024 == 0 {
+            time = now_text();
+        }
+        while i as u64 - book.acked.load(Ordering::Relaxed) >= args.window as u64 {
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        book.sent_ns[i]
+            .store(u64::try_from(book.origin.elapsed().as_nanos()).unwrap_or(0), Ordering::Relaxed);
+        out.extend_from_slice(&order(i, "t", seq, &key, &time));
+        seq += 1;
+        if out.len() >= 32 * 1024 {
+            wr.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    wr.write_all(&out).await?;
+    out.clear();
+    let (rd, buf) = match tokio::time::timeout(Duration::from_secs(300), read).await {
+        Ok(Ok(Ok(rd))) => (rd, Input { buf: Vec::with_capacity(1 << 20), at: 0 }),
+        Ok(Ok(Err(e))) => return Err(e),
+        _ => bail!("the throughput phase did not finish"),
+    };
+    let elapsed = start.elapsed();
+    println!(
+        "throughput (one session, pipelined, window {}): {} orders acknowledged in {:.2} s = {:.0} orders/s ({} rejected)",
+        args.window,
+        n,
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        book.rejected.load(Ordering::Relaxed)
+    );
+    print_histogram(
+        "order → ack under full load",
+        &book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+
+    // Latency, open loop.
+    let total = usize::try_from(args.rate * args.seconds)?;
+    let book = Arc::new(Book {
+        origin: Instant::now(),
+        sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        acked: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
+    });
+    // The reader may have read past the last throughput message: those bytes
+    // are only reports, which the latency reader skips (other prefix).
+    let read = tokio::spawn(reader(rd, buf, book.clone(), "l", total as u64));
+    let interval_ns = 1_000_000_000 / args.rate.max(1);
+    let start = book.origin;
+    for i in 0..total {
+        let due = u64::try_from(i)? * interval_ns;
+        let now = u64::try_from(start.elapsed().as_nanos())?;
+        if due > now {
+            if !out.is_empty() {
+                wr.write_all(&out).await?;
+                out.clear();
+            }
+            tokio::time::sleep(Duration::from_nanos(due - now)).await;
+        }
+        if i % 1024 == 0 {
+            time = now_text();
+        }
+        // Latency counts from the scheduled time, so a late sender is not hidden.
+        book.sent_ns[i].store(due, Ordering::Relaxed);
+        out.extend_from_slice(&order(i, "l", seq, &key, &time));
+        seq += 1;
+        if out.len() >= 16 * 1024 {
+            wr.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    wr.write_all(&out).await?;
+    match tokio::time::timeout(Duration::from_secs(120), read).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => return Err(e),
+        _ => bail!("the latency phase did not finish"),
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "latency (open loop at {}/s for {} s): {} orders acknowledged in {:.2} s ({} rejected)",
+        args.rate,
+        args.seconds,
+        total,
+        elapsed.as_secs_f64(),
+        book.rejected.load(Ordering::Relaxed)
+    );
+    print_histogram("order → ack", &book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    Ok(())
+}
+
+/// Runs the benchmark.
+pub fn run(args: FixArgs) -> anyhow::Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
+    }
+    let tmp = tempfile::tempdir()?;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("atlas-io")
+        .enable_all()
+        .build()?;
+    let mut cfg = crate::bench_api::config(tmp.path(), None, true)?;
+    cfg.fix_plain_addr = Some("127.0.0.1:0".parse()?);
+    let running = server.block_on(atlas_services::up::start(cfg))?;
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench")
+        .enable_all()
+        .build()?;
+    println!(
+        "atlas bench fix: one FIX 4.4 session over {}, SQLite, durable commits",
+        if args.tls { "TLS" } else { "loopback plaintext" }
+    );
+    let result = client.block_on(async {
+        let setup = crate::bench_api::setup(&running, tmp.path()).await?;
+        let k = &setup.api_key;
+        let text = |f: &str| k[f].as_str().map(str::to_owned).context("the API key");
+        let creds = Creds { key: text("key")?, secret: text("secret")?, passphrase: text("passphrase")? };
+        if args.tls {
+            let ca = std::fs::read(&running.pki.ca_cert)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&ca)
+            {
+                roots.add(cert?)?;
+            }
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let tcp = tokio::net::TcpStream::connect(running.fix_addr).await?;
+            tcp.set_nodelay(true)?;
+            let name = rustls_pki_types::ServerName::try_from("localhost")?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+            drive(stream, &creds, &args).await
+        } else {
+            let addr = running.fix_plain_addr.context("the plaintext listener")?;
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            drive(tcp, &creds, &args).await
+        }
+    });
+    server.block_on(running.shutdown())?;
+    result
+}
