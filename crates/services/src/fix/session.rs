@@ -48,6 +48,8 @@ const IN_FLIGHT_MAX: usize = 16_384;
 const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
 /// Bytes read at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// Messages that arrived ahead of a gap, kept until it is filled, at most.
+const EARLY_MESSAGES_MAX: usize = 10_000;
 
 /// Message types of FIX 4.4 (anything else is an invalid MsgType).
 const FIX44_TYPES: &[&str] = &[
@@ -300,6 +302,7 @@ where
         last_out: Instant::now(),
         test_request: None,
         resend_until: None,
+        early: Default::default(),
         cod: CancelOnDisconnect::No,
         orders: Orders::default(),
         entered: HashSet::default(),
@@ -367,6 +370,8 @@ struct Session {
     test_request: Option<(String, Instant)>,
     /// A ResendRequest of ours is outstanding up to this sequence number.
     resend_until: Option<u64>,
+    /// Messages received ahead of a gap, by sequence number.
+    early: std::collections::BTreeMap<u64, Message>,
     cod: CancelOnDisconnect,
     orders: Orders,
     /// ClOrdIDs entered here whose orders the feed has not shown yet.
@@ -632,7 +637,8 @@ impl Session {
             None => {
                 // The heartbeat interval plus a fifth for transmission.
                 if now.duration_since(self.last_in) >= self.heartbeat + self.heartbeat / 5 {
-                    let id = format!("TEST-{}", now_ns());
+                    // QuickFIX's convention, which its acceptance scripts expect.
+                    let id = "TEST".to_owned();
                     self.send("1", &[(112, id.clone())]);
                     self.test_request = Some((id, now));
                 }
@@ -647,11 +653,31 @@ impl Session {
         while at < inbuf.len() {
             match fix::frame(&inbuf[at..]) {
                 Frame::Incomplete => break,
-                Frame::Garbled(n, _) => at += n,
+                Frame::Garbled(n, _) => {
+                    // Another FIX version than the session's: Logout (the
+                    // specification's answer); anything else garbled is dropped.
+                    let rest = &inbuf[at..];
+                    if rest.starts_with(b"8=FIX") && !rest.starts_with(b"8=FIX.4.4\x01") {
+                        self.logout("incorrect BeginString");
+                        flow = Flow::Close;
+                        break;
+                    }
+                    at += n;
+                }
                 Frame::Message(n, m) => {
                     at += n;
                     if self.on_message(&m).await == Flow::Close {
                         flow = Flow::Close;
+                        break;
+                    }
+                    // Messages that arrived early, now in sequence.
+                    while let Some(next) = self.early.remove(&self.store.next_in) {
+                        if self.on_message(&next).await == Flow::Close {
+                            flow = Flow::Close;
+                            break;
+                        }
+                    }
+                    if flow == Flow::Close {
                         break;
                     }
                 }
@@ -664,6 +690,25 @@ impl Session {
     /// The session layer's checks, then the message itself.
     async fn on_message(&mut self, m: &Message) -> Flow {
         let msg_type = m.msg_type().to_vec();
+        for tag in [49, 56, 34, 52] {
+            let value = m.get(tag);
+            if value.is_none_or(<[u8]>::is_empty) {
+                if tag == 34 {
+                    self.logout("MsgSeqNum (34) missing");
+                    return Flow::Close;
+                }
+                if m.uint(34) == Some(self.store.next_in) {
+                    self.store.next_in += 1;
+                }
+                match value {
+                    None => self.reject(m, reason::REQUIRED_TAG_MISSING, Some(tag), "Required tag missing"),
+                    Some(_) => {
+                        self.reject(m, reason::TAG_WITHOUT_VALUE, Some(tag), "Tag specified without a value")
+                    }
+                }
+                return Flow::Go;
+            }
+        }
         if m.text(49) != Some(self.key.as_str()) || m.text(56) != Some(COMP_ID) {
             self.reject(m, reason::COMP_ID_PROBLEM, None, "CompID problem");
             self.logout("CompID problem");
@@ -699,18 +744,40 @@ impl Session {
             return Flow::Go;
         }
         let expected = self.store.next_in;
-        if seq > expected {
-            // A gap: ask for what is missing (once), and leave this message to
-            // the resend — except a Logout or a ResendRequest, answered now.
-            self.ask_resend(expected, seq);
+        // A Logon asking for a reset during the session starts both sides over.
+        if msg_type == b"A" && m.text(141) == Some("Y") && seq == 1 {
+            if let Err(e) = self.store.reset() {
+                tracing::error!(error = %e, "FIX session store reset failed");
+                return Flow::Close;
+            }
+            self.early.clear();
+            self.resend_until = None;
+            self.store.next_in = 2;
+            self.send(
+                "A",
+                &[(98, "0".into()), (108, self.heartbeat.as_secs().to_string()), (141, "Y".into())],
+            );
+            return Flow::Go;
+        }
+        // A ResendRequest or a Logout is acted on whatever its number (as
+        // QuickFIX does): the counterparty may be recovering from a gap itself.
+        if (msg_type == b"2" || msg_type == b"5") && seq != expected {
             if msg_type == b"2" {
                 self.on_resend_request(m);
+            } else if !self.logout_sent {
+                self.logout("");
             }
-            if msg_type == b"5" {
-                if !self.logout_sent {
-                    self.logout("");
-                }
-                return Flow::Close;
+            if seq > expected && msg_type == b"2" {
+                self.ask_resend(expected, seq);
+            }
+            return if msg_type == b"5" { Flow::Close } else { Flow::Go };
+        }
+        if seq > expected {
+            // A gap: ask for what is missing (once), and keep this message
+            // until the gap is filled.
+            self.ask_resend(expected, seq);
+            if self.early.len() < EARLY_MESSAGES_MAX {
+                self.early.insert(seq, m.clone());
             }
             return Flow::Go;
         }
