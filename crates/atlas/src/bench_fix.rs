@@ -128,6 +128,9 @@ async fn reader<R: AsyncRead + Unpin>(
     let mut local = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
     while book.acked.load(Ordering::Relaxed) < want {
         let m = read_message(&mut rd, &mut buf).await?;
+        if m.msg_type() == b"5" {
+            bail!("the exchange logged the session out: {}", m.text(58).unwrap_or(""));
+        }
         if m.msg_type() != b"8" {
             continue;
         }
