@@ -398,3 +398,31 @@ fn cancel_on_disconnect_cancels_the_sessions_orders() {
     }
     s.stop();
 }
+
+#[test]
+fn revoked_keys_and_repeated_failures_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let refused = |creds: &Credentials| {
+        let mut c = FixClient::plain(&s.fix_plain, creds);
+        let m = c.logon_message(1, &[(141, "Y")]);
+        c.raw(&m);
+        let answer = c.recv();
+        assert_eq!(answer.msg_type(), b"5", "{}", show(&answer));
+        assert!(c.closed().0);
+        text(&answer, 58).to_owned()
+    };
+    // A revoked key no longer logs on.
+    let adm = server::admin(&s);
+    let (st, b) = adm.delete(&format!("/atlas/internal/api/participant/broker/2/apikey/{}", keys[1].key));
+    assert_eq!(st, StatusCode::NO_CONTENT, "{b}");
+    assert!(refused(&keys[1]).contains("bad credentials"));
+    // Five wrong passphrases for one key: then even the right one waits (the
+    // back-off of failed password logins), and says so.
+    let wrong = Credentials { passphrase: "wrong-passphrase".into(), ..keys[0].clone() };
+    for _ in 0..5 {
+        assert!(refused(&wrong).contains("bad credentials"));
+    }
+    assert!(refused(&keys[0]).contains("too many failed logons"));
+    s.stop();
+}

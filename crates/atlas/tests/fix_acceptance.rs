@@ -22,7 +22,7 @@
 //!
 //! Every script runs; the report lists each with PASS or why it failed. The
 //! test fails if a script in [`PASSING`] fails (a regression) or if one not in
-//! it passes (keep the list true).
+//! it passes (keep the list true); [`TIMING_DEPENDENT`] scripts are only reported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -76,6 +76,10 @@ const PASSING: &[&str] = &[
     "AlreadyLoggedOn",
     "SessionReset",
 ];
+
+/// Scripts whose outcome depends on timer phases (our heartbeat and test
+/// request ticks against the script's waits): reported, never asserted.
+const TIMING_DEPENDENT: &[&str] = &["6_SendTestRequest"];
 
 enum Line {
     Connect(usize),
@@ -319,11 +323,12 @@ fn quickfix_acceptance_scripts() {
         let lines = parse(&std::fs::read_to_string(file).unwrap());
         let result = run(&lines, &s, &creds);
         let listed = PASSING.contains(&name.as_str());
+        let timing = TIMING_DEPENDENT.contains(&name.as_str());
         match &result {
             Ok(()) => {
                 report.push_str(&format!("PASS {name}\n"));
                 passed.push(name.clone());
-                if !listed {
+                if !listed && !timing {
                     surprises.push(format!("{name} passes but is not listed in PASSING"));
                 }
             }

@@ -162,6 +162,24 @@ pub(crate) async fn place(
     Ok((true, row, fx.trades.into_iter().map(|t| (t, false)).collect()))
 }
 
+/// The order as it would stand after `amend` (for the risk checks an amend
+/// must pass like a new order).
+pub(crate) fn after_amend(row: &OrderRow, amend: &Amend) -> NewOrder {
+    NewOrder {
+        order_id: row.id,
+        participant: row.participant,
+        product: row.product,
+        side: row.side,
+        order_type: row.order_type,
+        time_in_force: row.time_in_force,
+        quantity: amend.quantity.unwrap_or(row.original),
+        price: amend.price.or(row.price),
+        stop_price: amend.stop_price.or(row.stop_price),
+        post_only: row.post_only,
+        self_trade_prevention: row.self_trade_prevention,
+    }
+}
+
 /// Cancels one of the caller's orders; returns its final row.
 pub(crate) async fn cancel_one(app: &App, caller: &Caller, id: u64) -> Result<OrderRow, ApiError> {
     let row = own_order(app, caller, id).await?;
@@ -246,19 +264,7 @@ pub async fn amend(
     };
     // An amend must fit the same quantity and notional limits as a new order:
     // check the order as it would stand afterwards.
-    let after = NewOrder {
-        order_id: row.id,
-        participant: row.participant,
-        product: row.product,
-        side: row.side,
-        order_type: row.order_type,
-        time_in_force: row.time_in_force,
-        quantity: amend.quantity.unwrap_or(row.original),
-        price: amend.price.or(row.price),
-        stop_price: amend.stop_price.or(row.stop_price),
-        post_only: row.post_only,
-        self_trade_prevention: row.self_trade_prevention,
-    };
+    let after = after_amend(&row, &amend);
     crate::risk::check_order(app, &after, &product).await?;
     let receipt = await_receipt(app.seq.submit(actor(&caller), None, CommandKind::Amend(amend))?).await?;
     if let Some(e) = rejected(&receipt) {

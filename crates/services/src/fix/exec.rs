@@ -303,6 +303,15 @@ impl Orders {
                 t.price = price;
                 t.stop = stop;
                 if let Some(c) = &cl {
+                    // The order answers to its new ClOrdID now (the map stays
+                    // one entry per open order; the original id is still found
+                    // in the tables).
+                    if let Some(old) = &t.cl_ord_id
+                        && old != c
+                        && self.by_cl_ord_id.get(old) == Some(&row.id)
+                    {
+                        self.by_cl_ord_id.remove(old);
+                    }
                     self.by_cl_ord_id.insert(c.clone(), row.id);
                 }
                 t.cl_ord_id = cl.clone();

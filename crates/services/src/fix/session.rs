@@ -48,8 +48,10 @@ const IN_FLIGHT_MAX: usize = 16_384;
 const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
 /// Bytes read at once.
 const READ_CHUNK: usize = 64 * 1024;
+/// How long a second logon of a session waits for the first connection to end.
+const PREVIOUS_CONNECTION_GRACE: Duration = Duration::from_secs(2);
 /// Messages that arrived ahead of a gap, kept until it is filled, at most.
-const EARLY_MESSAGES_MAX: usize = 10_000;
+const EARLY_MESSAGES_MAX: usize = 1_000;
 
 /// Message types of FIX 4.4 (anything else is an invalid MsgType).
 const FIX44_TYPES: &[&str] = &[
@@ -72,6 +74,7 @@ mod reason {
     pub const SENDING_TIME_ACCURACY: u32 = 10;
     pub const INVALID_MSG_TYPE: u32 = 11;
     pub const TAG_APPEARS_MORE_THAN_ONCE: u32 = 13;
+    pub const OTHER: u32 = 99;
 }
 
 /// What the outcome of a submitted command is needed for.
@@ -244,7 +247,21 @@ where
     if logon.msg_type() != b"A" {
         return;
     }
-    let auth = match authenticate(&acc, &logon).await {
+    // Failed logons back off like failed password logins (per key and per IP),
+    // before any database or signature work.
+    let throttle_name = format!("fix-key:{}", logon.text(49).unwrap_or_default());
+    let outcome = match acc.app.logins.check(&throttle_name, Some(ip)) {
+        Err(_) => Err("logon refused: too many failed logons; retry later"),
+        Ok(()) => {
+            let outcome = authenticate(&acc, &logon).await;
+            match &outcome {
+                Ok(_) => acc.app.logins.succeeded(&throttle_name),
+                Err(_) => acc.app.logins.failed(&throttle_name, Some(ip)),
+            }
+            outcome
+        }
+    };
+    let auth = match outcome {
         Ok(a) => a,
         Err(text) => {
             tracing::info!(%ip, "FIX logon refused");
@@ -262,13 +279,23 @@ where
             return;
         }
     };
-    {
-        let mut live = acc.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !live.insert(auth.key.clone()) {
-            // Already logged on elsewhere: the established session goes on.
+    // One connection per session. A client reconnecting at once may arrive
+    // while its previous connection is still winding down (final Logout,
+    // cancel-on-disconnect): give that a moment before refusing.
+    let mut waited = Duration::ZERO;
+    loop {
+        let inserted =
+            acc.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(auth.key.clone());
+        if inserted {
+            break;
+        }
+        if waited >= PREVIOUS_CONNECTION_GRACE {
+            // Logged on elsewhere: the established session goes on.
             tracing::info!(%ip, participant = auth.me.0, "FIX logon refused: the session is already logged on");
             return;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
     }
     let key = auth.key.clone();
     let acc2 = acc.clone();
@@ -907,6 +934,17 @@ impl Session {
     }
 
     fn on_resend_request(&mut self, m: &Message) {
+        // A resend reads the kept messages (up to two files of
+        // MESSAGES_FILE_BYTES_MAX): counted like any query against the rate limit.
+        if self
+            .app
+            .rate_limits
+            .check(crate::limits::Kind::Queries, Some(self.ip), Some(self.caller.principal))
+            .is_err()
+        {
+            self.reject(m, reason::OTHER, None, "too many resend requests; retry later");
+            return;
+        }
         let (Some(begin), Some(end)) = (m.uint(7), m.uint(16)) else {
             self.reject(
                 m,
@@ -1336,19 +1374,7 @@ impl Session {
             price: price.filter(|p| Some(*p) != row.price),
             stop_price: stop.filter(|p| Some(*p) != row.stop_price),
         };
-        let after = NewOrder {
-            order_id: row.id,
-            participant: row.participant,
-            product: row.product,
-            side: row.side,
-            order_type: row.order_type,
-            time_in_force: row.time_in_force,
-            quantity: Qty(quantity),
-            price: price.or(row.price),
-            stop_price: stop.or(row.stop_price),
-            post_only: row.post_only,
-            self_trade_prevention: row.self_trade_prevention,
-        };
+        let after = crate::orders::after_amend(&row, &amend);
         if let Err(e) = crate::risk::check_order(&self.app, &after, &product).await {
             reply(self, Some(order), 3, &e.detail);
             return Flow::Go;

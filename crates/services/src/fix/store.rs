@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use atlas_wire::fix::{self, Frame};
 
 /// The messages file is rotated past this size.
-pub const MESSAGES_FILE_BYTES_MAX: u64 = 128 * 1024 * 1024;
+pub const MESSAGES_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// One session's store.
 pub struct SessionStore {
