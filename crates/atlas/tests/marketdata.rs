@@ -224,3 +224,104 @@ asyncio.run(main(*sys.argv[1:3]))
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen, json!({"third": 429, "after_close": "subscriptions"}));
 }
+
+/// A WebSocket client over TLS on a socket with a 4 KiB receive buffer: once
+/// it stops polling, data stops leaving the server.
+async fn slow_client(
+    addr: std::net::SocketAddr,
+    ca: &[u8],
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4_096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    tokio_tungstenite::client_async(format!("wss://{addr}/atlas/api/ws"), tls).await.unwrap().0
+}
+
+/// A subscriber that stops reading is not queued for without limit: once its
+/// queue is full the hub drops it, and when it reads again it finds, after what
+/// was already on its way, an error naming the reason and then the close. The
+/// exchange meanwhile goes on serving everyone else.
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected_with_a_reason() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_QUERIES", "0"), ("ATLAS_RATE_LIMIT_ORDERS", "0")],
+    );
+    let (alice, _bob) = setup(&s);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr: std::net::SocketAddr = s.external.trim_start_matches("https://").parse().unwrap();
+    let ca = std::fs::read(s.data_dir.join("pki/ca.crt")).unwrap();
+    let mut ws = rt.block_on(async {
+        let mut ws = slow_client(addr, &ca).await;
+        ws.send(Message::text(r#"{"type":"subscribe","channels":["level2"],"productIds":[1]}"#))
+            .await
+            .unwrap();
+        for expected in ["subscriptions", "snapshot"] {
+            let m = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+            assert_eq!(v["type"], expected, "{v}");
+        }
+        ws
+    });
+    // It stops reading. Each order rests at a price of its own: one level2
+    // update apiece, spread over far more of the hub's 5 ms flushes than a
+    // connection may have queued.
+    let placed = 2_000u64;
+    for i in 0..placed {
+        let price = format!("{}.{:02}", 10 + i / 100, i % 100);
+        assert_eq!(order(&alice, "BUY", &price, 1), StatusCode::CREATED);
+    }
+    // Everyone else is still served: the REST book shows the orders (to its
+    // depth limit of 1,000 levels).
+    let (_, book) = alice.get("/atlas/api/orderBook/1?depth=1000");
+    assert_eq!(book["bids"].as_array().unwrap().len(), 1_000, "{book}");
+    // It reads again: what was on its way, then the reason, then the close.
+    let (updates, error, closed) = rt.block_on(async {
+        let (mut updates, mut error, mut closed) = (0u64, Value::Null, false);
+        while let Ok(Some(m)) = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next()).await {
+            match m {
+                Ok(Message::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    match v["type"].as_str() {
+                        Some("l2update") => updates += 1,
+                        Some("error") => error = v,
+                        _ => {}
+                    }
+                }
+                Ok(Message::Close(_)) | Err(_) => {
+                    closed = true;
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        (updates, error, closed)
+    });
+    assert_eq!(error["reason"], "slow consumer", "{error} after {updates} updates");
+    assert!(error["message"].as_str().unwrap().contains("reconnect and resubscribe"), "{error}");
+    assert!(closed, "no close after {updates} updates");
+    // It was cut off: it never got all the updates.
+    assert!(updates < placed, "{updates} updates");
+}
