@@ -195,7 +195,9 @@ where
     let (mut rd, mut wr) = tokio::io::split(stream);
     wr.write_all(&logon(creds)?).await?;
     let mut buf = Input { buf: Vec::with_capacity(1 << 20), at: 0 };
-    let answer = read_message(&mut rd, &mut buf).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_message(&mut rd, &mut buf))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer to the Logon in 30 s"))??;
     if answer.msg_type() != b"A" {
         bail!("logon refused: {}", String::from_utf8_lossy(answer.bytes()).replace('\x01', "|"));
     }
