@@ -8,8 +8,6 @@
 //! else (migrations, recovery, reads, snapshots) stays on sqlx.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use atlas_journal::projection::{Effects, OrderRow, codes};
@@ -62,24 +60,14 @@ fn id_list(head: &str, n: usize) -> String {
 }
 
 /// How often the checkpointer copies committed WAL pages into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// WAL frames left after an unblocking pass below which the checkpointer holds
-/// the writer off to copy the rest (a short pause: at most this many pages).
-const CATCH_UP_FRAMES: i64 = 64;
-/// Unblocking passes per round before the checkpointer gives up catching up
-/// (the next round tries again).
-const PASSES_MAX: usize = 8;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// WAL pages (4 KiB) after which a commit checkpoints by itself: a backstop in
 /// case the checkpointer falls behind, far above what it lets accumulate.
 const WAL_BACKSTOP_PAGES: u32 = 262_144;
-/// The size the WAL file is cut back to when SQLite restarts it (bytes).
-const WAL_KEPT_BYTES: u64 = 64 << 20;
 
 /// The writer's connection, and the thread that checkpoints beside it.
 pub(crate) struct Writer {
     conn: Connection,
-    /// Held for each append; the checkpointer takes it for its short final pass.
-    gate: Arc<Mutex<()>>,
     /// Kept for its thread (stopped when the writer goes).
     _checkpointer: Checkpointer,
 }
@@ -89,50 +77,25 @@ pub(crate) struct Writer {
 /// copying 64 MiB back into the database there stalled that commit (and every
 /// order waiting on it) for tens of milliseconds. A PASSIVE checkpoint never
 /// blocks the writer; the writer keeps appending while it runs.
-///
-/// But SQLite rewinds the WAL to its start only when a write begins on a WAL
-/// that is entirely copied, which under steady commits never happens: each pass
-/// ends with new frames behind it. At 20k orders/s the WAL grew by ~70 MB/s,
-/// every commit extended the file, and at the 1 GiB backstop one commit copied
-/// all of it. So once a pass leaves only a little behind, the checkpointer
-/// holds the writer off (`gate`) for one last pass over that little (~2 ms,
-/// every 250 ms under load); the next commit then rewinds the WAL and
-/// overwrites it in place, and the file stays a few tens of MB.
 struct Checkpointer {
-    stop: Arc<AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// One PASSIVE checkpoint: the frames in the WAL and those copied, or None.
-fn checkpoint(conn: &Connection) -> Option<(i64, i64)> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-        .ok()
-}
-
 impl Checkpointer {
-    fn start(path: &Path, gate: Arc<Mutex<()>>) -> Result<Checkpointer, StorageError> {
+    fn start(path: &Path) -> Result<Checkpointer, StorageError> {
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("atlas-checkpoint".into())
             .spawn(move || {
-                while !flag.load(Ordering::Acquire) {
+                while !flag.load(std::sync::atomic::Ordering::Acquire) {
                     std::thread::park_timeout(CHECKPOINT_EVERY);
                     // A failure here is not the commit's: the next round (or the
                     // backstop) checkpoints.
-                    for _ in 0..PASSES_MAX {
-                        match checkpoint(&conn) {
-                            Some((log, done)) if log > 0 && log - done <= CATCH_UP_FRAMES => {
-                                let _writer_waits = gate.lock().unwrap_or_else(PoisonError::into_inner);
-                                let _ = checkpoint(&conn);
-                                break;
-                            }
-                            Some((log, _)) if log > 0 => {}
-                            _ => break,
-                        }
-                    }
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
             })
             .map_err(err)?;
@@ -142,7 +105,7 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
         if let Some(t) = self.thread.take() {
             t.thread().unpark();
             let _ = t.join();
@@ -175,18 +138,16 @@ impl Writer {
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY; \
              PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}; \
-             PRAGMA journal_size_limit = {WAL_KEPT_BYTES}; PRAGMA foreign_keys = ON;"
+             PRAGMA foreign_keys = ON;"
         ))
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        let gate = Arc::new(Mutex::new(()));
-        let checkpointer = Checkpointer::start(path, gate.clone())?;
-        Ok(Writer { conn, gate, _checkpointer: checkpointer })
+        let checkpointer = Checkpointer::start(path)?;
+        Ok(Writer { conn, _checkpointer: checkpointer })
     }
 
     /// Appends `batch` and writes `fx` in one transaction.
     pub(crate) fn append(&mut self, shard: i64, batch: &Batch, fx: &Effects) -> Result<(), StorageError> {
-        let _checkpointer_waits = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut stmt = tx
