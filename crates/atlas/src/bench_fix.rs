@@ -124,7 +124,7 @@ async fn reader<R: AsyncRead + Unpin>(
     book: Arc<Book>,
     prefix: &'static str,
     want: u64,
-) -> anyhow::Result<R> {
+) -> anyhow::Result<(R, Input)> {
     let mut local = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
     while book.acked.load(Ordering::Relaxed) < want {
         let m = read_message(&mut rd, &mut buf).await?;
@@ -152,7 +152,29 @@ async fn reader<R: AsyncRead + Unpin>(
         book.acked.fetch_add(1, Ordering::Relaxed);
     }
     book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(&local)?;
-    Ok(rd)
+    Ok((rd, buf))
+}
+
+/// Writes `out` to the exchange, unless the reader stops first: its error is
+/// then the run's. (Without this, a reader that ended on an error left the
+/// writer blocked for ever on a connection nobody read.)
+async fn send<W: AsyncWrite + Unpin, R>(
+    wr: &mut W,
+    out: &mut Vec<u8>,
+    read: &mut tokio::task::JoinHandle<anyhow::Result<R>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        written = wr.write_all(out) => {
+            written?;
+            out.clear();
+            Ok(())
+        }
+        stopped = &mut *read => match stopped {
+            Ok(Err(e)) => Err(e.context("reading the execution reports")),
+            Ok(Ok(_)) => bail!("the report reader finished before the orders were sent"),
+            Err(e) => bail!("the report reader failed: {e}"),
+        },
+    }
 }
 
 fn order(i: usize, prefix: &str, seq: u64, key: &str, time: &str) -> Vec<u8> {
@@ -213,7 +235,7 @@ where
         rejected: AtomicU64::new(0),
         histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
     });
-    let read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
+    let mut read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
     let start = Instant::now();
     let mut out = Vec::with_capacity(1 << 20);
     let mut time = now_text();
@@ -223,8 +245,7 @@ where
         }
         while i as u64 - book.acked.load(Ordering::Relaxed) >= args.window as u64 {
             if !out.is_empty() {
-                wr.write_all(&out).await?;
-                out.clear();
+                send(&mut wr, &mut out, &mut read).await?;
             }
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
@@ -233,14 +254,12 @@ where
         out.extend_from_slice(&order(i, "t", seq, &key, &time));
         seq += 1;
         if out.len() >= 32 * 1024 {
-            wr.write_all(&out).await?;
-            out.clear();
+            send(&mut wr, &mut out, &mut read).await?;
         }
     }
-    wr.write_all(&out).await?;
-    out.clear();
+    send(&mut wr, &mut out, &mut read).await?;
     let (rd, buf) = match tokio::time::timeout(Duration::from_secs(300), read).await {
-        Ok(Ok(Ok(rd))) => (rd, Input { buf: Vec::with_capacity(1 << 20), at: 0 }),
+        Ok(Ok(Ok(carried))) => carried,
         Ok(Ok(Err(e))) => return Err(e),
         _ => bail!("the throughput phase did not finish"),
     };
@@ -267,9 +286,10 @@ where
         rejected: AtomicU64::new(0),
         histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
     });
-    // The reader may have read past the last throughput message: those bytes
-    // are only reports, which the latency reader skips (other prefix).
-    let read = tokio::spawn(reader(rd, buf, book.clone(), "l", total as u64));
+    // The reader may have read past the last throughput message, up to the
+    // middle of one: its buffer carries over (the reports in it are skipped,
+    // other prefix). Starting afresh had read a message from its middle.
+    let mut read = tokio::spawn(reader(rd, buf, book.clone(), "l", total as u64));
     let interval_ns = 1_000_000_000 / args.rate.max(1);
     let start = book.origin;
     for i in 0..total {
@@ -277,8 +297,7 @@ where
         let now = u64::try_from(start.elapsed().as_nanos())?;
         if due > now {
             if !out.is_empty() {
-                wr.write_all(&out).await?;
-                out.clear();
+                send(&mut wr, &mut out, &mut read).await?;
             }
             tokio::time::sleep(Duration::from_nanos(due - now)).await;
         }
@@ -290,11 +309,10 @@ where
         out.extend_from_slice(&order(i, "l", seq, &key, &time));
         seq += 1;
         if out.len() >= 16 * 1024 {
-            wr.write_all(&out).await?;
-            out.clear();
+            send(&mut wr, &mut out, &mut read).await?;
         }
     }
-    wr.write_all(&out).await?;
+    send(&mut wr, &mut out, &mut read).await?;
     match tokio::time::timeout(Duration::from_secs(120), read).await {
         Ok(Ok(Ok(_))) => {}
         Ok(Ok(Err(e))) => return Err(e),
