@@ -1,7 +1,9 @@
 //! `atlas bench feed`: WebSocket fan-out under order load. Starts an in-process
 //! `atlas up`, connects `--subscribers` WebSocket clients to `/atlas/api/ws`
-//! (level2 and matches of one product), then sends orders open-loop at
-//! `--rate` for `--seconds` and measures, for every l2update and match each
+//! (level2 and matches of one product), then sends orders open loop at
+//! `--rate` for `--seconds` over one FIX session (a market maker's flow:
+//! resting orders, cancels, and one crossing order in `--cross-every`; see
+//! `bench_fix::market_flow`) and measures, for every l2update and match each
 //! subscriber receives, the publish lag: receipt time minus the message's
 //! `time` (the command's journal time, stamped when it was sequenced, so the
 //! lag includes matching, the commit and the fan-out). Also reports the
@@ -16,7 +18,7 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 
-use crate::bench_api::{Load, Target, config, phase, report, setup};
+use crate::bench_api::{config, setup};
 
 /// Options of `atlas bench feed`.
 #[derive(Args, Debug)]
@@ -30,9 +32,10 @@ pub struct FeedArgs {
     /// Seconds of order load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// HTTPS connections sending the orders.
-    #[arg(long, default_value_t = 64)]
-    connections: usize,
+    /// One order message in this many crosses the spread and trades; the
+    /// others rest or cancel (2: every other one trades, no cancels).
+    #[arg(long, default_value_t = 20)]
+    cross_every: usize,
 }
 
 fn rss_mib() -> f64 {
@@ -64,6 +67,8 @@ fn now_ns() -> i64 {
 struct Totals {
     lag: std::sync::Mutex<Histogram<u64>>,
     messages: AtomicU64,
+    /// Feed messages received so far, all subscribers (updated live).
+    delivered: AtomicU64,
     dropped: AtomicU64,
     closed: AtomicU64,
 }
@@ -83,6 +88,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
     // A thousand subscribers come from one address here.
     cfg.connections_per_ip = 0;
     cfg.feed_connections_per_ip = 0;
+    cfg.fix_plain_addr = Some("127.0.0.1:0".parse()?);
     let running = server.block_on(atlas_services::up::start(cfg))?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,17 +96,22 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "atlas bench feed: {} WebSocket subscribers (level2 + matches), orders open loop at {}/s for {} s, SQLite",
-        args.subscribers, args.rate, args.seconds
+        "atlas bench feed: {} WebSocket subscribers (level2 + matches), orders over FIX open loop at {}/s for {} s \
+         (one in {} crosses), SQLite",
+        args.subscribers,
+        args.rate,
+        args.seconds,
+        args.cross_every.max(2)
     );
     let rss_start = rss_mib();
     let result = client_rt.block_on(async {
-        let token = setup(&running, tmp.path()).await?.token;
+        let setup = setup(&running, tmp.path()).await?;
+        let creds = crate::bench_fix::Creds::of(&setup)?;
         let ca = std::fs::read(&running.pki.ca_cert)?;
-        let base = format!("https://{}", running.external_addr);
         let totals = Arc::new(Totals {
             lag: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
             messages: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             closed: AtomicU64::new(0),
         });
@@ -123,8 +134,9 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         }
         let rss_subscribed = rss_mib();
         println!("  {ready} subscribers have their snapshots; process memory {rss_start:.0} → {rss_subscribed:.0} MiB");
-        let t = Target { ca: &ca, base: &base, token: &token };
-        let load = phase("orders, open loop", &t, Load::Orders, args.connections, args.seconds, args.rate).await?;
+        let fix = running.fix_plain_addr.context("the plaintext FIX listener")?;
+        let delivered_before = totals.delivered.load(Ordering::Relaxed);
+        let flow = crate::bench_fix::market_flow(fix, &creds, args.rate, args.seconds, args.cross_every).await?;
         // Let the last messages arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Release);
@@ -132,8 +144,23 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         for t in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
-        println!();
-        report(&format!("orders, open loop at {}/s", args.rate), &load);
+        let delivered = totals.delivered.load(Ordering::Relaxed) - delivered_before;
+        let secs = flow.elapsed.as_secs_f64();
+        println!(
+            "  order flow: {} messages ({} crossing) in {:.2} s = {:.0}/s; {} rejected, {} cancels rejected (order already filled)",
+            flow.sent,
+            flow.crossing,
+            secs,
+            flow.sent as f64 / secs,
+            flow.rejected,
+            flow.cancel_rejected
+        );
+        crate::bench_fix::print_histogram("order → ack", &flow.histogram);
+        println!(
+            "  feed messages delivered: {delivered} = {:.0}/s in all, {:.0}/s per subscriber",
+            delivered as f64 / secs,
+            delivered as f64 / secs / ready.max(1) as f64
+        );
         let lag = totals.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let ms = |ns: u64| format!("{:.2} ms", ns as f64 / 1e6);
         println!(
@@ -182,9 +209,18 @@ async fn subscriber(
     tcp.set_nodelay(true)?;
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
     let stream = tls.connect(name, tcp).await?;
-    let (mut ws, _) = tokio_tungstenite::client_async(format!("wss://{addr}/atlas/api/ws"), stream)
-        .await
-        .context("WebSocket handshake")?;
+    // A 16 KiB read buffer (one TLS record) rather than tungstenite's 128 KiB,
+    // which it zeroes before every read: the subscribers share the CPU with the
+    // exchange under test, so their cost is kept down.
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+        format!("wss://{addr}/atlas/api/ws"),
+        stream,
+        Some(config),
+    )
+    .await
+    .context("WebSocket handshake")?;
     ws.send(tokio_tungstenite::tungstenite::Message::text(
         r#"{"type":"subscribe","channels":["level2","matches"],"productIds":[1]}"#,
     ))
@@ -220,9 +256,13 @@ async fn subscriber(
             let lag = (now_ns() - t).max(1_000);
             let _ = local.record(u64::try_from(lag).unwrap_or(u64::MAX).min(600_000_000_000));
             count += 1;
+            if count.is_multiple_of(256) {
+                totals.delivered.fetch_add(256, Ordering::Relaxed);
+            }
         }
     }
     totals.messages.fetch_add(count, Ordering::Relaxed);
+    totals.delivered.fetch_add(count % 256, Ordering::Relaxed);
     totals.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(&local)?;
     Ok(())
 }

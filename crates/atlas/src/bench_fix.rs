@@ -40,10 +40,19 @@ pub struct FixArgs {
     tls: bool,
 }
 
-struct Creds {
+pub(crate) struct Creds {
     key: String,
     secret: String,
     passphrase: String,
+}
+
+impl Creds {
+    /// The bench participant's API key from `bench_api::setup`.
+    pub(crate) fn of(setup: &crate::bench_api::Setup) -> anyhow::Result<Creds> {
+        let k = &setup.api_key;
+        let text = |f: &str| k[f].as_str().map(str::to_owned).context("the API key");
+        Ok(Creds { key: text("key")?, secret: text("secret")?, passphrase: text("passphrase")? })
+    }
 }
 
 /// Sent times (ns since `origin`) by order index, and what was acknowledged.
@@ -52,6 +61,7 @@ struct Book {
     sent_ns: Vec<AtomicU64>,
     acked: AtomicU64,
     rejected: AtomicU64,
+    cancel_rejected: AtomicU64,
     histogram: std::sync::Mutex<Histogram<u64>>,
 }
 
@@ -117,7 +127,9 @@ async fn read_message<R: AsyncRead + Unpin>(rd: &mut R, input: &mut Input) -> an
     }
 }
 
-/// Reads execution reports, counting acknowledgements of orders named `{prefix}{index}`.
+/// Reads execution reports, counting acknowledgements of messages whose
+/// ClOrdID is `{prefix}{index}`: an order's first report (New or Rejected), a
+/// cancel's Canceled report or its OrderCancelReject. Each index counts once.
 async fn reader<R: AsyncRead + Unpin>(
     mut rd: R,
     mut buf: Input,
@@ -128,14 +140,17 @@ async fn reader<R: AsyncRead + Unpin>(
     let mut local = Histogram::<u64>::new_with_bounds(1_000, 600_000_000_000, 3)?;
     while book.acked.load(Ordering::Relaxed) < want {
         let m = read_message(&mut rd, &mut buf).await?;
-        if m.msg_type() == b"5" {
+        let kind = m.msg_type();
+        if kind == b"5" {
             bail!("the exchange logged the session out: {}", m.text(58).unwrap_or(""));
         }
-        if m.msg_type() != b"8" {
-            continue;
-        }
         let exec_type = m.get(150).unwrap_or_default();
-        if exec_type != b"0" && exec_type != b"8" {
+        let counted = match kind {
+            b"8" => matches!(exec_type, b"0" | b"4" | b"8"),
+            b"9" => true,
+            _ => false,
+        };
+        if !counted {
             continue;
         }
         let Some(index) =
@@ -143,17 +158,27 @@ async fn reader<R: AsyncRead + Unpin>(
         else {
             continue;
         };
-        if exec_type == b"8" {
+        let now = u64::try_from(book.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let Some(slot) = book.sent_ns.get(index) else { continue };
+        let sent = slot.swap(ACKED, Ordering::Relaxed);
+        if sent == ACKED {
+            // Already acknowledged: an IOC's Canceled remainder after its New.
+            continue;
+        }
+        if kind == b"9" {
+            book.cancel_rejected.fetch_add(1, Ordering::Relaxed);
+        } else if exec_type == b"8" {
             book.rejected.fetch_add(1, Ordering::Relaxed);
         }
-        let now = u64::try_from(book.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let sent = book.sent_ns.get(index).map_or(now, |s| s.load(Ordering::Relaxed));
         let _ = local.record(now.saturating_sub(sent).max(1_000));
         book.acked.fetch_add(1, Ordering::Relaxed);
     }
     book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner).add(&local)?;
     Ok((rd, buf))
 }
+
+/// `Book::sent_ns` of an acknowledged message.
+const ACKED: u64 = u64::MAX;
 
 /// Writes `out` to the exchange, unless the reader stops first: its error is
 /// then the run's. (Without this, a reader that ended on an error left the
@@ -197,7 +222,7 @@ fn order(i: usize, prefix: &str, seq: u64, key: &str, time: &str) -> Vec<u8> {
     )
 }
 
-fn print_histogram(name: &str, h: &Histogram<u64>) {
+pub(crate) fn print_histogram(name: &str, h: &Histogram<u64>) {
     let ms = |v: u64| v as f64 / 1e6;
     println!(
         "  {name}: p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms  ({} samples)",
@@ -233,6 +258,7 @@ where
         sent_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
         acked: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        cancel_rejected: AtomicU64::new(0),
         histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
     });
     let mut read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
@@ -284,6 +310,7 @@ where
         sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
         acked: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
+        cancel_rejected: AtomicU64::new(0),
         histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
     });
     // The reader may have read past the last throughput message, up to the
@@ -356,9 +383,7 @@ pub fn run(args: FixArgs) -> anyhow::Result<()> {
     );
     let result = client.block_on(async {
         let setup = crate::bench_api::setup(&running, tmp.path()).await?;
-        let k = &setup.api_key;
-        let text = |f: &str| k[f].as_str().map(str::to_owned).context("the API key");
-        let creds = Creds { key: text("key")?, secret: text("secret")?, passphrase: text("passphrase")? };
+        let creds = Creds::of(&setup)?;
         if args.tls {
             let ca = std::fs::read(&running.pki.ca_cert)?;
             let mut roots = rustls::RootCertStore::empty();
@@ -387,4 +412,145 @@ pub fn run(args: FixArgs) -> anyhow::Result<()> {
     });
     server.block_on(running.shutdown())?;
     result
+}
+
+/// What [`market_flow`] measured.
+pub(crate) struct FlowReport {
+    /// Messages sent (new orders and cancels).
+    pub(crate) sent: usize,
+    /// Crossing orders among them (each trades once if the book has liquidity).
+    pub(crate) crossing: usize,
+    pub(crate) elapsed: Duration,
+    pub(crate) rejected: u64,
+    pub(crate) cancel_rejected: u64,
+    pub(crate) histogram: Histogram<u64>,
+}
+
+fn limit_order(cl: &str, side: &[u8], price: &str, tif: &[u8], seq: u64, key: &str, time: &str) -> Vec<u8> {
+    encode_with_header(
+        "D",
+        seq,
+        key,
+        time,
+        &[
+            (11, cl.as_bytes()),
+            (55, b"BENCH"),
+            (54, side),
+            (38, b"1"),
+            (40, b"2"),
+            (44, price.as_bytes()),
+            (59, tif),
+        ],
+    )
+}
+
+fn cancel_order(cl: &str, orig: &str, side: &[u8], seq: u64, key: &str, time: &str) -> Vec<u8> {
+    encode_with_header(
+        "F",
+        seq,
+        key,
+        time,
+        &[(11, cl.as_bytes()), (41, orig.as_bytes()), (55, b"BENCH"), (54, side)],
+    )
+}
+
+/// An open-loop order flow shaped like a market maker's, for `atlas bench
+/// feed`: `rate` messages a second for `seconds` on one session over the
+/// loopback plaintext listener. In every run of `cross_every` messages the
+/// first is an IOC order crossing the spread (one trade), and the rest
+/// alternate between a new resting order one to seven ticks away from 10.00
+/// and a cancel of a resting order placed about a second earlier; the resting
+/// side alternates per run. So one message in `cross_every` trades, every
+/// message changes the book, and the book stays about a second of resting
+/// orders deep. (`cross_every` 2: every other message trades, no cancels.)
+pub(crate) async fn market_flow(
+    addr: std::net::SocketAddr,
+    creds: &Creds,
+    rate: u64,
+    seconds: u64,
+    cross_every: usize,
+) -> anyhow::Result<FlowReport> {
+    let k = cross_every.max(2);
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut rd, mut wr) = tokio::io::split(tcp);
+    wr.write_all(&logon(creds)?).await?;
+    let mut buf = Input { buf: Vec::with_capacity(1 << 20), at: 0 };
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_message(&mut rd, &mut buf))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer to the Logon in 30 s"))??;
+    if answer.msg_type() != b"A" {
+        bail!("logon refused: {}", String::from_utf8_lossy(answer.bytes()).replace('\x01', "|"));
+    }
+    let total = usize::try_from(rate * seconds)?;
+    let book = Arc::new(Book {
+        origin: Instant::now(),
+        sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        acked: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        cancel_rejected: AtomicU64::new(0),
+        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
+    });
+    let mut read = tokio::spawn(reader(rd, buf, book.clone(), "f", total as u64));
+    // A cancel names the order placed this many messages before (a whole
+    // number of runs, so it is a resting order): about a second.
+    let lag = (usize::try_from(rate)? / k).max(1) * k;
+    let resting_side = |i: usize| -> &'static [u8] { if (i / k).is_multiple_of(2) { b"2" } else { b"1" } };
+    let interval_ns = 1_000_000_000 / rate.max(1);
+    let (mut seq, key) = (2u64, creds.key.clone());
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut time = now_text();
+    let mut crossing = 0;
+    let start = book.origin;
+    for i in 0..total {
+        let due = u64::try_from(i)? * interval_ns;
+        let now = u64::try_from(start.elapsed().as_nanos())?;
+        if due > now {
+            if !out.is_empty() {
+                send(&mut wr, &mut out, &mut read).await?;
+            }
+            tokio::time::sleep(Duration::from_nanos(due - now)).await;
+        }
+        if i % 1024 == 0 {
+            time = now_text();
+        }
+        book.sent_ns[i].store(due, Ordering::Relaxed);
+        let cl = format!("f{i}");
+        let slot = i % k;
+        let message = if slot == 0 && i >= k {
+            // Cross against the side the previous run rested on.
+            crossing += 1;
+            let (side, price): (&[u8], &str) =
+                if resting_side(i - k) == b"2" { (b"1", "11.00") } else { (b"2", "9.00") };
+            limit_order(&cl, side, price, b"3", seq, &key, &time)
+        } else if slot.is_multiple_of(2) && slot > 0 && i > lag {
+            let j = i - 1 - lag;
+            cancel_order(&cl, &format!("f{j}"), resting_side(j), seq, &key, &time)
+        } else {
+            let side = resting_side(i);
+            let ticks = 1 + (i / 2) % 7;
+            let price = if side == b"2" { format!("10.{ticks:02}") } else { format!("9.{:02}", 100 - ticks) };
+            limit_order(&cl, side, &price, b"1", seq, &key, &time)
+        };
+        out.extend_from_slice(&message);
+        seq += 1;
+        if out.len() >= 16 * 1024 {
+            send(&mut wr, &mut out, &mut read).await?;
+        }
+    }
+    send(&mut wr, &mut out, &mut read).await?;
+    match tokio::time::timeout(Duration::from_secs(120), read).await {
+        Ok(Ok(Ok(_))) => {}
+        Ok(Ok(Err(e))) => return Err(e),
+        _ => bail!("the order flow was not acknowledged within 120 s of its end"),
+    }
+    let histogram = book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    Ok(FlowReport {
+        sent: total,
+        crossing,
+        elapsed: start.elapsed(),
+        rejected: book.rejected.load(Ordering::Relaxed),
+        cancel_rejected: book.cancel_rejected.load(Ordering::Relaxed),
+        histogram,
+    })
 }
