@@ -1,11 +1,22 @@
 """Stock ccxt.pro (coinbaseexchange) watching Atlas's Coinbase-shaped feed:
 watchOrderBook and watchTrades on /coinbase/ws while two brokers trade through
-the REST surface. Driven by crates/atlas/tests/ccxt.rs (URLs, CA file and API
-keys in the environment). Exits non-zero on any failure."""
+the REST surface, then the private user channel (watchOrders, watchMyTrades),
+which ccxt authenticates in the subscribe message as Coinbase's feed expects;
+and, with the stock `websockets` client, that a bad or stale signature is
+refused. Driven by crates/atlas/tests/ccxt.rs (URLs, CA file and API keys in
+the environment). Exits non-zero on any failure."""
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import os
+import ssl
 import sys
+import time
+
+import websockets
 
 import ccxt.pro as pro
 
@@ -53,6 +64,57 @@ async def main():
                 break
             await asyncio.sleep(0.1)
         check(book["bids"][:1] == [[9.5, 3.0]], f"the watched book follows the trade: {book['bids'][:1]}")
+
+        # The user channel, signed in the subscribe message.
+        watcher = asyncio.ensure_future(a.watch_orders("ACME/USD"))
+        await asyncio.sleep(0.5)
+        placed = await a.create_order("ACME/USD", "limit", "buy", 4, 9.00)
+        seen = await asyncio.wait_for(watcher, 15)
+        mine = [o for o in seen if o["id"] == placed["id"]]
+        check(mine and mine[-1]["side"] == "buy" and mine[-1]["amount"] == 4.0 and mine[-1]["price"] == 9.0,
+              f"watchOrders sees her new order: {[(o['id'], o['side'], o['amount'], o['price']) for o in seen]}")
+        watcher = asyncio.ensure_future(a.watch_my_trades("ACME/USD"))
+        await asyncio.sleep(0.5)
+        await b.create_order("ACME/USD", "limit", "sell", 1, 9.00)
+        fills = await asyncio.wait_for(watcher, 15)
+        check(fills and fills[-1]["price"] == 9.5 and fills[-1]["amount"] == 1.0,
+              f"watchMyTrades sees her fill: {[(t['price'], t['amount']) for t in fills]}")
+        others = await b.fetch_open_orders("ACME/USD")
+        check(all(o["id"] not in {t["order"] for t in fills} for o in others), "the fill is hers, not the seller's")
+        watcher = asyncio.ensure_future(a.watch_orders("ACME/USD"))
+        await asyncio.sleep(0.5)
+        await a.cancel_order(placed["id"], "ACME/USD")
+        await asyncio.wait_for(watcher, 15)
+        # The update may have arrived while the watch was awaited: ccxt keeps
+        # its orders either way.
+        status = None
+        for _ in range(100):
+            mine = [o for o in a.orders if o["id"] == placed["id"]]
+            status = mine[-1]["status"] if mine else None
+            if status == "canceled":
+                break
+            await asyncio.sleep(0.1)
+        check(status == "canceled", f"watchOrders follows her order to its cancel: {status}")
+
+        # A bad signature, or a good one too old, ends the connection with a reason.
+        ctx = ssl.create_default_context(cafile=os.environ["ATLAS_CA"])
+        for label, ts, secret in (("a wrong secret", int(time.time()), base64.b64encode(b"x" * 32).decode()),
+                                  ("a stale timestamp", int(time.time()) - 120, os.environ["SECRET_A"])):
+            sig = base64.b64encode(hmac.new(base64.b64decode(secret), f"{ts}GET/users/self/verify".encode(),
+                                            hashlib.sha256).digest()).decode()
+            async with websockets.connect(os.environ["ATLAS_CB_WS"], ssl=ctx) as ws:
+                await ws.send(json.dumps({"type": "subscribe", "channels": ["user"], "product_ids": ["ACME-USD"],
+                                          "key": os.environ["KEY_A"], "passphrase": os.environ["PASS_A"],
+                                          "timestamp": ts, "signature": sig}))
+                reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                check(reply.get("type") == "error" and reply.get("reason") == "authentication failed",
+                      f"{label} is refused: {reply}")
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                    closed = False
+                except websockets.ConnectionClosed:
+                    closed = True
+                check(closed, f"{label} closes the connection")
         print("ccxt watch: all checks passed")
     finally:
         await a.close()

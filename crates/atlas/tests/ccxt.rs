@@ -3,7 +3,8 @@
 //! reads the book, trades, the ticker and fills (`tests/ccxt/check.py`). Two
 //! brokers with API keys; the script also checks that one cannot see or cancel
 //! the other's order. Then `ccxt.pro` watches the Coinbase-shaped feed
-//! (`tests/ccxt/watch.py`: watchOrderBook, watchTrades). Needs `python3` with
+//! (`tests/ccxt/watch.py`: watchOrderBook, watchTrades, and on the signed user
+//! channel watchOrders and watchMyTrades). Needs `python3` with
 //! `ccxt` (scripts/test installs it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -66,17 +66,54 @@ async fn api_key(ctx: &Ctx, scheme: &Scheme, parts: &Parts, body: &[u8]) -> Resu
     let key = header(parts, scheme.key).ok_or(unauthenticated)?;
     let ts_text = header(parts, scheme.timestamp).ok_or(unauthenticated)?;
     let sign = header(parts, scheme.sign).ok_or(unauthenticated)?;
-    let ts = timestamp_s(ts_text).ok_or(unauthenticated)?;
-    if (unix_now_s() - ts).abs() > SIGNATURE_WINDOW_S || key.len() > 64 {
+    let passphrase = match scheme.passphrase {
+        Some(name) => Some(header(parts, name).ok_or(unauthenticated)?),
+        None => None,
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // Coinbase clients sign the path as Coinbase's host sees it: without the
+    // `/coinbase` prefix under which Atlas serves that surface.
+    let path = match scheme.passphrase {
+        Some(_) => path.strip_prefix("/coinbase").unwrap_or(path),
+        None => path,
+    };
+    let signed = Signed { key, timestamp: ts_text, signature: sign, passphrase };
+    verify_signed(&ctx.app, &signed, parts.method.as_str(), path, body).await
+}
+
+/// An API-key signature's parts, from headers or from a feed message.
+pub struct Signed<'a> {
+    /// The API key.
+    pub key: &'a str,
+    /// Unix seconds as the client sent them (an integer or decimal seconds).
+    pub timestamp: &'a str,
+    /// Base64 HMAC-SHA256 under the base64-decoded secret.
+    pub signature: &'a str,
+    /// Required by the Coinbase schemes (checked when given).
+    pub passphrase: Option<&'a str>,
+}
+
+/// Checks a signature over timestamp + `method` + `path` + `body` and returns
+/// the broker it authenticates (the key must be live, its participant active,
+/// the timestamp within [`SIGNATURE_WINDOW_S`] of the server's clock).
+pub async fn verify_signed(
+    app: &crate::app::App,
+    s: &Signed<'_>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Caller, AuthFailure> {
+    let unauthenticated = AuthFailure::Unauthenticated;
+    let ts = timestamp_s(s.timestamp).ok_or(unauthenticated)?;
+    if (unix_now_s() - ts).abs() > SIGNATURE_WINDOW_S || s.key.len() > 64 {
         return Err(unauthenticated);
     }
-    let row = match ctx.app.db.api_key(key).await {
+    let row = match app.db.api_key(s.key).await {
         Ok(Some(row)) if !row.revoked => row,
         Ok(_) => return Err(unauthenticated),
         Err(_) => return Err(AuthFailure::Unavailable),
     };
-    if let Some(name) = scheme.passphrase {
-        let given = header(parts, name).ok_or(unauthenticated)?;
+    if let Some(given) = s.passphrase {
         let digest = Sha256::digest(given.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         if hex != row.passphrase_sha256 {
@@ -85,22 +122,15 @@ async fn api_key(ctx: &Ctx, scheme: &Scheme, parts: &Parts, body: &[u8]) -> Resu
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let secret = b64.decode(&row.secret).map_err(|_| unauthenticated)?;
-    let signature = b64.decode(sign).map_err(|_| unauthenticated)?;
+    let signature = b64.decode(s.signature).map_err(|_| unauthenticated)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&secret).map_err(|_| unauthenticated)?;
-    mac.update(ts_text.as_bytes());
-    mac.update(parts.method.as_str().as_bytes());
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    // Coinbase clients sign the path as Coinbase's host sees it: without the
-    // `/coinbase` prefix under which Atlas serves that surface.
-    let path = match scheme.passphrase {
-        Some(_) => path.strip_prefix("/coinbase").unwrap_or(path),
-        None => path,
-    };
+    mac.update(s.timestamp.as_bytes());
+    mac.update(method.as_bytes());
     mac.update(path.as_bytes());
     mac.update(body);
     // Constant-time comparison.
     mac.verify_slice(&signature).map_err(|_| unauthenticated)?;
-    let participant = match ctx.app.db.participant(row.participant).await {
+    let participant = match app.db.participant(row.participant).await {
         Ok(Some(p)) if p.status == "ACTIVE" => p.id,
         Ok(_) => return Err(unauthenticated),
         Err(_) => return Err(AuthFailure::Unavailable),

@@ -202,6 +202,8 @@ struct Hub {
     index: HashMap<(Channel, ProductId), Vec<u64>>,
     /// Connections with something in their outbox.
     dirty: Vec<u64>,
+    /// The last journal number of the last batch the user channel saw.
+    private_seen: u64,
 }
 
 /// One message in both flavors, serialized when first needed.
@@ -434,94 +436,123 @@ impl Hub {
     }
 
     /// The user channel: each order the batch changed goes to its owner's
-    /// connections, each trade to both parties'.
+    /// connections, each trade to both parties'. Atlas's shape: an `order`
+    /// message per changed order, then a `fill` per trade side. Coinbase's:
+    /// `received` for each order entered in the batch, then the `match`es,
+    /// then `open` (on the book) or `done` (with its reason) for each changed
+    /// order; each carries a `sequence` that grows with every message of the
+    /// product's user channel (clients such as ccxt order updates by it).
     fn private(&mut self, batch: &MarketBatch) {
         if batch.orders.is_empty() && batch.trades.is_empty() {
             return;
         }
+        let seqs = batch.orders.iter().map(|r| r.update_seq.0).chain(batch.trades.iter().map(|t| t.seq.0));
+        let (first, last) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        // Orders entered by a command of this batch.
+        let seen = self.private_seen;
+        let entered_here = |row: &&atlas_journal::projection::OrderRow| {
+            if seen > 0 { row.entry_seq.0 > seen } else { row.entry_seq.0 >= first }
+        };
+        self.private_seen = seen.max(last);
+        // The Coinbase sequence: the batch's last journal number, then a
+        // counter, so it only grows from batch to batch and within one.
+        let mut counter = 0u64;
+        let mut sequence = move || {
+            counter += 1;
+            last.saturating_mul(1 << 16).saturating_add(counter.min((1 << 16) - 1))
+        };
+        for row in batch.orders.iter().filter(|r| entered_here(r)) {
+            let Some(product) = self.product(row.product) else { continue };
+            let order_type = match row.order_type {
+                atlas_engine::OrderType::Limit | atlas_engine::OrderType::StopLimit => "limit",
+                atlas_engine::OrderType::Market | atlas_engine::OrderType::Stop => "market",
+            };
+            self.deliver(row.product, row.participant, Flavor::Coinbase, || {
+                json!({"type": "received", "order_id": row.id.0.to_string(), "client_oid": row.client_order_id,
+                    "product_id": Hub::cb_id(&product), "side": side_name(row.side), "order_type": order_type,
+                    "size": row.original.0.to_string(), "price": row.price.map(|p| format_price(p, &product)),
+                    "time": rfc3339(row.entry_time.0), "sequence": sequence()})
+            });
+        }
         for row in &batch.orders {
-            let Some(conns) = self.index.get(&(Channel::User, row.product)).cloned() else { continue };
             let Some(product) = self.product(row.product) else { continue };
             let px = |p: Option<atlas_types::Price>| p.map(|p| format_price(p, &product));
-            let avg = (row.traded.0 > 0).then(|| {
-                let scaled = row.notional / i128::from(row.traded.0);
-                format_price(atlas_types::Price(i64::try_from(scaled).unwrap_or(i64::MAX)), &product)
+            let avg = || {
+                (row.traded.0 > 0).then(|| {
+                    let scaled = row.notional / i128::from(row.traded.0);
+                    format_price(atlas_types::Price(i64::try_from(scaled).unwrap_or(i64::MAX)), &product)
+                })
+            };
+            self.deliver(row.product, row.participant, Flavor::Atlas, || {
+                json!({"type": "order", "productId": row.product.0, "orderId": row.id.0,
+                    "clientOrderId": row.client_order_id, "side": side_name(row.side).to_uppercase(),
+                    "status": row.status.as_str(), "price": px(row.price), "stopPrice": px(row.stop_price),
+                    "quantity": row.original.0, "tradedQuantity": row.traded.0,
+                    "openQuantity": row.open.0, "cancelledQuantity": row.cancelled.0,
+                    "averagePrice": avg(), "time": rfc3339(row.update_time.0)})
             });
-            let time = rfc3339(row.update_time.0);
-            let status = row.status.as_str();
-            let done = matches!(status, "FILLED" | "CANCELLED" | "PARTIALLY_CANCELLED" | "EXPIRED");
-            let mut atlas = None;
-            let mut coinbase = None;
-            for c in conns {
-                let Some((mine, flavor)) = self.subs.get(&c).map(|s| (s.participant, s.flavor)) else {
-                    continue;
-                };
-                if mine != Some(row.participant) {
-                    continue;
-                }
-                let text = match flavor {
-                    Flavor::Atlas => atlas
-                        .get_or_insert_with(|| {
-                            Utf8Bytes::from(
-                                json!({"type": "order", "productId": row.product.0, "orderId": row.id.0,
-                                    "clientOrderId": row.client_order_id, "side": side_name(row.side).to_uppercase(),
-                                    "status": status, "price": px(row.price), "stopPrice": px(row.stop_price),
-                                    "quantity": row.original.0, "tradedQuantity": row.traded.0,
-                                    "openQuantity": row.open.0, "cancelledQuantity": row.cancelled.0,
-                                    "averagePrice": avg, "time": time})
-                                .to_string(),
-                            )
-                        })
-                        .clone(),
-                    Flavor::Coinbase => coinbase
-                        .get_or_insert_with(|| {
-                            let kind = if done { "done" } else { "open" };
-                            let reason = match status {
-                                "FILLED" => "filled",
-                                _ => "canceled",
-                            };
-                            let mut v = json!({"type": kind, "order_id": row.id.0.to_string(),
-                                "client_oid": row.client_order_id, "product_id": Hub::cb_id(&product),
-                                "side": side_name(row.side), "price": px(row.price),
-                                "remaining_size": row.open.0.to_string(), "time": time});
-                            if done {
-                                v["reason"] = json!(reason);
-                            }
-                            Utf8Bytes::from(v.to_string())
-                        })
-                        .clone(),
-                };
-                self.enqueue(c, text);
-            }
         }
         for t in &batch.trades {
-            let Some(conns) = self.index.get(&(Channel::User, t.product)).cloned() else { continue };
             let Some(product) = self.product(t.product) else { continue };
             let (price, time) = (format_price(t.price, &product), rfc3339(t.time.0));
-            for c in conns {
-                let Some((mine, flavor)) = self.subs.get(&c).map(|s| (s.participant, s.flavor)) else {
-                    continue;
-                };
-                for (me, order, liquidity, side) in [
-                    (t.maker_participant, t.maker_order, "maker", t.aggressor.opposite()),
-                    (t.taker_participant, t.taker_order, "taker", t.aggressor),
-                ] {
-                    if mine != Some(me) {
-                        continue;
-                    }
-                    let v = match flavor {
-                        Flavor::Atlas => json!({"type": "fill", "productId": t.product.0, "tradeId": t.id.0,
-                            "orderId": order.0, "side": side_name(side).to_uppercase(), "price": price,
-                            "quantity": t.quantity.0, "liquidity": liquidity, "time": time}),
-                        Flavor::Coinbase => json!({"type": "match", "trade_id": t.id.0,
-                            "maker_order_id": t.maker_order.0.to_string(), "taker_order_id": t.taker_order.0.to_string(),
-                            "side": side_name(t.aggressor.opposite()), "size": t.quantity.0.to_string(), "price": price,
-                            "product_id": Hub::cb_id(&product), "time": time,
-                            "liquidity": if liquidity == "maker" { "M" } else { "T" }}),
-                    };
-                    self.enqueue(c, Utf8Bytes::from(v.to_string()));
-                }
+            for (me, order, liquidity, side) in [
+                (t.maker_participant, t.maker_order, "maker", t.aggressor.opposite()),
+                (t.taker_participant, t.taker_order, "taker", t.aggressor),
+            ] {
+                self.deliver(t.product, me, Flavor::Atlas, || {
+                    json!({"type": "fill", "productId": t.product.0, "tradeId": t.id.0,
+                        "orderId": order.0, "side": side_name(side).to_uppercase(), "price": price,
+                        "quantity": t.quantity.0, "liquidity": liquidity, "time": time})
+                });
+                self.deliver(t.product, me, Flavor::Coinbase, || {
+                    json!({"type": "match", "trade_id": t.id.0,
+                        "maker_order_id": t.maker_order.0.to_string(), "taker_order_id": t.taker_order.0.to_string(),
+                        "side": side_name(t.aggressor.opposite()), "size": t.quantity.0.to_string(), "price": price,
+                        "product_id": Hub::cb_id(&product), "time": time, "sequence": sequence(),
+                        "liquidity": if liquidity == "maker" { "M" } else { "T" }})
+                });
             }
+        }
+        for row in &batch.orders {
+            let Some(product) = self.product(row.product) else { continue };
+            let done =
+                matches!(row.status.as_str(), "FILLED" | "CANCELLED" | "PARTIALLY_CANCELLED" | "EXPIRED");
+            self.deliver(row.product, row.participant, Flavor::Coinbase, || {
+                let mut v = json!({"type": if done { "done" } else { "open" }, "order_id": row.id.0.to_string(),
+                    "client_oid": row.client_order_id, "product_id": Hub::cb_id(&product),
+                    "side": side_name(row.side), "price": row.price.map(|p| format_price(p, &product)),
+                    "remaining_size": row.open.0.to_string(), "time": rfc3339(row.update_time.0),
+                    "sequence": sequence()});
+                if done {
+                    v["reason"] = json!(if row.status.as_str() == "FILLED" { "filled" } else { "canceled" });
+                }
+                v
+            });
+        }
+    }
+
+    /// Queues a user-channel message for `owner`'s connections of `flavor`
+    /// subscribed to the product's user channel; `make` runs only if there
+    /// is one.
+    fn deliver(
+        &mut self,
+        product: ProductId,
+        owner: atlas_types::ParticipantId,
+        flavor: Flavor,
+        make: impl FnOnce() -> Value,
+    ) {
+        let Some(conns) = self.index.get(&(Channel::User, product)) else { return };
+        let to: Vec<u64> = conns
+            .iter()
+            .copied()
+            .filter(|c| self.subs.get(c).is_some_and(|s| s.participant == Some(owner) && s.flavor == flavor))
+            .collect();
+        if to.is_empty() {
+            return;
+        }
+        let text = Utf8Bytes::from(make().to_string());
+        for c in to {
+            self.enqueue(c, text.clone());
         }
     }
 
@@ -580,9 +611,15 @@ impl Hub {
                         conn,
                         Sub { flavor, participant, tx, wanted: HashSet::new(), outbox: Vec::new() },
                     );
+                } else if let Some(p) = participant
+                    && let Some(sub) = self.subs.get_mut(&conn)
+                {
+                    // Authenticated by this subscribe message (the connection
+                    // checked that it is not another participant's).
+                    sub.participant = Some(p);
                 }
                 if wanted.iter().any(|(c, _)| *c == Channel::User) && participant.is_none() {
-                    let _ = reply.send(Err("the user channel needs an authenticated connection (a broker's token or API key signature on the upgrade request)".into()));
+                    let _ = reply.send(Err("the user channel needs authentication: a broker's token or API key signature on the upgrade request, or key, passphrase, timestamp and signature in the subscribe message".into()));
                     return;
                 }
                 let Some(sub) = self.subs.get(&conn) else {
@@ -647,6 +684,7 @@ async fn hub(
         subs: HashMap::new(),
         index: HashMap::new(),
         dirty: Vec::new(),
+        private_seen: 0,
     };
     hub.resync(None).await;
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
@@ -809,7 +847,7 @@ async fn connection(
     app: &Arc<App>,
     mut socket: WebSocket,
     flavor: Flavor,
-    participant: Option<atlas_types::ParticipantId>,
+    mut participant: Option<atlas_types::ParticipantId>,
 ) {
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -831,6 +869,35 @@ async fn connection(
                         continue;
                     }
                 };
+                if let Some(a) = msg.auth.as_ref().filter(|_| msg.kind == atlas_wire::feed::Kind::Subscribe) {
+                    // Coinbase's message-level authentication: a signature over
+                    // timestamp + "GET" + "/users/self/verify". A failure ends
+                    // the connection, so guesses cost a connection each.
+                    let signed = crate::gateway::Signed {
+                        key: &a.key,
+                        timestamp: &a.timestamp,
+                        signature: &a.signature,
+                        passphrase: Some(&a.passphrase),
+                    };
+                    let who = crate::gateway::verify_signed(app, &signed, "GET", "/users/self/verify", b"")
+                        .await
+                        .ok()
+                        .and_then(|c| c.broker().ok());
+                    match who {
+                        Some(p) if participant.is_none_or(|q| q == p) => participant = Some(p),
+                        Some(_) => {
+                            let _ = socket.send(error_message("this connection is already authenticated as another participant", "authentication failed")).await;
+                            let _ = socket.send(Message::Close(None)).await;
+                            break;
+                        }
+                        None => {
+                            tracing::info!("feed subscription with a bad signature");
+                            let _ = socket.send(error_message("Authentication Failed: a bad or expired signature, key or passphrase", "authentication failed")).await;
+                            let _ = socket.send(Message::Close(None)).await;
+                            break;
+                        }
+                    }
+                }
                 let wanted = match resolve(app, flavor, &msg) {
                     Ok(w) => w,
                     Err(e) => {

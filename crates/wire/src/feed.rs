@@ -39,6 +39,63 @@ pub struct FeedRequest {
     pub kind: Kind,
     /// (channel name, products).
     pub channels: Vec<(String, Vec<ProductRef>)>,
+    /// Coinbase's message-level authentication, when the message carries it.
+    pub auth: Option<FeedAuth>,
+}
+
+/// The fields with which a Coinbase client authenticates a subscription: an
+/// API key's signature over `timestamp + "GET" + "/users/self/verify"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FeedAuth {
+    /// The API key.
+    pub key: String,
+    /// The key's passphrase.
+    pub passphrase: String,
+    /// Unix seconds, as sent (a JSON number or string).
+    pub timestamp: String,
+    /// Base64 HMAC-SHA256.
+    pub signature: String,
+}
+
+impl std::fmt::Debug for FeedAuth {
+    // The passphrase and signature stay out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedAuth")
+            .field("key", &self.key)
+            .field("timestamp", &self.timestamp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Characters of each authentication field, at most.
+pub const AUTH_FIELD_CHARS_MAX: usize = 128;
+
+fn auth(o: &serde_json::Map<String, Value>) -> Result<Option<FeedAuth>, String> {
+    const FIELDS: [&str; 4] = ["key", "passphrase", "timestamp", "signature"];
+    let present = FIELDS.iter().filter(|f| o.contains_key(**f)).count();
+    if present == 0 {
+        return Ok(None);
+    }
+    let mut text = Vec::with_capacity(4);
+    for f in FIELDS {
+        let v = match o.get(f) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) if f == "timestamp" => n.to_string(),
+            _ => {
+                return Err(
+                    "authentication needs key, passphrase, timestamp and signature, each a string (timestamp may be a number)"
+                        .to_owned(),
+                );
+            }
+        };
+        if v.is_empty() || v.chars().count() > AUTH_FIELD_CHARS_MAX {
+            return Err(format!("each authentication field is 1 to {AUTH_FIELD_CHARS_MAX} characters"));
+        }
+        text.push(v);
+    }
+    let mut it = text.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    Ok(Some(FeedAuth { key: next(), passphrase: next(), timestamp: next(), signature: next() }))
 }
 
 fn products(v: Option<&Value>) -> Result<Vec<ProductRef>, String> {
@@ -103,7 +160,7 @@ pub fn parse(text: &str) -> Result<FeedRequest, String> {
         }
         out.push((name, own));
     }
-    Ok(FeedRequest { kind, channels: out })
+    Ok(FeedRequest { kind, channels: out, auth: auth(o)? })
 }
 
 #[cfg(test)]
@@ -132,6 +189,29 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        let signed = parse(
+            r#"{"type":"subscribe","channels":["user"],"product_ids":["ACME-USD"],"key":"k","passphrase":"p","timestamp":1700000000,"signature":"c2ln"}"#,
+        )
+        .unwrap();
+        let a = signed.auth.unwrap();
+        assert_eq!(
+            (a.key.as_str(), a.passphrase.as_str(), a.timestamp.as_str(), a.signature.as_str()),
+            ("k", "p", "1700000000", "c2ln")
+        );
+        assert!(!format!("{a:?}").contains("c2ln"), "the signature stays out of Debug");
+        assert!(r.auth.is_none());
+        for partial in [
+            r#"{"type":"subscribe","channels":["user"],"productIds":[1],"key":"k"}"#,
+            r#"{"type":"subscribe","channels":["user"],"productIds":[1],"key":"k","passphrase":"p","timestamp":1,"signature":7}"#,
+            r#"{"type":"subscribe","channels":["user"],"productIds":[1],"key":"","passphrase":"p","timestamp":1,"signature":"s"}"#,
+        ] {
+            assert!(parse(partial).is_err(), "{partial}");
+        }
+        let long = format!(
+            r#"{{"type":"subscribe","channels":["user"],"productIds":[1],"key":"{}","passphrase":"p","timestamp":1,"signature":"s"}}"#,
+            "k".repeat(129)
+        );
+        assert!(parse(&long).is_err());
         let many = format!(
             r#"{{"type":"subscribe","channels":["level2"],"productIds":[{}]}}"#,
             vec!["1"; 101].join(",")
