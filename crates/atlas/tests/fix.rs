@@ -3,7 +3,8 @@
 //! a trade do), cancels, replaces, mass cancels, session-level rejects,
 //! sequence numbers kept across a restart, resend requests answered with
 //! possible duplicates and gap fills, gaps asked for, garbled messages dropped,
-//! and cancel-on-disconnect.
+//! cancel-on-disconnect, and a cancel sent right behind its order (before the
+//! acknowledgement) that still cancels it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -361,6 +362,39 @@ fn sequence_numbers_persist_and_gaps_are_filled() {
     let (l, _) = a.recv_type("5");
     assert!(text(&l, 58).contains("MsgSeqNum too low"), "{}", show(&l));
     assert!(a.closed().0);
+    s.stop();
+}
+
+/// A client may cancel an order before its acknowledgement: the exchange has
+/// the New ahead of the Cancel on the same session, so the cancel applies.
+#[test]
+fn a_cancel_right_behind_its_order_cancels_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y")]);
+    for i in 0..10 {
+        let (cl, cancel_cl) = (format!("quick{i}"), format!("quick{i}-cancel"));
+        let mut both = a.message(
+            "D",
+            a.next_out,
+            &[(11, &cl), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "3.00"), (59, "1")],
+        );
+        both.extend(a.message("F", a.next_out + 1, &[(11, &cancel_cl), (41, &cl), (55, "ACME"), (54, "1")]));
+        a.next_out += 2;
+        // One write: the Cancel is read before the New is committed.
+        a.raw(&both);
+        let new = report(&mut a);
+        assert_eq!((text(&new, 150), text(&new, 11)), ("0", cl.as_str()), "{}", show(&new));
+        let (m, before) = a.recv_type("8");
+        let all: Vec<String> = before.iter().chain([&m]).map(show).collect();
+        assert!(before.iter().all(|b| b.msg_type() == b"0"), "a reject among {all:?}");
+        assert_eq!(
+            (text(&m, 150), text(&m, 39), text(&m, 11), text(&m, 41)),
+            ("4", "4", cancel_cl.as_str(), cl.as_str()),
+            "{all:?}"
+        );
+    }
     s.stop();
 }
 

@@ -44,6 +44,9 @@ const HEARTBEAT_RANGE: std::ops::RangeInclusive<u64> = 1..=300;
 /// Orders, cancels and replaces in flight per session, at most (then the
 /// session stops reading until some are answered).
 const IN_FLIGHT_MAX: usize = 16_384;
+/// How long a cancel or replace waits, at most, for the commit of an order
+/// this session entered just before it (one refused meanwhile costs the wait).
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 /// Open orders loaded at logon to follow, at most.
 const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
 /// Bytes read at once.
@@ -1259,9 +1262,20 @@ impl Session {
         if let Some(id) = self.orders.by_cl_ord_id.get(orig) {
             return Some(*id);
         }
-        match self.app.db.order_by_client_id(self.me, orig).await {
-            Ok(Some(row)) => Some(row.id),
-            _ => None,
+        // Entered here and not committed yet: the client cancels or replaces
+        // before the acknowledgement, which it may. The order's row is
+        // readable once its commit lands (a millisecond or two); the session
+        // reads nothing else meanwhile, so its messages keep their order.
+        let in_flight = self.entered.contains(orig);
+        let deadline = Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            match self.app.db.order_by_client_id(self.me, orig).await {
+                Ok(Some(row)) => return Some(row.id),
+                _ if in_flight && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                _ => return None,
+            }
         }
     }
 
