@@ -203,23 +203,8 @@ async fn send<W: AsyncWrite + Unpin, R>(
 }
 
 fn order(i: usize, prefix: &str, seq: u64, key: &str, time: &str) -> Vec<u8> {
-    let cl = format!("{prefix}{i}");
     let side: &[u8] = if i.is_multiple_of(2) { b"1" } else { b"2" };
-    encode_with_header(
-        "D",
-        seq,
-        key,
-        time,
-        &[
-            (11, cl.as_bytes()),
-            (55, b"BENCH"),
-            (54, side),
-            (38, b"1"),
-            (40, b"2"),
-            (44, b"10.00"),
-            (59, b"1"),
-        ],
-    )
+    limit_order(&format!("{prefix}{i}"), side, "10.00", b"1", seq, key, time)
 }
 
 pub(crate) fn print_histogram(name: &str, h: &Histogram<u64>) {
@@ -235,32 +220,49 @@ pub(crate) fn print_histogram(name: &str, h: &Histogram<u64>) {
     );
 }
 
-async fn drive<S>(stream: S, creds: &Creds, args: &FixArgs) -> anyhow::Result<()>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut rd, mut wr) = tokio::io::split(stream);
+impl Book {
+    fn new(n: usize) -> anyhow::Result<Arc<Book>> {
+        Ok(Arc::new(Book {
+            origin: Instant::now(),
+            sent_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            acked: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            cancel_rejected: AtomicU64::new(0),
+            histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
+        }))
+    }
+}
+
+/// Sends the signed Logon and waits up to 30 s for the exchange's; returns
+/// the read buffer (which may already hold what followed it).
+async fn log_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
+    creds: &Creds,
+) -> anyhow::Result<Input> {
     wr.write_all(&logon(creds)?).await?;
     let mut buf = Input { buf: Vec::with_capacity(1 << 20), at: 0 };
-    let answer = tokio::time::timeout(Duration::from_secs(30), read_message(&mut rd, &mut buf))
+    let answer = tokio::time::timeout(Duration::from_secs(30), read_message(rd, &mut buf))
         .await
         .map_err(|_| anyhow::anyhow!("no answer to the Logon in 30 s"))??;
     if answer.msg_type() != b"A" {
         bail!("logon refused: {}", String::from_utf8_lossy(answer.bytes()).replace('\x01', "|"));
     }
+    Ok(buf)
+}
+
+async fn drive<S>(stream: S, creds: &Creds, args: &FixArgs) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let buf = log_on(&mut rd, &mut wr, creds).await?;
     let mut seq = 2u64;
     let key = creds.key.clone();
 
     // Throughput.
     let n = args.orders;
-    let book = Arc::new(Book {
-        origin: Instant::now(),
-        sent_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        acked: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        cancel_rejected: AtomicU64::new(0),
-        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
-    });
+    let book = Book::new(n)?;
     let mut read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
     let start = Instant::now();
     let mut out = Vec::with_capacity(1 << 20);
@@ -305,14 +307,7 @@ where
 
     // Latency, open loop.
     let total = usize::try_from(args.rate * args.seconds)?;
-    let book = Arc::new(Book {
-        origin: Instant::now(),
-        sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        acked: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        cancel_rejected: AtomicU64::new(0),
-        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
-    });
+    let book = Book::new(total)?;
     // The reader may have read past the last throughput message, up to the
     // middle of one: its buffer carries over (the reports in it are skipped,
     // other prefix). Starting afresh had read a message from its middle.
@@ -320,14 +315,7 @@ where
     let interval_ns = 1_000_000_000 / args.rate.max(1);
     let start = book.origin;
     for i in 0..total {
-        let due = u64::try_from(i)? * interval_ns;
-        let now = u64::try_from(start.elapsed().as_nanos())?;
-        if due > now {
-            if !out.is_empty() {
-                send(&mut wr, &mut out, &mut read).await?;
-            }
-            tokio::time::sleep(Duration::from_nanos(due - now)).await;
-        }
+        let due = wait_until_due(i, interval_ns, start, &mut wr, &mut out, &mut read).await?;
         if i % 1024 == 0 {
             time = now_text();
         }
@@ -339,12 +327,7 @@ where
             send(&mut wr, &mut out, &mut read).await?;
         }
     }
-    send(&mut wr, &mut out, &mut read).await?;
-    match tokio::time::timeout(Duration::from_secs(120), read).await {
-        Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(e))) => return Err(e),
-        _ => bail!("the latency phase did not finish"),
-    }
+    finish(&mut wr, &mut out, read, "the latency phase did not finish").await?;
     let elapsed = start.elapsed();
     println!(
         "latency (open loop at {}/s for {} s): {} orders acknowledged in {:.2} s ({} rejected)",
@@ -426,6 +409,43 @@ pub(crate) struct FlowReport {
     pub(crate) histogram: Histogram<u64>,
 }
 
+/// Sends what is buffered, then waits up to 120 s for the reader to count
+/// every acknowledgement.
+async fn finish<W: AsyncWrite + Unpin, R>(
+    wr: &mut W,
+    out: &mut Vec<u8>,
+    mut read: tokio::task::JoinHandle<anyhow::Result<R>>,
+    unfinished: &str,
+) -> anyhow::Result<R> {
+    send(wr, out, &mut read).await?;
+    match tokio::time::timeout(Duration::from_secs(120), read).await {
+        Ok(Ok(Ok(carried))) => Ok(carried),
+        Ok(Ok(Err(e))) => Err(e),
+        _ => bail!("{unfinished}"),
+    }
+}
+
+/// Open loop: waits until message `i` is due, `interval_ns` apart from
+/// `start`, sending what is buffered first; returns its due time (ns).
+async fn wait_until_due<W: AsyncWrite + Unpin, R>(
+    i: usize,
+    interval_ns: u64,
+    start: Instant,
+    wr: &mut W,
+    out: &mut Vec<u8>,
+    read: &mut tokio::task::JoinHandle<anyhow::Result<R>>,
+) -> anyhow::Result<u64> {
+    let due = u64::try_from(i)? * interval_ns;
+    let now = u64::try_from(start.elapsed().as_nanos())?;
+    if due > now {
+        if !out.is_empty() {
+            send(wr, out, read).await?;
+        }
+        tokio::time::sleep(Duration::from_nanos(due - now)).await;
+    }
+    Ok(due)
+}
+
 fn limit_order(cl: &str, side: &[u8], price: &str, tif: &[u8], seq: u64, key: &str, time: &str) -> Vec<u8> {
     encode_with_header(
         "D",
@@ -474,23 +494,9 @@ pub(crate) async fn market_flow(
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (mut rd, mut wr) = tokio::io::split(tcp);
-    wr.write_all(&logon(creds)?).await?;
-    let mut buf = Input { buf: Vec::with_capacity(1 << 20), at: 0 };
-    let answer = tokio::time::timeout(Duration::from_secs(30), read_message(&mut rd, &mut buf))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer to the Logon in 30 s"))??;
-    if answer.msg_type() != b"A" {
-        bail!("logon refused: {}", String::from_utf8_lossy(answer.bytes()).replace('\x01', "|"));
-    }
+    let buf = log_on(&mut rd, &mut wr, creds).await?;
     let total = usize::try_from(rate * seconds)?;
-    let book = Arc::new(Book {
-        origin: Instant::now(),
-        sent_ns: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        acked: AtomicU64::new(0),
-        rejected: AtomicU64::new(0),
-        cancel_rejected: AtomicU64::new(0),
-        histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1_000, 600_000_000_000, 3)?),
-    });
+    let book = Book::new(total)?;
     let mut read = tokio::spawn(reader(rd, buf, book.clone(), "f", total as u64));
     // A cancel names the order placed this many messages before (a whole
     // number of runs, so it is a resting order): about a second.
@@ -503,14 +509,7 @@ pub(crate) async fn market_flow(
     let mut crossing = 0;
     let start = book.origin;
     for i in 0..total {
-        let due = u64::try_from(i)? * interval_ns;
-        let now = u64::try_from(start.elapsed().as_nanos())?;
-        if due > now {
-            if !out.is_empty() {
-                send(&mut wr, &mut out, &mut read).await?;
-            }
-            tokio::time::sleep(Duration::from_nanos(due - now)).await;
-        }
+        let due = wait_until_due(i, interval_ns, start, &mut wr, &mut out, &mut read).await?;
         if i % 1024 == 0 {
             time = now_text();
         }
@@ -538,12 +537,7 @@ pub(crate) async fn market_flow(
             send(&mut wr, &mut out, &mut read).await?;
         }
     }
-    send(&mut wr, &mut out, &mut read).await?;
-    match tokio::time::timeout(Duration::from_secs(120), read).await {
-        Ok(Ok(Ok(_))) => {}
-        Ok(Ok(Err(e))) => return Err(e),
-        _ => bail!("the order flow was not acknowledged within 120 s of its end"),
-    }
+    finish(&mut wr, &mut out, read, "the order flow was not acknowledged within 120 s of its end").await?;
     let histogram = book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     Ok(FlowReport {
         sent: total,
