@@ -395,6 +395,28 @@ fn a_cancel_right_behind_its_order_cancels_it() {
             "{all:?}"
         );
     }
+    // An order refused by the engine (post-only that would trade) with a
+    // cancel right behind it: the refusal is reported first, then the cancel
+    // is rejected (there is no order), without waiting out the commit wait.
+    let bob = broker(&s, "bob");
+    let (st, b) = bob.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "SELL", "type": "LIMIT", "quantity": 1, "price": "3.00"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let mut both = a.message(
+        "D",
+        a.next_out,
+        &[(11, "po"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "3.00"), (59, "1"), (18, "6")],
+    );
+    both.extend(a.message("F", a.next_out + 1, &[(11, "po-cancel"), (41, "po"), (55, "ACME"), (54, "1")]));
+    a.next_out += 2;
+    a.raw(&both);
+    let refused = report(&mut a);
+    assert_eq!((text(&refused, 150), text(&refused, 11)), ("8", "po"), "{}", show(&refused));
+    let (m, before) = a.recv_type("9");
+    assert!(before.iter().all(|b| b.msg_type() == b"0"), "{:?}", before.iter().map(show).collect::<Vec<_>>());
+    assert_eq!((text(&m, 11), text(&m, 41)), ("po-cancel", "po"), "{}", show(&m));
     s.stop();
 }
 

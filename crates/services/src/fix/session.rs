@@ -45,7 +45,7 @@ const HEARTBEAT_RANGE: std::ops::RangeInclusive<u64> = 1..=300;
 /// session stops reading until some are answered).
 const IN_FLIGHT_MAX: usize = 16_384;
 /// How long a cancel or replace waits, at most, for the commit of an order
-/// this session entered just before it (one refused meanwhile costs the wait).
+/// this session entered just before it (a refusal ends the wait at once).
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 /// Open orders loaded at logon to follow, at most.
 const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
@@ -337,6 +337,7 @@ where
         orders: Orders::default(),
         entered: HashSet::default(),
         inflight: inflight_tx,
+        outcomes: outcome_rx,
         logout_sent: false,
         reject_counter: 0,
         products: Default::default(),
@@ -345,7 +346,7 @@ where
     if s.logon(&logon).await == Flow::Go {
         tracing::info!(%ip, participant = s.me.0, "FIX session logged on");
         s.load_open_orders().await;
-        s.main_loop(&mut rd, &mut wr, inbuf, feed, outcome_rx, shutdown).await;
+        s.main_loop(&mut rd, &mut wr, inbuf, feed, shutdown).await;
         tracing::info!(%ip, participant = s.me.0, "FIX session ended");
     } else {
         let _ = s.write_out(&mut wr).await;
@@ -407,6 +408,9 @@ struct Session {
     /// ClOrdIDs entered here whose orders the feed has not shown yet.
     entered: HashSet<String, foldhash::quality::RandomState>,
     inflight: mpsc::Sender<(Ticket, Pending)>,
+    /// Refusals of what was submitted, in submission order (accepted new
+    /// orders are reported from the feed).
+    outcomes: mpsc::Receiver<Outcome>,
     logout_sent: bool,
     reject_counter: u64,
     /// Products by id and by symbol, re-read every tick (a product's rows
@@ -587,7 +591,6 @@ impl Session {
         wr: &mut W,
         mut inbuf: Vec<u8>,
         mut feed: atlas_journal::market::MarketFeed,
-        mut outcomes: mpsc::Receiver<Outcome>,
         mut shutdown: watch::Receiver<bool>,
     ) where
         R: AsyncRead + Unpin,
@@ -613,7 +616,7 @@ impl Session {
                     let _ = self.write_out(wr).await;
                     return;
                 }
-                o = outcomes.recv() => {
+                o = self.outcomes.recv() => {
                     if let Some((result, pending)) = o {
                         self.on_outcome(result, pending);
                     }
@@ -1266,13 +1269,21 @@ impl Session {
         // before the acknowledgement, which it may. The order's row is
         // readable once its commit lands (a millisecond or two); the session
         // reads nothing else meanwhile, so its messages keep their order.
-        let in_flight = self.entered.contains(orig);
+        // Refusals are taken in as they come: a refused order (post-only
+        // that would trade, say) is reported, leaves `entered`, and ends the
+        // wait at once.
         let deadline = Instant::now() + IN_FLIGHT_WAIT;
+        let mut pause = Duration::from_millis(1);
         loop {
+            while let Ok((result, pending)) = self.outcomes.try_recv() {
+                self.on_outcome(result, pending);
+            }
+            let in_flight = self.entered.contains(orig);
             match self.app.db.order_by_client_id(self.me, orig).await {
                 Ok(Some(row)) => return Some(row.id),
                 _ if in_flight && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(8));
                 }
                 _ => return None,
             }
