@@ -3,7 +3,7 @@ watchOrderBook and watchTrades on /coinbase/ws while two brokers trade through
 the REST surface, then the private user channel (watchOrders, watchMyTrades),
 which ccxt authenticates in the subscribe message as Coinbase's feed expects;
 and, with the stock `websockets` client, that a bad or stale signature is
-refused. Driven by crates/atlas/tests/ccxt.rs (URLs, CA file and API keys in
+refused and that repeated failures are throttled. Driven by crates/atlas/tests/ccxt.rs (URLs, CA file and API keys in
 the environment). Exits non-zero on any failure."""
 
 import asyncio
@@ -96,10 +96,11 @@ async def main():
             await asyncio.sleep(0.1)
         check(status == "canceled", f"watchOrders follows her order to its cancel: {status}")
 
-        # A bad signature, or a good one too old, ends the connection with a reason.
+        # A bad signature, or a good one too old, ends the connection with a
+        # reason; after repeated failures even a good one is refused for a while.
         ctx = ssl.create_default_context(cafile=os.environ["ATLAS_CA"])
-        for label, ts, secret in (("a wrong secret", int(time.time()), base64.b64encode(b"x" * 32).decode()),
-                                  ("a stale timestamp", int(time.time()) - 120, os.environ["SECRET_A"])):
+
+        async def signed_subscribe(ts, secret):
             sig = base64.b64encode(hmac.new(base64.b64decode(secret), f"{ts}GET/users/self/verify".encode(),
                                             hashlib.sha256).digest()).decode()
             async with websockets.connect(os.environ["ATLAS_CB_WS"], ssl=ctx) as ws:
@@ -107,14 +108,28 @@ async def main():
                                           "key": os.environ["KEY_A"], "passphrase": os.environ["PASS_A"],
                                           "timestamp": ts, "signature": sig}))
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                check(reply.get("type") == "error" and reply.get("reason") == "authentication failed",
-                      f"{label} is refused: {reply}")
                 try:
                     await asyncio.wait_for(ws.recv(), 10)
                     closed = False
                 except websockets.ConnectionClosed:
                     closed = True
-                check(closed, f"{label} closes the connection")
+                return reply, closed
+
+        wrong = base64.b64encode(b"x" * 32).decode()
+        for label, ts, secret in (("a wrong secret", int(time.time()), wrong),
+                                  ("a stale timestamp", int(time.time()) - 120, os.environ["SECRET_A"])):
+            reply, closed = await signed_subscribe(ts, secret)
+            check(reply.get("type") == "error" and reply.get("reason") == "authentication failed",
+                  f"{label} is refused: {reply}")
+            check(closed, f"{label} closes the connection")
+        for _ in range(8):
+            reply, _ = await signed_subscribe(int(time.time()), wrong)
+            if "too many" in reply.get("message", ""):
+                break
+        check("too many" in reply.get("message", ""), f"repeated failures are throttled: {reply}")
+        reply, closed = await signed_subscribe(int(time.time()), os.environ["SECRET_A"])
+        check(reply.get("type") == "error" and "too many" in reply.get("message", "") and closed,
+              f"while throttled, even a good signature is refused: {reply}")
         print("ccxt watch: all checks passed")
     finally:
         await a.close()

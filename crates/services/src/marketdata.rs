@@ -204,6 +204,9 @@ struct Hub {
     dirty: Vec<u64>,
     /// The last journal number of the last batch the user channel saw.
     private_seen: u64,
+    /// User-channel subscribers by (product, their participant), so a
+    /// private message looks only at its owner's connections.
+    users: HashMap<(ProductId, atlas_types::ParticipantId), Vec<u64>>,
 }
 
 /// One message in both flavors, serialized when first needed.
@@ -328,6 +331,20 @@ impl Hub {
                 if let Some(v) = self.index.get_mut(&key) {
                     v.retain(|c| *c != conn);
                 }
+                if key.0 == Channel::User
+                    && let Some(p) = sub.participant
+                {
+                    self.forget_user(key.1, p, conn);
+                }
+            }
+        }
+    }
+
+    fn forget_user(&mut self, product: ProductId, participant: atlas_types::ParticipantId, conn: u64) {
+        if let Some(v) = self.users.get_mut(&(product, participant)) {
+            v.retain(|c| *c != conn);
+            if v.is_empty() {
+                self.users.remove(&(product, participant));
             }
         }
     }
@@ -541,12 +558,9 @@ impl Hub {
         flavor: Flavor,
         make: impl FnOnce() -> Value,
     ) {
-        let Some(conns) = self.index.get(&(Channel::User, product)) else { return };
-        let to: Vec<u64> = conns
-            .iter()
-            .copied()
-            .filter(|c| self.subs.get(c).is_some_and(|s| s.participant == Some(owner) && s.flavor == flavor))
-            .collect();
+        let Some(conns) = self.users.get(&(product, owner)) else { return };
+        let to: Vec<u64> =
+            conns.iter().copied().filter(|c| self.subs.get(c).is_some_and(|s| s.flavor == flavor)).collect();
         if to.is_empty() {
             return;
         }
@@ -640,6 +654,11 @@ impl Hub {
                 for w in wanted {
                     let Some(sub) = self.subs.get_mut(&conn) else { break };
                     if sub.wanted.insert(w) {
+                        if w.0 == Channel::User
+                            && let Some(p) = sub.participant
+                        {
+                            self.users.entry((w.1, p)).or_default().push(conn);
+                        }
                         self.index.entry(w).or_default().push(conn);
                         if w.0 == Channel::Level2 {
                             self.send_snapshot(conn, w.1);
@@ -649,13 +668,22 @@ impl Hub {
                 let _ = reply.send(Ok(()));
             }
             Cmd::Unsubscribe { conn, wanted } => {
-                if let Some(sub) = self.subs.get_mut(&conn) {
-                    for w in wanted {
-                        if sub.wanted.remove(&w)
-                            && let Some(v) = self.index.get_mut(&w)
-                        {
-                            v.retain(|c| *c != conn);
-                        }
+                let Some(sub) = self.subs.get_mut(&conn) else { return };
+                let participant = sub.participant;
+                let mut gone = Vec::new();
+                for w in wanted {
+                    if sub.wanted.remove(&w) {
+                        gone.push(w);
+                    }
+                }
+                for w in gone {
+                    if let Some(v) = self.index.get_mut(&w) {
+                        v.retain(|c| *c != conn);
+                    }
+                    if w.0 == Channel::User
+                        && let Some(p) = participant
+                    {
+                        self.forget_user(w.1, p, conn);
                     }
                 }
             }
@@ -685,6 +713,7 @@ async fn hub(
         index: HashMap::new(),
         dirty: Vec::new(),
         private_seen: 0,
+        users: HashMap::new(),
     };
     hub.resync(None).await;
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
@@ -813,7 +842,7 @@ fn ws(
         .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
         .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| async move {
-            connection(&slot.app, socket, flavor, participant).await;
+            connection(&slot.app, socket, flavor, participant, slot.ip).await;
             drop(slot);
         })
         .into_response())
@@ -848,6 +877,7 @@ async fn connection(
     mut socket: WebSocket,
     flavor: Flavor,
     mut participant: Option<atlas_types::ParticipantId>,
+    ip: IpAddr,
 ) {
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -872,17 +902,30 @@ async fn connection(
                 if let Some(a) = msg.auth.as_ref().filter(|_| msg.kind == atlas_wire::feed::Kind::Subscribe) {
                     // Coinbase's message-level authentication: a signature over
                     // timestamp + "GET" + "/users/self/verify". A failure ends
-                    // the connection, so guesses cost a connection each.
-                    let signed = crate::gateway::Signed {
-                        key: &a.key,
-                        timestamp: &a.timestamp,
-                        signature: &a.signature,
-                        passphrase: Some(&a.passphrase),
+                    // the connection, and failures back off per key and per
+                    // address like failed logins (FIX logons too).
+                    let throttle = format!("feed-key:{}", a.key);
+                    let who = if app.logins.check(&throttle, Some(ip)).is_err() {
+                        let _ = socket.send(error_message("too many failed authentications; retry later", "authentication failed")).await;
+                        let _ = socket.send(Message::Close(None)).await;
+                        break;
+                    } else {
+                        let signed = crate::gateway::Signed {
+                            key: &a.key,
+                            timestamp: &a.timestamp,
+                            signature: &a.signature,
+                            passphrase: Some(&a.passphrase),
+                        };
+                        let who = crate::gateway::verify_signed(app, &signed, "GET", "/users/self/verify", b"")
+                            .await
+                            .ok()
+                            .and_then(|c| c.broker().ok());
+                        match who {
+                            Some(_) => app.logins.succeeded(&throttle),
+                            None => app.logins.failed(&throttle, Some(ip)),
+                        }
+                        who
                     };
-                    let who = crate::gateway::verify_signed(app, &signed, "GET", "/users/self/verify", b"")
-                        .await
-                        .ok()
-                        .and_then(|c| c.broker().ok());
                     match who {
                         Some(p) if participant.is_none_or(|q| q == p) => participant = Some(p),
                         Some(_) => {
