@@ -522,11 +522,16 @@ impl Hub {
                         "quantity": t.quantity.0, "liquidity": liquidity, "time": time})
                 });
                 self.deliver(t.product, me, Flavor::Coinbase, || {
-                    json!({"type": "match", "trade_id": t.id.0,
+                    let mut v = json!({"type": "match", "trade_id": t.id.0,
                         "maker_order_id": t.maker_order.0.to_string(), "taker_order_id": t.taker_order.0.to_string(),
                         "side": side_name(t.aggressor.opposite()), "size": t.quantity.0.to_string(), "price": price,
                         "product_id": Hub::cb_id(&product), "time": time, "sequence": sequence(),
-                        "liquidity": if liquidity == "maker" { "M" } else { "T" }})
+                        "liquidity": if liquidity == "maker" { "M" } else { "T" }});
+                    // As Coinbase's user channel: the recipient's own fee rate
+                    // (Atlas charges none) tells its side of the trade; clients
+                    // such as ccxt take the order id and side from it.
+                    v[if liquidity == "maker" { "maker_fee_rate" } else { "taker_fee_rate" }] = json!("0");
+                    v
                 });
             }
         }
