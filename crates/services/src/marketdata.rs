@@ -471,6 +471,12 @@ impl Hub {
             if seen > 0 { row.entry_seq.0 > seen } else { row.entry_seq.0 >= first }
         };
         self.private_seen = seen.max(last);
+        if self.users.is_empty() {
+            // Nobody listens: nothing is looked up or built.
+            return;
+        }
+        let listens =
+            |users: &HashMap<_, Vec<u64>>, product, participant| users.contains_key(&(product, participant));
         // The Coinbase sequence: the batch's last journal number, then a
         // counter, so it only grows from batch to batch and within one.
         let mut counter = 0u64;
@@ -479,6 +485,9 @@ impl Hub {
             last.saturating_mul(1 << 16).saturating_add(counter.min((1 << 16) - 1))
         };
         for row in batch.orders.iter().filter(|r| entered_here(r)) {
+            if !listens(&self.users, row.product, row.participant) {
+                continue;
+            }
             let Some(product) = self.product(row.product) else { continue };
             let order_type = match row.order_type {
                 atlas_engine::OrderType::Limit | atlas_engine::OrderType::StopLimit => "limit",
@@ -492,6 +501,9 @@ impl Hub {
             });
         }
         for row in &batch.orders {
+            if !listens(&self.users, row.product, row.participant) {
+                continue;
+            }
             let Some(product) = self.product(row.product) else { continue };
             let px = |p: Option<atlas_types::Price>| p.map(|p| format_price(p, &product));
             let avg = || {
@@ -510,6 +522,11 @@ impl Hub {
             });
         }
         for t in &batch.trades {
+            if !listens(&self.users, t.product, t.maker_participant)
+                && !listens(&self.users, t.product, t.taker_participant)
+            {
+                continue;
+            }
             let Some(product) = self.product(t.product) else { continue };
             let (price, time) = (format_price(t.price, &product), rfc3339(t.time.0));
             for (me, order, liquidity, side) in [
@@ -536,6 +553,9 @@ impl Hub {
             }
         }
         for row in &batch.orders {
+            if !listens(&self.users, row.product, row.participant) {
+                continue;
+            }
             let Some(product) = self.product(row.product) else { continue };
             let done =
                 matches!(row.status.as_str(), "FILLED" | "CANCELLED" | "PARTIALLY_CANCELLED" | "EXPIRED");
