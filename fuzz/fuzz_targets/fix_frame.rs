@@ -1,9 +1,10 @@
 //! FIX framing (`atlas_wire::fix::frame`): any bytes are framed as incomplete,
 //! garbled (always consuming at least one byte, never more than given) or a
-//! message that re-encodes to exactly the bytes it came from.
+//! message that re-encodes to exactly the bytes it came from (unless a tag is
+//! not a positive number: then that tag's text is kept, short and SOH-free).
 #![no_main]
 
-use atlas_wire::fix::{Frame, encode, frame};
+use atlas_wire::fix::{Frame, INVALID_TAG, INVALID_TAG_BYTES_MAX, encode, frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,9 +18,17 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(fields[0].0, 8);
             assert_eq!(fields[1].0, 9);
             assert_eq!(fields[fields.len() - 1].0, 10);
-            // Everything between the length and the checksum, written again.
-            let body = &fields[2..fields.len() - 1];
-            assert_eq!(encode(body), m.bytes());
+            match m.invalid_tag() {
+                None => {
+                    // Everything between the length and the checksum, written again.
+                    let body = &fields[2..fields.len() - 1];
+                    assert_eq!(encode(body), m.bytes());
+                }
+                Some(t) => {
+                    assert!(!t.is_empty() && t.len() <= INVALID_TAG_BYTES_MAX && !t.contains('\x01'));
+                    assert!(fields.iter().any(|f| f.0 == INVALID_TAG));
+                }
+            }
         }
     }
 });

@@ -122,6 +122,17 @@ fn orders_over_fix_are_orders_everywhere() {
     );
     assert_eq!((text(&fill, 1057), text(&fill, 6), text(&fill, 37)), ("N", "10.00", id.as_str()));
 
+    // A replace changes quantity and prices only: a side, type or time in
+    // force other than the order's is refused, as is a field Atlas does not do.
+    for (tag, value) in [(54, "2"), (40, "1"), (59, "3"), (111, "1")] {
+        let mut f =
+            vec![(11, "a2x"), (41, "a1"), (55, "ACME"), (54, "1"), (38, "8"), (40, "2"), (44, "9.99")];
+        f.retain(|(t, _)| *t != tag);
+        f.push((tag, value));
+        a.send("G", &f);
+        let (r, _) = a.recv_type("9");
+        assert_eq!((text(&r, 434), text(&r, 11)), ("2", "a2x"), "{tag}={value}: {}", show(&r));
+    }
     // Replace: a2 for a1, 8 at 9.99.
     a.send("G", &[(11, "a2"), (41, "a1"), (55, "ACME"), (54, "1"), (38, "8"), (40, "2"), (44, "9.99")]);
     let rep = report(&mut a);
@@ -223,7 +234,7 @@ fn orders_over_fix_are_orders_everywhere() {
     a.send("D", &[(11, "x4"), (55, "ACME"), (54, "1"), (40, "2"), (44, "1.00")]);
     let (r, _) = a.recv_type("3");
     assert_eq!((text(&r, 373), text(&r, 371), text(&r, 372)), ("1", "38", "D"), "{}", show(&r));
-    a.send("D", &[(11, "x5"), (55, "ACME"), (54, "9"), (38, "1"), (40, "2"), (44, "1.00")]);
+    a.send("D", &[(11, "x5"), (55, "ACME"), (54, "X"), (38, "1"), (40, "2"), (44, "1.00")]);
     let (r, _) = a.recv_type("3");
     assert_eq!((text(&r, 373), text(&r, 371)), ("5", "54"));
     a.send("D", &[(11, "x6"), (55, ""), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
@@ -235,6 +246,44 @@ fn orders_over_fix_are_orders_everywhere() {
     a.send("R", &[(131, "q1")]);
     let (r, _) = a.recv_type("j");
     assert_eq!((text(&r, 380), text(&r, 372)), ("3", "R"));
+    // The data dictionary: a tag FIX does not define, one the message type
+    // does not carry, a value outside the enumeration, a bad format, a wrong
+    // group count; the Reject names the tag and goes back the way it came.
+    let with = |extra: &[(u32, &'static str)]| {
+        let mut f = vec![(11, "dd"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")];
+        f.extend_from_slice(extra);
+        f
+    };
+    for (extra, reason, tag) in [
+        (&[(5000, "x")][..], "0", "5000"),
+        (&[(112, "x")][..], "2", "112"),
+        (&[(21, "4")][..], "5", "21"),
+        (&[(60, "yesterday")][..], "6", "60"),
+        (&[(386, "2"), (336, "PRE")][..], "16", "386"),
+    ] {
+        a.send("D", &with(extra));
+        let (r, before) = a.recv_type("3");
+        assert!(before.iter().all(|m| m.msg_type() != b"8"), "an order was acted on: {extra:?}");
+        assert_eq!((text(&r, 373), text(&r, 371)), (reason, tag), "{extra:?}: {}", show(&r));
+    }
+    a.send("D", &[(115, "DESK7"), (11, "rr"), (55, "ACME"), (54, "1"), (38, "x"), (40, "2")]);
+    let (r, _) = a.recv_type("3");
+    assert_eq!((text(&r, 373), text(&r, 371), text(&r, 128)), ("6", "38", "DESK7"), "{}", show(&r));
+    // FIX 4.4 values and fields Atlas does not do: refused as business, never
+    // ignored (a MaxFloor ignored would show the whole order).
+    for extra in [&[(111, "1")][..], &[(18, "G")], &[(59, "6")], &[(126, "20261122-16:00:00")]] {
+        a.send("D", &with(extra));
+        let r = report(&mut a);
+        assert_eq!((text(&r, 150), text(&r, 103)), ("8", "11"), "{extra:?}: {}", show(&r));
+    }
+    for (tag, value) in [(54, "9"), (40, "K")] {
+        let mut f = with(&[]);
+        f.retain(|(t, _)| *t != tag);
+        f.push((tag, value));
+        a.send("D", &f);
+        let r = report(&mut a);
+        assert_eq!((text(&r, 150), text(&r, 103)), ("8", "11"), "{tag}={value}: {}", show(&r));
+    }
 
     // Mass cancel of two resting orders.
     for cl in ["m1", "m2"] {

@@ -7,7 +7,11 @@
 //! byte (0x01); the checksum is the sum of every byte before `10=`, modulo 256,
 //! as three digits. Per the specification, a message that cannot be framed or
 //! whose length or checksum is wrong is *garbled*: it is dropped (the framer
-//! skips to the next `8=FIX`), never answered.
+//! skips to the next `8=FIX`), never answered. A whole message whose length
+//! and checksum are right but which has a field whose tag is not a positive
+//! number (`0=x`, `-1=x`) is framed: the specification answers it with a
+//! Reject (reason 0, invalid tag number), so the framer keeps it, with the tag
+//! as [`INVALID_TAG`] and its text in [`Message::invalid_tag`].
 
 /// The field separator.
 pub const SOH: u8 = 0x01;
@@ -17,6 +21,10 @@ pub const BEGIN_STRING: &[u8] = b"FIX.4.4";
 pub const MESSAGE_BYTES_MAX: usize = 16 * 1024;
 /// Fields per message, at most.
 pub const FIELDS_MAX: usize = 512;
+/// The tag reported for a field whose tag is not a positive number.
+pub const INVALID_TAG: u32 = 0;
+/// An invalid tag's text is kept if at most this long (else: garbled).
+pub const INVALID_TAG_BYTES_MAX: usize = 12;
 
 /// What the framer found at the start of the buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,12 +42,21 @@ pub enum Frame {
 pub struct Message {
     bytes: Vec<u8>,
     fields: Vec<(u32, u32, u32)>,
+    /// The first field whose tag is not a positive number: its tag's bytes.
+    invalid_tag: Option<(u32, u32)>,
 }
 
 impl Message {
     /// Every field, in order: (tag, value).
     pub fn fields(&self) -> impl Iterator<Item = (u32, &[u8])> {
         self.fields.iter().map(|&(t, a, b)| (t, &self.bytes[a as usize..b as usize]))
+    }
+
+    /// The text of the first tag that is not a positive number, if any (its
+    /// field is listed with the tag [`INVALID_TAG`]).
+    pub fn invalid_tag(&self) -> Option<&str> {
+        let (a, b) = self.invalid_tag?;
+        std::str::from_utf8(&self.bytes[a as usize..b as usize]).ok()
     }
 
     /// The first value of `tag`.
@@ -135,14 +152,27 @@ pub fn frame(buf: &[u8]) -> Frame {
     }
     let bytes = buf[..total].to_vec();
     let mut fields = Vec::new();
+    let mut invalid_tag = None;
     let mut at = 0usize;
     while at < total {
         let Some(eq) = bytes[at..].iter().position(|&b| b == b'=') else {
             return Frame::Garbled(total, "a field without '='");
         };
-        let Some(tag) = digits(&bytes[at..at + eq]).and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0)
-        else {
-            return Frame::Garbled(total, "a tag is not a positive number");
+        let tag_text = &bytes[at..at + eq];
+        let tag = match digits(tag_text).and_then(|t| u32::try_from(t).ok()).filter(|t| *t > 0) {
+            Some(t) => t,
+            // Framed all the same (length and checksum agree): the session
+            // rejects it, naming the tag. A piece with a separator in it,
+            // or too long to name, is garbage.
+            None if !tag_text.is_empty()
+                && tag_text.len() <= INVALID_TAG_BYTES_MAX
+                && !tag_text.contains(&SOH)
+                && std::str::from_utf8(tag_text).is_ok() =>
+            {
+                invalid_tag.get_or_insert((at as u32, (at + eq) as u32));
+                INVALID_TAG
+            }
+            None => return Frame::Garbled(total, "a tag is not a positive number"),
         };
         let value_start = at + eq + 1;
         let Some(soh) = bytes[value_start..].iter().position(|&b| b == SOH) else {
@@ -156,10 +186,10 @@ pub fn frame(buf: &[u8]) -> Frame {
         at = value_start + soh + 1;
     }
     // The header's order is fixed: 8, 9, 35 first.
-    if fields.len() < 4 || fields[2].0 != 35 {
+    if fields.len() < 4 || fields[0].0 != 8 || fields[1].0 != 9 || fields[2].0 != 35 {
         return Frame::Garbled(total, "MsgType (35) must be the third field");
     }
-    Frame::Message(total, Message { bytes, fields })
+    Frame::Message(total, Message { bytes, fields, invalid_tag })
 }
 
 /// Writes a message: `8`, `9` (computed), then `fields` in order (35 first),
@@ -239,8 +269,14 @@ mod tests {
             out
         };
         assert!(matches!(frame(&raw(b"35=0\x0149=A\x01")), Frame::Message(..)));
+        // In the body they are framed, to be rejected by name.
+        let Frame::Message(_, m) = frame(&raw(b"35=0\x0149=A\x01007=x\x01-1=y\x01")) else { panic!() };
+        assert_eq!(m.invalid_tag(), Some("007"));
+        assert_eq!(m.get(INVALID_TAG), Some(&b"x"[..]));
+        assert!(matches!(frame(&raw(b"35=0\x0149=A\x01")), Frame::Message(..)));
+        assert!(matches!(frame(&raw(b"035=0\x0149=A\x01")), Frame::Garbled(..)));
         assert!(matches!(
-            frame(&raw(b"035=0\x0149=A\x01")),
+            frame(&raw(b"35=0\x01a\x01b=c\x01")),
             Frame::Garbled(_, "a tag is not a positive number")
         ));
     }

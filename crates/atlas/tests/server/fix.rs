@@ -44,8 +44,13 @@ pub struct FixClient {
 }
 
 pub fn now() -> String {
+    now_offset(0)
+}
+
+/// The current time shifted by `offset` seconds, as a FIX UTCTimestamp.
+pub fn now_offset(offset: i64) -> String {
     let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let secs = (ns / 1_000_000_000) as i64;
+    let secs = (ns / 1_000_000_000) as i64 + offset;
     let ms = (ns / 1_000_000 % 1000) as u32;
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

@@ -28,6 +28,7 @@ use atlas_store::{OrderFilter, ProductRow};
 use atlas_types::{OrderId, ParticipantId, Qty, Side};
 use atlas_wire::fix::{self, Frame, Message};
 
+use super::dictionary::{self, reason};
 use super::exec::{self, Fields, Orders, Request};
 use super::store::SessionStore;
 use super::{Acceptor, COMP_ID};
@@ -66,19 +67,6 @@ const FIX44_TYPES: &[&str] = &[
 ];
 /// The session-level (administrative) types.
 const ADMIN_TYPES: &[&[u8]] = &[b"0", b"1", b"2", b"3", b"4", b"5", b"A"];
-
-/// SessionRejectReason (373) values used.
-mod reason {
-    pub const REQUIRED_TAG_MISSING: u32 = 1;
-    pub const TAG_WITHOUT_VALUE: u32 = 4;
-    pub const VALUE_INCORRECT: u32 = 5;
-    pub const INCORRECT_DATA_FORMAT: u32 = 6;
-    pub const COMP_ID_PROBLEM: u32 = 9;
-    pub const SENDING_TIME_ACCURACY: u32 = 10;
-    pub const INVALID_MSG_TYPE: u32 = 11;
-    pub const TAG_APPEARS_MORE_THAN_ONCE: u32 = 13;
-    pub const OTHER: u32 = 99;
-}
 
 /// What the outcome of a submitted command is needed for.
 enum Pending {
@@ -454,9 +442,16 @@ impl Session {
     }
 
     fn reject(&mut self, m: &Message, reason: u32, tag: Option<u32>, text: &str) {
-        let mut body: Fields = vec![(45, m.uint(34).unwrap_or(0).to_string())];
+        self.reject_naming(m, reason, tag.map(|t| t.to_string()), text);
+    }
+
+    /// A session-level Reject naming the tag as given (an invalid tag number
+    /// is named as the client wrote it), routed back the way the message came.
+    fn reject_naming(&mut self, m: &Message, reason: u32, tag: Option<String>, text: &str) {
+        let mut body: Fields = reverse_route(m);
+        body.push((45, m.uint(34).unwrap_or(0).to_string()));
         if let Some(t) = tag {
-            body.push((371, t.to_string()));
+            body.push((371, t));
         }
         body.push((372, text_of(m.msg_type())));
         body.push((373, reason.to_string()));
@@ -465,7 +460,9 @@ impl Session {
     }
 
     fn business_reject(&mut self, m: &Message, reason: u32, text: &str) {
-        let mut body: Fields = vec![(45, m.uint(34).unwrap_or(0).to_string()), (372, text_of(m.msg_type()))];
+        let mut body: Fields = reverse_route(m);
+        body.push((45, m.uint(34).unwrap_or(0).to_string()));
+        body.push((372, text_of(m.msg_type())));
         if let Some(id) = m.text(11) {
             body.push((379, id.to_owned()));
         }
@@ -489,6 +486,10 @@ impl Session {
 
     /// Answers the Logon. Close: refused (a Logout is queued).
     async fn logon(&mut self, m: &Message) -> Flow {
+        if let Err(p) = dictionary::validate(m) {
+            self.logout(&format!("logon refused: {} (tag {})", p.text, p.tag));
+            return Flow::Close;
+        }
         if m.text(98).is_some_and(|v| v != "0") {
             self.logout("logon refused: EncryptMethod (98) must be 0");
             return Flow::Close;
@@ -547,7 +548,10 @@ impl Session {
     }
 
     fn ask_resend(&mut self, from: u64, seen: u64) {
-        if self.resend_until.is_some_and(|u| u >= seen) {
+        // Requests are open-ended (16=0): while one is outstanding, a later
+        // gap is covered by it (asking again would only double the resends,
+        // as QuickFIX also reasons). Once it is filled, a gap asks anew.
+        if self.resend_until.is_some() {
             return;
         }
         self.send("2", &[(7, from.to_string()), (16, "0".into())]);
@@ -917,26 +921,20 @@ impl Session {
         }
     }
 
-    /// Field-level checks common to all messages; Some: rejected.
+    /// The dictionary's checks (see [`dictionary`]); Some: rejected.
     fn check_fields(&mut self, m: &Message) -> Option<Flow> {
         let msg_type = std::str::from_utf8(m.msg_type()).unwrap_or("");
         if !FIX44_TYPES.contains(&msg_type) {
             self.reject(m, reason::INVALID_MSG_TYPE, Some(35), "Invalid MsgType");
             return Some(Flow::Go);
         }
-        let mut seen = HashSet::new();
-        for (tag, value) in m.fields() {
-            if value.is_empty() {
-                self.reject(m, reason::TAG_WITHOUT_VALUE, Some(tag), "Tag specified without a value");
-                return Some(Flow::Go);
-            }
-            // Repeating groups are not part of the messages accepted here.
-            if !seen.insert(tag) {
-                self.reject(m, reason::TAG_APPEARS_MORE_THAN_ONCE, Some(tag), "Tag appears more than once");
-                return Some(Flow::Go);
+        match dictionary::validate(m) {
+            Ok(()) => None,
+            Err(p) => {
+                self.reject_naming(m, p.reason, Some(p.tag), p.text);
+                Some(Flow::Go)
             }
         }
-        None
     }
 
     fn on_resend_request(&mut self, m: &Message) {
@@ -1135,24 +1133,20 @@ impl Session {
     async fn on_new_order(&mut self, m: &Message) -> Flow {
         let Some(v) = self.required(m, &[11, 55, 54, 38, 40]) else { return Flow::Go };
         let (cl_ord_id, symbol, side, qty, ord_type) = (v[0].to_owned(), v[1], v[2], v[3], v[4]);
-        let side = match side {
-            "1" => Side::Buy,
-            "2" => Side::Sell,
-            _ => {
-                self.reject(m, reason::VALUE_INCORRECT, Some(54), "Side must be 1 (buy) or 2 (sell)");
-                return Flow::Go;
-            }
+        // The dictionary let only FIX 4.4's values through: what Atlas does
+        // not do is the business's refusal, not a session error.
+        let Some(side) = side_of(side) else {
+            self.reject_order(m, UNSUPPORTED, "Side not supported: use 1 (buy) or 2 (sell)");
+            return Flow::Go;
         };
-        let order_type = match ord_type {
-            "1" => OrderType::Market,
-            "2" => OrderType::Limit,
-            "3" => OrderType::Stop,
-            "4" => OrderType::StopLimit,
-            _ => {
-                self.reject(m, reason::VALUE_INCORRECT, Some(40), "OrdType must be 1, 2, 3 or 4");
-                return Flow::Go;
-            }
+        let Some(order_type) = order_type_of(ord_type) else {
+            self.reject_order(m, UNSUPPORTED, "OrdType not supported: use 1, 2, 3 or 4");
+            return Flow::Go;
         };
+        if let Some(text) = unsupported(m) {
+            self.reject_order(m, UNSUPPORTED, &text);
+            return Flow::Go;
+        }
         let Some(quantity) = parse_qty(qty) else {
             self.reject(
                 m,
@@ -1162,36 +1156,19 @@ impl Session {
             );
             return Flow::Go;
         };
-        let time_in_force = match m.text(59) {
-            None | Some("1") => TimeInForce::Gtc,
-            Some("0") => TimeInForce::Day,
-            Some("3") => TimeInForce::Ioc,
-            Some("4") => TimeInForce::Fok,
-            Some("2" | "5" | "6" | "7") => {
-                self.reject_order(m, 0, "TimeInForce not supported: use 0, 1, 3 or 4");
-                return Flow::Go;
-            }
-            Some(_) => {
-                self.reject(m, reason::VALUE_INCORRECT, Some(59), "TimeInForce must be 0, 1, 3 or 4");
-                return Flow::Go;
-            }
+        let Some(time_in_force) = time_in_force_of(m.text(59)) else {
+            self.reject_order(m, UNSUPPORTED, "TimeInForce not supported: use 0, 1, 3 or 4");
+            return Flow::Go;
         };
-        let post_only = m.text(18).is_some_and(|e| e.split(' ').any(|i| i == "6" || i == "A"));
+        let post_only = m.text(18).is_some_and(|e| e.split(' ').any(|i| POST_ONLY.contains(&i)));
         let self_trade_prevention = match m.text(7928) {
             None => SelfTradePrevention::None,
             Some("D") => SelfTradePrevention::Decrement,
             Some("O") => SelfTradePrevention::CancelOldest,
             Some("N") => SelfTradePrevention::CancelNewest,
             Some("B") => SelfTradePrevention::CancelBoth,
-            Some(_) => {
-                self.reject(
-                    m,
-                    reason::VALUE_INCORRECT,
-                    Some(7928),
-                    "SelfTradePrevention must be D, O, N or B",
-                );
-                return Flow::Go;
-            }
+            // The dictionary admits no other value.
+            Some(_) => SelfTradePrevention::None,
         };
         if self.app.is_disabled(self.me) {
             self.reject_order(m, 0, "the participant is disabled");
@@ -1366,6 +1343,10 @@ impl Session {
         let reply = |s: &mut Session, order: Option<OrderId>, reason: u32, text: &str| {
             s.cancel_reject(order, &cl_ord_id, orig.as_deref(), "2", reason, text);
         };
+        if let Some(text) = unsupported(m) {
+            reply(self, None, 99, &text);
+            return Flow::Go;
+        }
         if self.rate_limited() {
             reply(self, None, 99, "rate limit: too many requests per second");
             return Flow::Go;
@@ -1384,6 +1365,19 @@ impl Session {
             reply(self, Some(order), 99, "Symbol does not match the order's");
             return Flow::Go;
         };
+        // A replace changes quantity and prices; the rest stays the order's.
+        let post_only = m.text(18).map(|e| e.split(' ').any(|i| POST_ONLY.contains(&i)));
+        let tif = m.text(59).map(|t| time_in_force_of(Some(t)));
+        let unchanged = [
+            (side_of(v[2]) == Some(row.side), "Side"),
+            (order_type_of(v[4]) == Some(row.order_type), "OrdType"),
+            (tif.is_none_or(|t| t == Some(row.time_in_force)), "TimeInForce"),
+            (post_only.is_none_or(|p| p == row.post_only), "ExecInst"),
+        ];
+        if let Some((_, name)) = unchanged.iter().find(|(same, _)| !same) {
+            reply(self, Some(order), 99, &format!("{name} cannot be changed by a replace"));
+            return Flow::Go;
+        }
         let parse = |tag: u32, name: &str| m.text(tag).map(|p| parse_price(p, &product, name)).transpose();
         let (price, stop) = match (parse(44, "Price"), parse(99, "StopPx")) {
             (Ok(p), Ok(s)) => (p, s),
@@ -1583,6 +1577,66 @@ fn parse_qty(s: &str) -> Option<i64> {
 }
 
 /// SequenceReset-GapFill standing in for `from..to` (sent with MsgSeqNum `from`).
+/// OrdRejReason (103) 11: unsupported order characteristic.
+const UNSUPPORTED: u32 = 11;
+
+/// ExecInst (18) values meaning post-only: 6 (participate, don't initiate)
+/// and A (add liquidity only, as Coinbase's gateway has it).
+const POST_ONLY: &[&str] = &["6", "A"];
+
+fn side_of(v: &str) -> Option<Side> {
+    match v {
+        "1" => Some(Side::Buy),
+        "2" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+fn order_type_of(v: &str) -> Option<OrderType> {
+    match v {
+        "1" => Some(OrderType::Market),
+        "2" => Some(OrderType::Limit),
+        "3" => Some(OrderType::Stop),
+        "4" => Some(OrderType::StopLimit),
+        _ => None,
+    }
+}
+
+/// TimeInForce (59), absent meaning GTC; None: a value Atlas does not do.
+fn time_in_force_of(v: Option<&str>) -> Option<TimeInForce> {
+    match v {
+        None | Some("1") => Some(TimeInForce::Gtc),
+        Some("0") => Some(TimeInForce::Day),
+        Some("3") => Some(TimeInForce::Ioc),
+        Some("4") => Some(TimeInForce::Fok),
+        Some(_) => None,
+    }
+}
+
+/// Fields an order or replace may carry in FIX 4.4 that change what it means
+/// but that Atlas does not do: refused, never ignored. The text says which.
+fn unsupported(m: &Message) -> Option<String> {
+    const FIELDS: [(u32, &str); 5] =
+        [(110, "MinQty"), (111, "MaxFloor"), (152, "CashOrderQty"), (126, "ExpireTime"), (432, "ExpireDate")];
+    if let Some((tag, name)) = FIELDS.iter().find(|(t, _)| m.get(*t).is_some()) {
+        return Some(format!("{name} ({tag}) is not supported"));
+    }
+    let inst = m.text(18)?;
+    let other = inst.split(' ').find(|i| !POST_ONLY.contains(i))?;
+    Some(format!("ExecInst {other} is not supported: only 6 or A (post-only)"))
+}
+
+/// The routing fields of an answer to `m`: who it was sent on behalf of is
+/// who the answer is delivered to, and the other way round (the
+/// specification's reverse routing: 115↔128, 116↔129, 144↔145).
+fn reverse_route(m: &Message) -> Fields {
+    const PAIRS: [(u32, u32); 6] = [(115, 128), (128, 115), (116, 129), (129, 116), (144, 145), (145, 144)];
+    PAIRS
+        .iter()
+        .filter_map(|&(from, to)| m.text(from).filter(|v| !v.is_empty()).map(|v| (to, v.to_owned())))
+        .collect()
+}
+
 fn gap_fill(from: u64, to: u64, key: &str, now: &str) -> Vec<u8> {
     let (from, to) = (from.to_string(), to.to_string());
     fix::encode(&[
