@@ -30,6 +30,10 @@ pub struct Tracked {
     original: i64,
     price: Option<i64>,
     stop: Option<i64>,
+    /// The journal entry the totals are as of: a fill printed by it or an
+    /// earlier one is in them already (a row read from the tables at logon
+    /// may be newer than batches still queued on the feed).
+    as_of: u64,
 }
 
 /// A cancel or replace this session asked for and has not seen the outcome of.
@@ -223,6 +227,7 @@ impl Orders {
                 original: row.original.0,
                 price: row.price.map(|p| p.0),
                 stop: row.stop_price.map(|p| p.0),
+                as_of: row.update_seq.0,
             },
         );
     }
@@ -287,6 +292,7 @@ impl Orders {
                         original: row.original.0,
                         price: row.price.map(|p| p.0),
                         stop: row.stop_price.map(|p| p.0),
+                        as_of: 0,
                     },
                 );
                 continue;
@@ -344,8 +350,10 @@ impl Orders {
                 let Some(row) = by_id.get(&order) else { continue };
                 let Some(p) = product(row.product) else { continue };
                 let Some(t) = self.open.get_mut(&order) else { continue };
-                t.traded += trade.quantity.0;
-                t.notional += i128::from(trade.price.0) * i128::from(trade.quantity.0);
+                if trade.seq.0 > t.as_of {
+                    t.traded += trade.quantity.0;
+                    t.notional += i128::from(trade.price.0) * i128::from(trade.quantity.0);
+                }
                 let status = if t.traded >= t.original { "2" } else { "1" };
                 let mut f = report(
                     row,
@@ -375,6 +383,7 @@ impl Orders {
                 if let Some(t) = self.open.get_mut(&row.id) {
                     t.traded = row.traded.0;
                     t.notional = row.notional;
+                    t.as_of = row.update_seq.0;
                 }
                 continue;
             }
@@ -437,6 +446,75 @@ mod tests {
         assert_eq!(avg_px(1000 + 2 * 1001, 3, &p), "10.006666");
         assert_eq!(avg_px(500, 1, &product(0)), "500");
         assert_eq!(avg_px(5, 1, &p), "0.05");
+    }
+
+    /// A resting order of 10 with `traded` done, last changed by entry `seq`.
+    fn row(traded: i64, seq: u64) -> OrderRow {
+        use atlas_engine::SelfTradePrevention;
+        use atlas_types::{Price, ProductId, Qty, Seq, Timestamp};
+        OrderRow {
+            id: OrderId(7),
+            client_order_id: Some("c7".into()),
+            product: ProductId(1),
+            participant: ParticipantId(1),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            time_in_force: TimeInForce::Gtc,
+            post_only: false,
+            self_trade_prevention: SelfTradePrevention::None,
+            price: Some(Price(1000)),
+            stop_price: None,
+            original: Qty(10),
+            traded: Qty(traded),
+            cancelled: Qty(0),
+            open: Qty(10 - traded),
+            notional: i128::from(traded) * 1000,
+            status: if traded > 0 { OrderStatus::PartiallyFilled } else { OrderStatus::Booked },
+            entry_seq: Seq(1),
+            entry_time: Timestamp(0),
+            update_seq: Seq(seq),
+            update_time: Timestamp(0),
+            triggered: false,
+            expired: false,
+        }
+    }
+
+    fn fill(quantity: i64, seq: u64) -> atlas_journal::projection::TradeRow {
+        use atlas_types::{Price, ProductId, Qty, Seq, Timestamp, TradeId};
+        atlas_journal::projection::TradeRow {
+            id: TradeId(seq),
+            product: ProductId(1),
+            price: Price(1000),
+            quantity: Qty(quantity),
+            maker_order: OrderId(7),
+            maker_participant: ParticipantId(1),
+            taker_order: OrderId(8),
+            taker_participant: ParticipantId(2),
+            aggressor: Side::Sell,
+            seq: Seq(seq),
+            time: Timestamp(0),
+        }
+    }
+
+    fn cum_qty(reports: &[Fields]) -> Vec<String> {
+        reports.iter().filter_map(|f| f.iter().find(|(t, _)| *t == 14).map(|(_, v)| v.clone())).collect()
+    }
+
+    #[test]
+    fn a_fill_already_in_the_loaded_row_is_not_counted_twice() {
+        let p = std::sync::Arc::new(product(2));
+        let products = |_| Some(p.clone());
+        let mut orders = Orders::default();
+        // Read from the tables at logon: 4 traded, by entry 10.
+        orders.track_existing(&row(4, 10));
+        // A batch still queued on the feed: entry 10's fill of 4.
+        let batch = MarketBatch { events: vec![], orders: vec![row(4, 10)], trades: vec![fill(4, 10)] };
+        let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
+        assert_eq!(cum_qty(&reports), ["4"]);
+        // A later fill counts.
+        let batch = MarketBatch { events: vec![], orders: vec![row(6, 11)], trades: vec![fill(2, 11)] };
+        let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
+        assert_eq!(cum_qty(&reports), ["6"]);
     }
 
     #[test]
