@@ -231,9 +231,18 @@ fn orders_over_fix_are_orders_everywhere() {
 
     // Session-level rejects: a required tag missing, a bad Side, an empty value,
     // an invalid MsgType; an unsupported application message gets a business reject.
-    a.send("D", &[(11, "x4"), (55, "ACME"), (54, "1"), (40, "2"), (44, "1.00")]);
+    a.send("D", &[(11, "x4"), (55, "ACME"), (54, "1"), (38, "1"), (44, "1.00")]);
     let (r, _) = a.recv_type("3");
-    assert_eq!((text(&r, 373), text(&r, 371), text(&r, 372)), ("1", "38", "D"), "{}", show(&r));
+    assert_eq!((text(&r, 373), text(&r, 371), text(&r, 372)), ("1", "40", "D"), "{}", show(&r));
+    // OrderQty is only conditionally required (FIX 4.4): its absence, or a
+    // fraction of a unit, is the business's refusal.
+    for qty in [None, Some("1.5")] {
+        let mut f = vec![(11, "x4q"), (55, "ACME"), (54, "1"), (40, "2"), (44, "1.00")];
+        f.extend(qty.map(|q| (38, q)));
+        a.send("D", &f);
+        let r = report(&mut a);
+        assert_eq!((text(&r, 150), text(&r, 103)), ("8", "13"), "{qty:?}: {}", show(&r));
+    }
     a.send("D", &[(11, "x5"), (55, "ACME"), (54, "X"), (38, "1"), (40, "2"), (44, "1.00")]);
     let (r, _) = a.recv_type("3");
     assert_eq!((text(&r, 373), text(&r, 371)), ("5", "54"));

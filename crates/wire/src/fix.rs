@@ -192,6 +192,51 @@ pub fn frame(buf: &[u8]) -> Frame {
     Frame::Message(total, Message { bytes, fields, invalid_tag })
 }
 
+/// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS[.s…]`, up to nanoseconds)
+/// to nanoseconds since the Unix epoch; None if it is not one (including
+/// dates that do not exist).
+pub fn parse_utc_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 17 || b[8] != b'-' || b[11] != b':' || b[14] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = b.get(r)?;
+        t.iter().all(u8::is_ascii_digit).then(|| t.iter().fold(0i64, |a, d| a * 10 + i64::from(d - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(9..11)?, num(12..14)?, num(15..17)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut nanos = 0i64;
+    if b.len() > 17 {
+        let frac = &b[18.min(b.len())..];
+        if b[17] != b'.' || frac.is_empty() || frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        nanos =
+            frac.iter().fold(0i64, |a, d| a * 10 + i64::from(d - b'0')) * 10i64.pow(9 - frac.len() as u32);
+    }
+    // Days since the epoch of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000_000) + nanos)
+}
+
 /// Writes a message: `8`, `9` (computed), then `fields` in order (35 first),
 /// then `10` (computed).
 pub fn encode(fields: &[(u32, &[u8])]) -> Vec<u8> {
@@ -226,6 +271,29 @@ mod tests {
             (98, b"0"),
             (108, b"30"),
         ])
+    }
+
+    #[test]
+    fn utc_timestamps_parse() {
+        assert_eq!(parse_utc_timestamp("19700101-00:00:00"), Some(0));
+        assert_eq!(parse_utc_timestamp("19700101-00:00:01.5"), Some(1_500_000_000));
+        assert_eq!(parse_utc_timestamp("20261122-10:38:02.123"), Some(1_795_343_882_123_000_000));
+        assert_eq!(parse_utc_timestamp("20240229-00:00:00.000000001"), Some(1_709_164_800_000_000_001));
+        for bad in [
+            "",
+            "20261122",
+            "2026112-07:18:02",
+            "20261322-07:18:02",
+            "20230229-07:18:02",
+            "20261131-07:18:02",
+            "20261122-24:00:00",
+            "20261122-07:18:02.",
+            "20261122-07:18:02.1234567890",
+            "20261122 07:18:02",
+            "2026112a-07:18:02",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -19,9 +19,7 @@
 //! (5), tag number (0), membership (2), then group counts (16) and the order
 //! inside a group (15). Required fields are the handlers' to check.
 
-use atlas_wire::fix::{INVALID_TAG, Message};
-
-use super::session::parse_utc_timestamp;
+use crate::fix::{INVALID_TAG, Message, parse_utc_timestamp};
 
 /// A field's value format (FIX 4.4 data types, as far as they differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -625,7 +623,7 @@ pub fn validate(m: &Message) -> Result<(), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use atlas_wire::fix::{Frame, encode, frame};
+    use crate::fix::{Frame, encode, frame};
 
     fn msg(msg_type: &str, body: &[(u32, &str)]) -> Message {
         let mut f: Vec<(u32, &[u8])> = vec![

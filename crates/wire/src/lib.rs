@@ -6,7 +6,9 @@
 //! channels given as `{"name", "product_ids"}` objects).
 //!
 //! `fix`: FIX 4.4 tag=value framing (BodyLength, CheckSum, fields) and encoding,
-//! the layer under the FIX acceptor's session.
+//! the layer under the FIX acceptor's session; `fix_dictionary`: the FIX 4.4
+//! data dictionary the session checks every message against.
 
 pub mod feed;
 pub mod fix;
+pub mod fix_dictionary;

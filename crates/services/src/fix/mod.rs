@@ -5,7 +5,6 @@
 //! sequencer commits (`exec.rs`). Orders go through the same risk checks,
 //! sequencer and tables as REST; a session is one API key.
 
-pub mod dictionary;
 pub mod exec;
 pub mod session;
 pub mod store;

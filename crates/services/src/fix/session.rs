@@ -28,13 +28,13 @@ use atlas_store::{OrderFilter, ProductRow};
 use atlas_types::{OrderId, ParticipantId, Qty, Side};
 use atlas_wire::fix::{self, Frame, Message};
 
-use super::dictionary::{self, reason};
 use super::exec::{self, Fields, Orders, Request};
 use super::store::SessionStore;
 use super::{Acceptor, COMP_ID};
 use crate::auth::{Audience, Caller, Principal, Role};
 use crate::error::ApiError;
 use crate::model::{now_ns, parse_price};
+use atlas_wire::fix_dictionary::{self as dictionary, reason};
 
 /// The first message must arrive within this.
 const LOGON_TIMEOUT: Duration = Duration::from_secs(10);
@@ -94,42 +94,7 @@ enum Flow {
     Close,
 }
 
-/// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS[.sss…]`) to nanoseconds.
-pub fn parse_utc_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 17 || b[8] != b'-' || b[11] != b':' || b[14] != b':' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
-    };
-    let date = time::Date::from_calendar_date(
-        i32::try_from(num(0..4)?).ok()?,
-        time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?,
-        u8::try_from(num(6..8)?).ok()?,
-    )
-    .ok()?;
-    let mut nanos = 0u32;
-    if b.len() > 17 {
-        if b[17] != b'.' || b.len() == 18 || b.len() > 27 {
-            return None;
-        }
-        let frac = &s[18..];
-        if !frac.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        nanos = format!("{frac:0<9}").parse().ok()?;
-    }
-    let t = time::Time::from_hms_nano(
-        u8::try_from(num(9..11)?).ok()?,
-        u8::try_from(num(12..14)?).ok()?,
-        u8::try_from(num(15..17)?).ok()?,
-        nanos,
-    )
-    .ok()?;
-    i64::try_from(time::PrimitiveDateTime::new(date, t).assume_utc().unix_timestamp_nanos()).ok()
-}
+pub use atlas_wire::fix::parse_utc_timestamp;
 
 /// The Coinbase-style logon signature over SendingTime, MsgType, MsgSeqNum,
 /// SenderCompID, TargetCompID and Password joined by SOH.
@@ -820,8 +785,8 @@ impl Session {
         }
         if seq < expected {
             if poss_dup {
-                // Already processed.
-                return Flow::Go;
+                // Already processed (its OrigSendingTime is checked all the same).
+                return self.check_orig_sending_time(m).unwrap_or(Flow::Go);
             }
             self.logout(&format!("MsgSeqNum too low, expecting {expected} but received {seq}"));
             return Flow::Close;
@@ -831,26 +796,8 @@ impl Session {
         if self.resend_until.is_some_and(|u| u < self.store.next_in) {
             self.resend_until = None;
         }
-        if poss_dup {
-            let orig = m.text(122).and_then(parse_utc_timestamp);
-            let sending = m.text(52).and_then(parse_utc_timestamp);
-            match (orig, sending) {
-                (None, _) => {
-                    self.reject(m, reason::REQUIRED_TAG_MISSING, Some(122), "OrigSendingTime (122) missing");
-                    return Flow::Go;
-                }
-                (Some(o), Some(s)) if o > s => {
-                    self.reject(
-                        m,
-                        reason::SENDING_TIME_ACCURACY,
-                        Some(122),
-                        "OrigSendingTime is after SendingTime",
-                    );
-                    self.logout("SendingTime accuracy problem");
-                    return Flow::Close;
-                }
-                _ => {}
-            }
+        if poss_dup && let Some(flow) = self.check_orig_sending_time(m) {
+            return flow;
         }
         if let Some(flow) = self.check_fields(m) {
             return flow;
@@ -918,6 +865,30 @@ impl Session {
                 self.business_reject(m, 3, "unsupported message type");
                 Flow::Go
             }
+        }
+    }
+
+    /// A possible duplicate's OrigSendingTime (122): required, and not after
+    /// its SendingTime. Some: rejected (and what to do next).
+    fn check_orig_sending_time(&mut self, m: &Message) -> Option<Flow> {
+        let orig = m.text(122).and_then(parse_utc_timestamp);
+        let sending = m.text(52).and_then(parse_utc_timestamp);
+        match (orig, sending) {
+            (None, _) => {
+                self.reject(m, reason::REQUIRED_TAG_MISSING, Some(122), "OrigSendingTime (122) missing");
+                Some(Flow::Go)
+            }
+            (Some(o), Some(s)) if o > s => {
+                self.reject(
+                    m,
+                    reason::SENDING_TIME_ACCURACY,
+                    Some(122),
+                    "OrigSendingTime is after SendingTime",
+                );
+                self.logout("SendingTime accuracy problem");
+                Some(Flow::Close)
+            }
+            _ => None,
         }
     }
 
@@ -1131,8 +1102,8 @@ impl Session {
     }
 
     async fn on_new_order(&mut self, m: &Message) -> Flow {
-        let Some(v) = self.required(m, &[11, 55, 54, 38, 40]) else { return Flow::Go };
-        let (cl_ord_id, symbol, side, qty, ord_type) = (v[0].to_owned(), v[1], v[2], v[3], v[4]);
+        let Some(v) = self.required(m, &[11, 55, 54, 40]) else { return Flow::Go };
+        let (cl_ord_id, symbol, side, ord_type) = (v[0].to_owned(), v[1], v[2], v[3]);
         // The dictionary let only FIX 4.4's values through: what Atlas does
         // not do is the business's refusal, not a session error.
         let Some(side) = side_of(side) else {
@@ -1147,13 +1118,14 @@ impl Session {
             self.reject_order(m, UNSUPPORTED, &text);
             return Flow::Go;
         }
+        // OrderQty is conditionally required in FIX 4.4 (one of it and
+        // CashOrderQty), so its absence is the business's to refuse.
+        let Some(qty) = m.text(38) else {
+            self.reject_order(m, INCORRECT_QUANTITY, "OrderQty (38) is required");
+            return Flow::Go;
+        };
         let Some(quantity) = parse_qty(qty) else {
-            self.reject(
-                m,
-                reason::INCORRECT_DATA_FORMAT,
-                Some(38),
-                "OrderQty must be a whole number of units",
-            );
+            self.reject_order(m, INCORRECT_QUANTITY, "OrderQty must be a whole number of units");
             return Flow::Go;
         };
         let Some(time_in_force) = time_in_force_of(m.text(59)) else {
@@ -1318,7 +1290,7 @@ impl Session {
     }
 
     async fn on_replace(&mut self, m: &Message) -> Flow {
-        let Some(v) = self.required(m, &[11, 55, 54, 38, 40]) else { return Flow::Go };
+        let Some(v) = self.required(m, &[11, 55, 54, 40]) else { return Flow::Go };
         let cl_ord_id = v[0].to_owned();
         let symbol = v[1];
         let orig = m.text(41).map(str::to_owned);
@@ -1331,17 +1303,12 @@ impl Session {
             );
             return Flow::Go;
         }
-        let Some(quantity) = parse_qty(v[3]) else {
-            self.reject(
-                m,
-                reason::INCORRECT_DATA_FORMAT,
-                Some(38),
-                "OrderQty must be a whole number of units",
-            );
-            return Flow::Go;
-        };
         let reply = |s: &mut Session, order: Option<OrderId>, reason: u32, text: &str| {
             s.cancel_reject(order, &cl_ord_id, orig.as_deref(), "2", reason, text);
+        };
+        let Some(quantity) = m.text(38).and_then(parse_qty) else {
+            reply(self, None, 99, "OrderQty (38) is required, a whole number of units");
+            return Flow::Go;
         };
         if let Some(text) = unsupported(m) {
             reply(self, None, 99, &text);
@@ -1370,7 +1337,7 @@ impl Session {
         let tif = m.text(59).map(|t| time_in_force_of(Some(t)));
         let unchanged = [
             (side_of(v[2]) == Some(row.side), "Side"),
-            (order_type_of(v[4]) == Some(row.order_type), "OrdType"),
+            (order_type_of(v[3]) == Some(row.order_type), "OrdType"),
             (tif.is_none_or(|t| t == Some(row.time_in_force)), "TimeInForce"),
             (post_only.is_none_or(|p| p == row.post_only), "ExecInst"),
         ];
@@ -1579,6 +1546,8 @@ fn parse_qty(s: &str) -> Option<i64> {
 /// SequenceReset-GapFill standing in for `from..to` (sent with MsgSeqNum `from`).
 /// OrdRejReason (103) 11: unsupported order characteristic.
 const UNSUPPORTED: u32 = 11;
+/// OrdRejReason (103) 13: incorrect quantity.
+const INCORRECT_QUANTITY: u32 = 13;
 
 /// ExecInst (18) values meaning post-only: 6 (participate, don't initiate)
 /// and A (add liquidity only, as Coinbase's gateway has it).
@@ -1674,20 +1643,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utc_timestamps_parse() {
-        assert_eq!(parse_utc_timestamp("19700101-00:00:00"), Some(0));
-        assert_eq!(parse_utc_timestamp("19700101-00:00:01.5"), Some(1_500_000_000));
-        assert_eq!(parse_utc_timestamp("20261122-10:38:02.123"), Some(1_795_343_882_123_000_000));
-        for bad in [
-            "",
-            "20261122",
-            "2026112-07:18:02",
-            "20261322-07:18:02",
-            "20261122-07:18:02.",
-            "20261122 07:18:02",
-        ] {
-            assert_eq!(parse_utc_timestamp(bad), None, "{bad}");
-        }
+    fn utc_timestamps_round_trip() {
         let now = now_ns();
         let back = parse_utc_timestamp(&exec::utc_timestamp(now)).unwrap();
         assert!((now - back).abs() < 1_000_000);
