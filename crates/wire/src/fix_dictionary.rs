@@ -570,6 +570,33 @@ fn parse_count(v: &[u8]) -> usize {
     std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).unwrap_or(usize::MAX)
 }
 
+/// The tags seen in a message, in constant time per tag (a message may have
+/// FIELDS_MAX fields): a bit per tag FIX 4.4 defines, a list for the rest
+/// (short: a tag above them is rejected as soon as it is checked, but for
+/// Atlas's own two).
+#[derive(Default)]
+struct Seen {
+    bits: [u64; 16],
+    others: Vec<u32>,
+}
+
+impl Seen {
+    /// False if `tag` was seen already.
+    fn insert(&mut self, tag: u32) -> bool {
+        if let Some(word) = self.bits.get_mut((tag / 64) as usize) {
+            let bit = 1u64 << (tag % 64);
+            let new = *word & bit == 0;
+            *word |= bit;
+            return new;
+        }
+        if self.others.contains(&tag) {
+            return false;
+        }
+        self.others.push(tag);
+        true
+    }
+}
+
 /// Checks a framed message against the dictionary. Err: the first problem,
 /// for a session-level Reject.
 pub fn validate(m: &Message) -> Result<(), Problem> {
@@ -577,7 +604,7 @@ pub fn validate(m: &Message) -> Result<(), Problem> {
     let fields: Vec<(u32, &[u8])> = m.fields().collect();
     // 0: header, 1: body, 2: trailer.
     let mut part = 0;
-    let mut seen: Vec<u32> = Vec::with_capacity(fields.len());
+    let mut seen = Seen::default();
     let mut at = 0;
     while let Some(&(tag, v)) = fields.get(at) {
         at += 1;
@@ -596,10 +623,9 @@ pub fn validate(m: &Message) -> Result<(), Problem> {
             return Err(problem(reason::TAG_WITHOUT_VALUE, tag, "Tag specified without a value"));
         }
         // Without a layout, a repeated tag may be a group's: not judged.
-        if tag != INVALID_TAG && (layout.is_some() || now == 0) && seen.contains(&tag) {
+        if !seen.insert(tag) && tag != INVALID_TAG && (layout.is_some() || now == 0) {
             return Err(problem(reason::TAG_APPEARS_MORE_THAN_ONCE, tag, "Tag appears more than once"));
         }
-        seen.push(tag);
         check_field(tag, v, m)?;
         if now != 1 {
             continue;
