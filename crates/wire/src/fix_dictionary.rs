@@ -252,16 +252,44 @@ const SECURITY_TYPES: &[&str] = &[
     "YCD",
 ];
 
-/// A message body's entry: a field, or a repeating group (its NumInGroup tag
-/// and its members, the first of which starts every instance).
+/// A message body's entry: a field, a repeating group (its NumInGroup tag
+/// and its members, the first of which starts every instance), or a
+/// component (a block of entries several messages share, as FIX defines them).
 enum Entry {
     Field(u32),
     Group(u32, &'static [Entry]),
+    Component(&'static [Entry]),
 }
-use Entry::{Field as F, Group as G};
+use Entry::{Component as C, Field as F, Group as G};
 
 const PARTIES: Entry = G(453, &[F(448), F(447), F(452), G(802, &[F(523), F(803)])]);
 const TRADING_SESSIONS: Entry = G(386, &[F(336), F(625)]);
+/// The Instrument fields Atlas accepts (the product is named by Symbol).
+const INSTRUMENT: Entry = C(&[F(55), F(167), F(460), F(207), F(107)]);
+/// Free text, plain and encoded.
+const TEXT: Entry = C(&[F(58), F(354), F(355)]);
+/// Who sent an order request: its ids and the informational account fields.
+const REQUEST: Entry = C(&[F(11), F(526), F(1), PARTIES]);
+/// An order's terms, as a new order and a replace both carry them.
+const ORDER_TERMS: Entry = C(&[
+    F(18),
+    F(21),
+    TRADING_SESSIONS,
+    INSTRUMENT,
+    F(54),
+    F(60),
+    F(38),
+    F(152),
+    F(40),
+    F(44),
+    F(99),
+    F(59),
+    F(126),
+    F(432),
+    F(110),
+    F(111),
+    TEXT,
+]);
 
 /// The body each message type Atlas handles may carry; None: a type Atlas
 /// does not handle (its body is checked field by field only, and it gets a
@@ -270,9 +298,9 @@ fn body(msg_type: &[u8]) -> Option<&'static [Entry]> {
     Some(match msg_type {
         b"0" | b"1" => &[F(112)],
         b"2" => &[F(7), F(16)],
-        b"3" => &[F(45), F(371), F(372), F(373), F(58), F(354), F(355)],
+        b"3" => &[F(45), F(371), F(372), F(373), TEXT],
         b"4" => &[F(123), F(36)],
-        b"5" => &[F(58), F(354), F(355)],
+        b"5" => &[TEXT],
         b"A" => &[
             F(98),
             F(108),
@@ -287,103 +315,10 @@ fn body(msg_type: &[u8]) -> Option<&'static [Entry]> {
             F(554),
             F(8013),
         ],
-        b"D" => &[
-            F(11),
-            F(526),
-            F(1),
-            PARTIES,
-            F(18),
-            F(21),
-            TRADING_SESSIONS,
-            F(55),
-            F(167),
-            F(460),
-            F(207),
-            F(107),
-            F(54),
-            F(60),
-            F(38),
-            F(152),
-            F(40),
-            F(44),
-            F(99),
-            F(59),
-            F(126),
-            F(432),
-            F(110),
-            F(111),
-            F(58),
-            F(354),
-            F(355),
-            F(7928),
-        ],
-        b"F" => &[
-            F(41),
-            F(37),
-            F(11),
-            F(526),
-            F(1),
-            PARTIES,
-            F(55),
-            F(167),
-            F(460),
-            F(207),
-            F(107),
-            F(54),
-            F(60),
-            F(38),
-            F(58),
-            F(354),
-            F(355),
-        ],
-        b"G" => &[
-            F(37),
-            F(41),
-            F(11),
-            F(526),
-            F(1),
-            PARTIES,
-            F(18),
-            F(21),
-            TRADING_SESSIONS,
-            F(55),
-            F(167),
-            F(460),
-            F(207),
-            F(107),
-            F(54),
-            F(60),
-            F(38),
-            F(152),
-            F(40),
-            F(44),
-            F(99),
-            F(59),
-            F(126),
-            F(432),
-            F(110),
-            F(111),
-            F(58),
-            F(354),
-            F(355),
-        ],
-        b"q" => &[
-            F(11),
-            F(526),
-            F(530),
-            F(336),
-            F(625),
-            F(55),
-            F(167),
-            F(460),
-            F(207),
-            F(107),
-            F(54),
-            F(60),
-            F(58),
-            F(354),
-            F(355),
-        ],
+        b"D" => &[REQUEST, ORDER_TERMS, F(7928)],
+        b"F" => &[F(41), F(37), REQUEST, INSTRUMENT, F(54), F(60), F(38), TEXT],
+        b"G" => &[F(37), F(41), REQUEST, ORDER_TERMS],
+        b"q" => &[F(11), F(526), F(530), F(336), F(625), INSTRUMENT, F(54), F(60), TEXT],
         _ => return None,
     })
 }
@@ -394,8 +329,9 @@ fn body(msg_type: &[u8]) -> Option<&'static [Entry]> {
 pub struct Problem {
     /// SessionRejectReason (373).
     pub reason: u32,
-    /// RefTagID (371), as the client wrote it.
-    pub tag: String,
+    /// RefTagID (371), as the client wrote it; None for a tag that is not
+    /// even an integer.
+    pub tag: Option<String>,
     /// The reason in words (58).
     pub text: &'static str,
 }
@@ -433,7 +369,7 @@ pub mod reason {
 }
 
 fn problem(reason: u32, tag: u32, text: &'static str) -> Problem {
-    Problem { reason, tag: tag.to_string(), text }
+    Problem { reason, tag: Some(tag.to_string()), text }
 }
 
 fn unsigned(v: &[u8]) -> &[u8] {
@@ -470,7 +406,9 @@ fn format_ok(format: Format, v: &[u8]) -> bool {
 /// The checks every field gets, wherever it is: empty, format, value, number.
 fn check_field(tag: u32, v: &[u8], m: &Message) -> Result<(), Problem> {
     if tag == INVALID_TAG {
-        let text = m.invalid_tag().unwrap_or("0").to_owned();
+        // RefTagID (371) is an int: a tag written as one (`0`, `-1`, `007`)
+        // is named, anything else is not.
+        let text = m.invalid_tag().filter(|t| t.parse::<i64>().is_ok()).map(str::to_owned);
         return Err(Problem { reason: reason::INVALID_TAG_NUMBER, tag: text, text: "Invalid tag number" });
     }
     if v.is_empty() {
@@ -500,9 +438,12 @@ fn check_field(tag: u32, v: &[u8], m: &Message) -> Result<(), Problem> {
     Ok(())
 }
 
-fn member(entries: &[Entry], tag: u32) -> Option<&Entry> {
-    entries.iter().find(|e| match e {
-        F(t) | G(t, _) => *t == tag,
+/// The field or group `tag` names among `entries` (components looked into).
+fn member(entries: &'static [Entry], tag: u32) -> Option<&'static Entry> {
+    entries.iter().find_map(|e| match e {
+        F(t) | G(t, _) if *t == tag => Some(e),
+        C(inner) => member(inner, tag),
+        _ => None,
     })
 }
 
@@ -513,12 +454,13 @@ fn group(
     at: &mut usize,
     count_tag: u32,
     count: usize,
-    members: &[Entry],
+    members: &'static [Entry],
     m: &Message,
 ) -> Result<(), Problem> {
+    // Groups here begin with a field (components only stand at the top).
     let delimiter = match members.first() {
         Some(F(t) | G(t, _)) => *t,
-        None => return Ok(()),
+        Some(C(_)) | None => return Ok(()),
     };
     let mut instances = 0usize;
     while let Some(&(tag, _)) = fields.get(*at) {
@@ -639,8 +581,8 @@ pub fn validate(m: &Message) -> Result<(), Problem> {
                     "Tag not defined for this message type",
                 ));
             }
-            Some(F(_)) => {}
             Some(G(_, members)) => group(&fields, &mut at, tag, parse_count(v), members, m)?,
+            Some(_) => {}
         }
     }
     Ok(())
@@ -665,7 +607,7 @@ mod tests {
     }
 
     fn check(msg_type: &str, body: &[(u32, &str)]) -> Result<(), (u32, String)> {
-        validate(&msg(msg_type, body)).map_err(|p| (p.reason, p.tag))
+        validate(&msg(msg_type, body)).map_err(|p| (p.reason, p.tag.unwrap_or_default()))
     }
 
     const ORDER: &[(u32, &str)] = &[(11, "a"), (55, "ACME"), (54, "1"), (38, "10"), (40, "2"), (44, "9.50")];
@@ -724,12 +666,18 @@ mod tests {
         // A member of a group, outside it.
         assert_eq!(check("D", &order_with(&[(448, "p")])), p(2, "448"));
         // A tag that is not a number is named as written.
-        let body = b"35=0\x0134=2\x0149=K\x0156=ATLAS\x01-1=HI\x01";
-        let mut raw = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
-        raw.extend_from_slice(body);
-        let sum = raw.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-        raw.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
-        let Frame::Message(_, m) = frame(&raw) else { panic!() };
-        assert_eq!(validate(&m).map_err(|p| (p.reason, p.tag)), p(0, "-1"));
+        let invalid = |field: &[u8]| {
+            let mut body = b"35=0\x0134=2\x0149=K\x0156=ATLAS\x01".to_vec();
+            body.extend_from_slice(field);
+            let mut raw = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
+            raw.extend_from_slice(&body);
+            let sum = raw.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+            raw.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+            let Frame::Message(_, m) = frame(&raw) else { panic!() };
+            validate(&m).map_err(|p| (p.reason, p.tag))
+        };
+        assert_eq!(invalid(b"-1=HI\x01"), Err((0, Some("-1".to_owned()))));
+        // 371 is an int field: a tag that is not one is not named.
+        assert_eq!(invalid(b"x=HI\x01"), Err((0, None)));
     }
 }

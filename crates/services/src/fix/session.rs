@@ -452,7 +452,8 @@ impl Session {
     /// Answers the Logon. Close: refused (a Logout is queued).
     async fn logon(&mut self, m: &Message) -> Flow {
         if let Err(p) = dictionary::validate(m) {
-            self.logout(&format!("logon refused: {} (tag {})", p.text, p.tag));
+            let tag = p.tag.map(|t| format!(" (tag {t})")).unwrap_or_default();
+            self.logout(&format!("logon refused: {}{tag}", p.text));
             return Flow::Close;
         }
         if m.text(98).is_some_and(|v| v != "0") {
@@ -902,7 +903,7 @@ impl Session {
         match dictionary::validate(m) {
             Ok(()) => None,
             Err(p) => {
-                self.reject_naming(m, p.reason, Some(p.tag), p.text);
+                self.reject_naming(m, p.reason, p.tag, p.text);
                 Some(Flow::Go)
             }
         }
@@ -1139,8 +1140,12 @@ impl Session {
             Some("O") => SelfTradePrevention::CancelOldest,
             Some("N") => SelfTradePrevention::CancelNewest,
             Some("B") => SelfTradePrevention::CancelBoth,
-            // The dictionary admits no other value.
-            Some(_) => SelfTradePrevention::None,
+            // The dictionary admits no other value; should it ever, the
+            // order is refused, not entered without the prevention asked for.
+            Some(_) => {
+                self.reject_order(m, UNSUPPORTED, "SelfTradePrevention (7928) must be D, O, N or B");
+                return Flow::Go;
+            }
         };
         if self.app.is_disabled(self.me) {
             self.reject_order(m, 0, "the participant is disabled");
@@ -1543,7 +1548,6 @@ fn parse_qty(s: &str) -> Option<i64> {
     int.parse().ok().filter(|q: &i64| *q > 0)
 }
 
-/// SequenceReset-GapFill standing in for `from..to` (sent with MsgSeqNum `from`).
 /// OrdRejReason (103) 11: unsupported order characteristic.
 const UNSUPPORTED: u32 = 11;
 /// OrdRejReason (103) 13: incorrect quantity.
@@ -1606,6 +1610,7 @@ fn reverse_route(m: &Message) -> Fields {
         .collect()
 }
 
+/// SequenceReset-GapFill standing in for `from..to` (sent with MsgSeqNum `from`).
 fn gap_fill(from: u64, to: u64, key: &str, now: &str) -> Vec<u8> {
     let (from, to) = (from.to_string(), to.to_string());
     fix::encode(&[
