@@ -79,6 +79,9 @@ pub struct MarketBatch {
     pub orders: Vec<crate::projection::OrderRow>,
     /// The trades the batch printed.
     pub trades: Vec<crate::projection::TradeRow>,
+    /// When the writer published it, once committed (Unix nanoseconds): where
+    /// a subscriber's publish lag starts.
+    pub published_ns: i64,
 }
 
 /// A receiver of the feed.

@@ -571,7 +571,13 @@ fn writer_loop<S: Storage>(
                     // Never blocks: a receiver that lags loses the oldest batches.
                     // The rows move (they were only borrowed for the commit).
                     let Effects { orders, trades, .. } = work.effects;
-                    let _ = market.send(Arc::new(MarketBatch { events: work.market, orders, trades }));
+                    let published_ns = now().0;
+                    let _ = market.send(Arc::new(MarketBatch {
+                        events: work.market,
+                        orders,
+                        trades,
+                        published_ns,
+                    }));
                 }
                 if let (Some(tx), Some(batch)) = (&snapshots, &work.batch) {
                     // Blocks only if the snapshot thread is a whole backlog behind.
@@ -606,8 +612,11 @@ fn writer_loop<S: Storage>(
                 let (rebuilt, rows) = rebuilt;
                 shared.committed_seq.store(rebuilt.engine.last_seq(), Ordering::Release);
                 // Level2 numbers of batches that never committed were spent.
-                let _ = market
-                    .send(Arc::new(MarketBatch { events: vec![MarketEvent::Reset], ..Default::default() }));
+                let _ = market.send(Arc::new(MarketBatch {
+                    events: vec![MarketEvent::Reset],
+                    published_ns: now().0,
+                    ..Default::default()
+                }));
                 if let Some(tx) = &snapshots {
                     let _ = tx.send(SnapshotFeed::Reset(Box::new(rebuilt.clone())));
                 }

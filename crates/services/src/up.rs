@@ -138,6 +138,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// Subscribes to the shard's committed market data (what the feed hub
+    /// reads), from now on.
+    pub fn market_feed(&self) -> atlas_journal::market::MarketFeed {
+        self.sequencer.handle().market_feed()
+    }
+
     /// Stops the listeners (letting requests in flight finish) and the shard.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop_tx.send(true);

@@ -508,11 +508,21 @@ mod tests {
         // Read from the tables at logon: 4 traded, by entry 10.
         orders.track_existing(&row(4, 10));
         // A batch still queued on the feed: entry 10's fill of 4.
-        let batch = MarketBatch { events: vec![], orders: vec![row(4, 10)], trades: vec![fill(4, 10)] };
+        let batch = MarketBatch {
+            events: vec![],
+            orders: vec![row(4, 10)],
+            trades: vec![fill(4, 10)],
+            published_ns: 0,
+        };
         let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
         assert_eq!(cum_qty(&reports), ["4"]);
         // A later fill counts.
-        let batch = MarketBatch { events: vec![], orders: vec![row(6, 11)], trades: vec![fill(2, 11)] };
+        let batch = MarketBatch {
+            events: vec![],
+            orders: vec![row(6, 11)],
+            trades: vec![fill(2, 11)],
+            published_ns: 0,
+        };
         let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
         assert_eq!(cum_qty(&reports), ["6"]);
     }
