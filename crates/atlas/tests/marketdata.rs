@@ -225,6 +225,48 @@ asyncio.run(main(*sys.argv[1:3]))
     assert_eq!(seen, json!({"third": 429, "after_close": "subscriptions"}));
 }
 
+/// A request to the feed that is not a WebSocket upgrade is refused with a
+/// problem document, as every other bad request is; a WebSocket version other
+/// than 13 gets 426 naming the one supported (RFC 6455 §4.4).
+#[test]
+fn a_feed_request_that_is_not_a_websocket_upgrade_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let http1 = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(s.ca())
+        .http1_only()
+        .build()
+        .unwrap();
+    for path in ["/atlas/api/ws", "/coinbase/ws"] {
+        let url = format!("{}{path}", s.external);
+        let plain = http1.get(&url).send().unwrap();
+        assert_eq!(plain.status(), StatusCode::BAD_REQUEST);
+        let body: Value = plain.json().unwrap();
+        assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("WebSocket"), "{body}");
+        let upgrade = |version: &str| {
+            http1
+                .get(&url)
+                .header("Connection", "Upgrade")
+                .header("Upgrade", "websocket")
+                .header("Sec-WebSocket-Version", version)
+                .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .send()
+                .unwrap()
+        };
+        let old = upgrade("8");
+        assert_eq!(old.status(), StatusCode::UPGRADE_REQUIRED);
+        assert_eq!(old.headers()["sec-websocket-version"], "13");
+        // The same request at version 13 switches protocols, with the accept
+        // key RFC 6455 gives for that nonce.
+        let ok = upgrade("13");
+        assert_eq!(ok.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(ok.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+}
+
 /// A WebSocket client over TLS on a socket with a 4 KiB receive buffer: once
 /// it stops polling, data stops leaving the server.
 async fn slow_client(

@@ -18,12 +18,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use atlas_journal::market::{MarketBatch, MarketEvent};
 use atlas_types::{ProductId, Side};
@@ -128,7 +135,7 @@ enum Cmd {
         conn: u64,
         flavor: Flavor,
         participant: Option<atlas_types::ParticipantId>,
-        tx: Option<mpsc::Sender<Vec<Utf8Bytes>>>,
+        tx: Option<mpsc::Sender<Vec<Bytes>>>,
         wanted: Vec<(Channel, ProductId)>,
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -203,10 +210,10 @@ struct Sub {
     flavor: Flavor,
     /// The broker's participant, on an authenticated connection.
     participant: Option<atlas_types::ParticipantId>,
-    tx: mpsc::Sender<Vec<Utf8Bytes>>,
+    tx: mpsc::Sender<Vec<Bytes>>,
     wanted: HashSet<(Channel, ProductId)>,
-    /// Messages for it since the last flush.
-    outbox: Vec<Utf8Bytes>,
+    /// Messages for it since the last flush (as WebSocket frames).
+    outbox: Vec<Bytes>,
 }
 
 struct Hub {
@@ -225,10 +232,35 @@ struct Hub {
     users: HashMap<(ProductId, atlas_types::ParticipantId), Vec<u64>>,
 }
 
-/// One message in both flavors, serialized when first needed.
+/// One message in both flavors, serialized and framed when first needed.
 struct Out {
-    atlas: Option<Utf8Bytes>,
-    coinbase: Option<Utf8Bytes>,
+    atlas: Option<Bytes>,
+    coinbase: Option<Bytes>,
+}
+
+/// A server-to-client WebSocket text frame holding `text` (RFC 6455 §5.2:
+/// FIN, opcode 1, unmasked, the shortest length encoding). Frames from a
+/// server are the same for every client, so each feed message is framed once
+/// and the bytes shared by all its subscribers' queues; a connection writes
+/// them to its stream as they are, where a WebSocket library would frame and
+/// copy each message again for every subscriber.
+fn text_frame(text: &str) -> Bytes {
+    let n = text.len();
+    let mut f = Vec::with_capacity(n + 10);
+    f.push(0x81);
+    match (u8::try_from(n), u16::try_from(n)) {
+        (Ok(short), _) if short < 126 => f.push(short),
+        (_, Ok(medium)) => {
+            f.push(126);
+            f.extend_from_slice(&medium.to_be_bytes());
+        }
+        _ => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(text.as_bytes());
+    Bytes::from(f)
 }
 
 fn now_ns() -> i64 {
@@ -303,17 +335,17 @@ impl Hub {
     fn send_snapshot(&mut self, conn: u64, p: ProductId) {
         let Some(flavor) = self.subs.get(&conn).map(|s| s.flavor) else { return };
         let Some(text) = self.snapshot_json(p, flavor) else { return };
-        self.enqueue(conn, Utf8Bytes::from(text));
+        self.enqueue(conn, text_frame(&text));
         self.flush_one(conn);
     }
 
     /// Puts a message in a connection's outbox.
-    fn enqueue(&mut self, conn: u64, text: Utf8Bytes) {
+    fn enqueue(&mut self, conn: u64, frame: Bytes) {
         let Some(sub) = self.subs.get_mut(&conn) else { return };
         if sub.outbox.is_empty() {
             self.dirty.push(conn);
         }
-        sub.outbox.push(text);
+        sub.outbox.push(frame);
         if sub.outbox.len() >= OUTBOX_FLUSH_AT {
             self.flush_one(conn);
         }
@@ -380,7 +412,7 @@ impl Hub {
             };
             if slot.is_none() {
                 match make(flavor) {
-                    Some(v) => *slot = Some(Utf8Bytes::from(v.to_string())),
+                    Some(v) => *slot = Some(text_frame(&v.to_string())),
                     None => continue,
                 }
             }
@@ -605,9 +637,9 @@ impl Hub {
         if to.is_empty() {
             return;
         }
-        let text = Utf8Bytes::from(make().to_string());
+        let frame = text_frame(&make().to_string());
         for c in to {
-            self.enqueue(c, text.clone());
+            self.enqueue(c, frame.clone());
         }
     }
 
@@ -825,7 +857,7 @@ pub async fn ws_atlas(
     origin: crate::audit::Origin,
     failure: Option<axum::Extension<crate::auth::AuthFailure>>,
     caller: Result<crate::auth::Caller, ApiError>,
-    upgrade: WebSocketUpgrade,
+    upgrade: FeedUpgrade,
 ) -> Result<Response, ApiError> {
     ws(ctx, origin, participant(failure, caller)?, upgrade, Flavor::Atlas)
 }
@@ -851,16 +883,64 @@ pub async fn ws_coinbase(
     origin: crate::audit::Origin,
     failure: Option<axum::Extension<crate::auth::AuthFailure>>,
     caller: Result<crate::auth::Caller, ApiError>,
-    upgrade: WebSocketUpgrade,
+    upgrade: FeedUpgrade,
 ) -> Result<Response, ApiError> {
     ws(ctx, origin, participant(failure, caller)?, upgrade, Flavor::Coinbase)
 }
+
+/// A WebSocket upgrade request (RFC 6455 §4.2.1). Taken apart here rather
+/// than by axum's `WebSocketUpgrade`, whose socket keeps its stream to itself:
+/// the fan-out writes frames built once for all subscribers (`text_frame`)
+/// straight to each connection's stream.
+pub struct FeedUpgrade {
+    key: HeaderValue,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FeedUpgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
+        let has_token =
+            |name: header::HeaderName, token: &str| {
+                parts.headers.get_all(name).iter().any(|v| {
+                    v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+                })
+            };
+        let refuse = |detail: &str| ApiError::validation(detail).into_response();
+        if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+            return Err(refuse(
+                "this is a WebSocket endpoint: the request needs Connection: Upgrade and Upgrade: websocket",
+            ));
+        }
+        if parts.headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            let mut r = ApiError::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "UNSUPPORTED_WEBSOCKET_VERSION",
+                "Sec-WebSocket-Version must be 13",
+            )
+            .into_response();
+            r.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            return Err(r);
+        }
+        let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
+            return Err(refuse("Sec-WebSocket-Key is missing"));
+        };
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err(refuse("this connection cannot be upgraded to a WebSocket"));
+        };
+        Ok(FeedUpgrade { key, on_upgrade })
+    }
+}
+
+/// A feed connection's WebSocket.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 fn ws(
     ctx: Arc<crate::app::Ctx>,
     origin: crate::audit::Origin,
     participant: Option<atlas_types::ParticipantId>,
-    upgrade: WebSocketUpgrade,
+    upgrade: FeedUpgrade,
     flavor: Flavor,
 ) -> Result<Response, ApiError> {
     let md = ctx.app.market.get().ok_or_else(ApiError::storage_unavailable)?;
@@ -881,17 +961,27 @@ fn ws(
         *n += 1;
     }
     // Counted until the connection ends — or, if the upgrade never completes
-    // (the client went away), until the callback holding the slot is dropped.
+    // (the client went away), until the task holding the slot ends.
     let slot = FeedSlot { app: ctx.app.clone(), ip };
-    Ok(upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(CLIENT_MESSAGE_BYTES_MAX)
-        .max_frame_size(CLIENT_MESSAGE_BYTES_MAX)
-        .on_upgrade(move |socket| async move {
-            connection(&slot.app, socket, flavor, participant, slot.ip).await;
-            drop(slot);
-        })
-        .into_response())
+    let FeedUpgrade { key, on_upgrade } = upgrade;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER_BYTES)
+            .max_message_size(Some(CLIENT_MESSAGE_BYTES_MAX))
+            .max_frame_size(Some(CLIENT_MESSAGE_BYTES_MAX));
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        connection(&slot.app, socket, flavor, participant, slot.ip).await;
+        drop(slot);
+    });
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).map_err(|_| ApiError::internal())?);
+    Ok(r)
 }
 
 /// One counted feed connection of an address; uncounted when dropped.
@@ -920,19 +1010,20 @@ fn error_message(message: &str, reason: &str) -> Message {
 
 async fn connection(
     app: &Arc<App>,
-    mut socket: WebSocket,
+    mut socket: Socket,
     flavor: Flavor,
     mut participant: Option<atlas_types::ParticipantId>,
     ip: IpAddr,
 ) {
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<Vec<Utf8Bytes>>(CONNECTION_BATCHES);
+    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(CONNECTION_BATCHES);
+    let mut write_buf = Vec::new();
     let mut tx = Some(tx);
     let mut subscribed_once = false;
     loop {
         tokio::select! {
-            incoming = socket.recv() => {
+            incoming = socket.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
@@ -1035,22 +1126,7 @@ async fn connection(
             }
             out = rx.recv(), if subscribed_once => match out {
                 Some(batch) => {
-                    // Everything waiting goes out in one write.
-                    let mut failed = false;
-                    let mut next = Some(batch);
-                    while let Some(batch) = next.take() {
-                        for text in batch {
-                            if socket.feed(Message::Text(text)).await.is_err() {
-                                failed = true;
-                                break;
-                            }
-                        }
-                        if failed {
-                            break;
-                        }
-                        next = rx.try_recv().ok();
-                    }
-                    if failed || socket.flush().await.is_err() {
+                    if write_frames(&mut socket, batch, &mut rx, &mut write_buf).await.is_err() {
                         break;
                     }
                 }
@@ -1067,6 +1143,42 @@ async fn connection(
         }
     }
     let _ = md.cmds.send(Cmd::Gone { conn }).await;
+}
+
+/// Bytes of frames gathered before they are written, at most.
+const WRITE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Writes frames from the hub, and whatever else the hub has queued for the
+/// connection by now, in writes of up to `WRITE_CHUNK_BYTES` (so TLS records
+/// come out full, not one per message). What tungstenite has queued itself
+/// (a pong, say) goes first, so frames never interleave.
+async fn write_frames(
+    socket: &mut Socket,
+    first: Vec<Bytes>,
+    rx: &mut mpsc::Receiver<Vec<Bytes>>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    socket.flush().await.map_err(std::io::Error::other)?;
+    let io = socket.get_mut();
+    out.clear();
+    let mut next = Some(first);
+    while let Some(batch) = next.take() {
+        for frame in &batch {
+            out.extend_from_slice(frame);
+            if out.len() >= WRITE_CHUNK_BYTES {
+                io.write_all(out).await?;
+                out.clear();
+            }
+        }
+        next = rx.try_recv().ok();
+    }
+    io.write_all(out).await?;
+    io.flush().await?;
+    // An idle connection keeps a small buffer, not its largest burst's.
+    if out.capacity() > 2 * WRITE_CHUNK_BYTES {
+        *out = Vec::new();
+    }
+    Ok(())
 }
 
 /// A product's ticker.
@@ -1249,4 +1361,35 @@ pub async fn candles(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_read_back_as_the_texts_they_hold() {
+        // Every length encoding and both of its edges, back to back as a
+        // connection writes them.
+        let lengths = [0usize, 1, 125, 126, 127, 65_535, 65_536, 70_000];
+        let texts: Vec<String> =
+            lengths.iter().map(|n| (0..*n).map(|i| char::from(b'a' + (i % 26) as u8)).collect()).collect();
+        let mut wire = Vec::new();
+        for t in &texts {
+            wire.extend_from_slice(&text_frame(t));
+        }
+        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let mut client = tokio_tungstenite::tungstenite::protocol::WebSocket::from_raw_socket(
+            std::io::Cursor::new(wire),
+            Role::Client,
+            Some(config),
+        );
+        for t in &texts {
+            match client.read() {
+                Ok(Message::Text(got)) => assert_eq!(got.as_str(), t.as_str(), "a {}-byte text", t.len()),
+                other => panic!("a {}-byte text read as {other:?}", t.len()),
+            }
+        }
+        assert!(client.read().is_err(), "nothing follows the last frame");
+    }
 }
