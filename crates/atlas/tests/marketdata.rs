@@ -263,6 +263,16 @@ fn a_feed_request_that_is_not_a_websocket_upgrade_is_refused() {
         // key RFC 6455 gives for that nonce.
         let ok = upgrade("13");
         assert_eq!(ok.status(), StatusCode::SWITCHING_PROTOCOLS);
+        // The same headers on HEAD (which the route also answers) do not.
+        let head = http1
+            .head(&url)
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::BAD_REQUEST);
         assert_eq!(ok.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }

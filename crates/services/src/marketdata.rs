@@ -908,6 +908,10 @@ impl<S: Send + Sync> FromRequestParts<S> for FeedUpgrade {
                 })
             };
         let refuse = |detail: &str| ApiError::validation(detail).into_response();
+        // The route also answers HEAD, which must not switch protocols.
+        if parts.method != axum::http::Method::GET {
+            return Err(refuse("a WebSocket upgrade is a GET request"));
+        }
         if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
             return Err(refuse(
                 "this is a WebSocket endpoint: the request needs Connection: Upgrade and Upgrade: websocket",

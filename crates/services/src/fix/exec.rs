@@ -508,22 +508,14 @@ mod tests {
         // Read from the tables at logon: 4 traded, by entry 10.
         orders.track_existing(&row(4, 10));
         // A batch still queued on the feed: entry 10's fill of 4.
-        let batch = MarketBatch {
-            events: vec![],
-            orders: vec![row(4, 10)],
-            trades: vec![fill(4, 10)],
-            published_ns: 0,
-        };
-        let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
+        let batch =
+            |order, fill| MarketBatch { orders: vec![order], trades: vec![fill], ..Default::default() };
+        let batch_10 = batch(row(4, 10), fill(4, 10));
+        let reports = orders.on_batch(ParticipantId(1), &batch_10, &products, &mut |_| false);
         assert_eq!(cum_qty(&reports), ["4"]);
         // A later fill counts.
-        let batch = MarketBatch {
-            events: vec![],
-            orders: vec![row(6, 11)],
-            trades: vec![fill(2, 11)],
-            published_ns: 0,
-        };
-        let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
+        let reports =
+            orders.on_batch(ParticipantId(1), &batch(row(6, 11), fill(2, 11)), &products, &mut |_| false);
         assert_eq!(cum_qty(&reports), ["6"]);
     }
 
