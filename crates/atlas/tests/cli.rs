@@ -145,3 +145,26 @@ fn operators_and_brokers_at_the_terminal() {
     assert!(ok(admin(&["participant", "disable", "1"])).contains("DISABLED"));
     assert!(!carol(&["order", "list"]).status.success());
 }
+
+/// `atlas bench fix` and `atlas bench feed` at a small size run to the end:
+/// every order acknowledged, none rejected, every subscriber served. (Their
+/// figures mean nothing in a debug build and are not checked.)
+#[test]
+fn the_fix_and_feed_benchmarks_run_to_the_end() {
+    let bench = |args: &[&str]| {
+        ok(Command::new(env!("CARGO_BIN_EXE_atlas")).arg("bench").args(args).output().unwrap())
+    };
+    for burst in ["0", "1000"] {
+        let out =
+            bench(&["fix", "--orders", "2000", "--rate", "1000", "--seconds", "2", "--burst-us", burst]);
+        // Both phases: 2,000 pipelined, then 1,000/s for 2 s.
+        assert_eq!(out.matches("2000 orders acknowledged in").count(), 2, "{out}");
+        assert_eq!(out.matches("(0 rejected)").count(), 2, "{out}");
+        assert!(out.contains("open loop at 1000/s"), "{out}");
+    }
+    let out = bench(&["feed", "--subscribers", "8", "--measured", "4", "--rate", "500", "--seconds", "2"]);
+    assert!(out.contains("8 subscribers have their snapshots"), "{out}");
+    assert!(out.contains("order flow: 1000 messages") && out.contains("; 0 rejected,"), "{out}");
+    assert!(out.contains("publish lag (commit → subscriber) over"), "{out}");
+    assert!(out.contains("subscribers dropped as too slow: 0; closed otherwise: 0"), "{out}");
+}
