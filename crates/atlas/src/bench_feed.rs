@@ -43,15 +43,19 @@ pub struct FeedArgs {
     #[arg(long, default_value_t = 100)]
     measured: usize,
     /// Orders per second sent while they listen (open loop).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=crate::bench_fix::RATE_MAX))]
     rate: u64,
     /// Seconds of order load.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=crate::bench_fix::SECONDS_MAX))]
     seconds: u64,
     /// One order message in this many crosses the spread and trades; the
     /// others rest or cancel (2: every other one trades, no cancels).
     #[arg(long, default_value_t = 20)]
     cross_every: usize,
+    /// Send the order flow in bursts this many microseconds apart (each order
+    /// still timed from its own due time) instead of each order when due.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    burst_us: u64,
 }
 
 fn rss_mib() -> f64 {
@@ -207,6 +211,8 @@ struct Totals {
 
 /// Runs the benchmark.
 pub fn run(args: FeedArgs) -> anyhow::Result<()> {
+    // Refused before anything starts.
+    crate::bench_fix::planned_orders(args.rate, args.seconds)?;
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
     }
@@ -228,10 +234,15 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "atlas bench feed: {} WebSocket subscribers (level2 + matches), orders over FIX open loop at {}/s for {} s \
+        "atlas bench feed: {} WebSocket subscribers (level2 + matches), orders over FIX open loop at {}/s ({}) for {} s \
          (one in {} crosses), SQLite",
         args.subscribers,
         args.rate,
+        if args.burst_us == 0 {
+            "each sent when due".to_owned()
+        } else {
+            format!("in bursts every {} µs", args.burst_us)
+        },
         args.seconds,
         args.cross_every.max(2)
     );
@@ -283,7 +294,8 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         let fix = running.fix_plain_addr.context("the plaintext FIX listener")?;
         let delivered_before = totals.delivered.load(Ordering::Relaxed);
         let bytes_before = totals.bytes.load(Ordering::Relaxed);
-        let flow = crate::bench_fix::market_flow(fix, &creds, args.rate, args.seconds, args.cross_every).await?;
+        let flow = crate::bench_fix::market_flow(fix, &creds, args.rate, args.seconds, args.cross_every, args.burst_us * 1_000)
+            .await?;
         // Let the last messages arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Release);
@@ -304,6 +316,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
             flow.cancel_rejected
         );
         crate::bench_fix::print_histogram("order → ack", &flow.histogram);
+        crate::bench_fix::print_histogram("of which the sender's lateness (due → written)", &flow.sender_late);
         println!(
             "  feed delivered: {:.1} MB/s to all {ready} subscribers; {:.0} messages/s to each of the {measured} measuring",
             bytes as f64 / secs / 1e6,

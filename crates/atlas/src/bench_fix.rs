@@ -25,16 +25,16 @@ use atlas_wire::fix::{self, Frame, Message};
 #[derive(Args, Debug)]
 pub struct FixArgs {
     /// Orders of the throughput phase.
-    #[arg(long, default_value_t = 500_000)]
-    orders: usize,
+    #[arg(long, default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(1..=ORDERS_MAX as u64))]
+    orders: u64,
     /// Unacknowledged orders at most in the throughput phase.
-    #[arg(long, default_value_t = 16_384)]
-    window: usize,
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    window: u64,
     /// Orders per second of the latency phase.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=RATE_MAX))]
     rate: u64,
     /// Seconds of the latency phase.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=SECONDS_MAX))]
     seconds: u64,
     /// Over TLS (default: the loopback plaintext listener).
     #[arg(long)]
@@ -42,8 +42,24 @@ pub struct FixArgs {
     /// In the latency phase, send in bursts this many microseconds apart (each
     /// order still timed from its own due time) instead of each order when due:
     /// what a client that batches its writes does.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     burst_us: u64,
+}
+
+/// Orders per second of an open loop, at most.
+pub(crate) const RATE_MAX: u64 = 10_000_000;
+/// Seconds of an open loop, at most.
+pub(crate) const SECONDS_MAX: u64 = 3_600;
+/// Orders one phase may plan, at most: the benchmark keeps each one's send
+/// time (8 bytes), so this caps that table at 400 MB.
+const ORDERS_MAX: usize = 50_000_000;
+
+/// The orders of an open loop at `rate` per second for `seconds`, if a run
+/// may plan that many.
+pub(crate) fn planned_orders(rate: u64, seconds: u64) -> anyhow::Result<usize> {
+    rate.checked_mul(seconds).and_then(|n| usize::try_from(n).ok()).filter(|n| *n <= ORDERS_MAX).with_context(
+        || format!("{rate} orders/s for {seconds} s is more than the {ORDERS_MAX} orders a run may send"),
+    )
 }
 
 pub(crate) struct Creds {
@@ -267,7 +283,7 @@ where
     let key = creds.key.clone();
 
     // Throughput.
-    let n = args.orders;
+    let n = usize::try_from(args.orders)?;
     let book = Book::new(n)?;
     let mut read = tokio::spawn(reader(rd, buf, book.clone(), "t", n as u64));
     let start = Instant::now();
@@ -277,7 +293,7 @@ where
         if i.is_multiple_of(1024) {
             time = now_text();
         }
-        while i as u64 - book.acked.load(Ordering::Relaxed) >= args.window as u64 {
+        while i as u64 - book.acked.load(Ordering::Relaxed) >= args.window {
             if !out.is_empty() {
                 send(&mut wr, &mut out, &mut read).await?;
             }
@@ -312,7 +328,7 @@ where
     );
 
     // Latency, open loop.
-    let total = usize::try_from(args.rate * args.seconds)?;
+    let total = planned_orders(args.rate, args.seconds)?;
     let book = Book::new(total)?;
     // The reader may have read past the last throughput message, up to the
     // middle of one: its buffer carries over (the reports in it are skipped,
@@ -331,7 +347,7 @@ where
         seq += 1;
         m
     };
-    let (_wr, read, _) =
+    let (_wr, read, late) =
         open_loop(wr, read, total, interval_ns, args.burst_us * 1_000, start, message).await?;
     acknowledged(read, "the latency phase did not finish").await?;
     let elapsed = start.elapsed();
@@ -349,11 +365,14 @@ where
         book.rejected.load(Ordering::Relaxed)
     );
     print_histogram("order → ack", &book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    print_histogram("of which the sender's lateness (due → written)", &late);
     Ok(())
 }
 
 /// Runs the benchmark.
 pub fn run(args: FixArgs) -> anyhow::Result<()> {
+    // Refused before anything starts.
+    planned_orders(args.rate, args.seconds)?;
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; figures are meaningless (use --release)");
     }
@@ -418,19 +437,22 @@ pub(crate) struct FlowReport {
     pub(crate) rejected: u64,
     pub(crate) cancel_rejected: u64,
     pub(crate) histogram: Histogram<u64>,
+    /// How late after its due time each message was written (ns).
+    pub(crate) sender_late: Histogram<u64>,
 }
 
 /// Open loop: sends message `i` (built by `message(i, due)`, `due` in ns
 /// since `start`) when it is due, `interval_ns` after the one before (or, with
-/// `burst_ns`, at the next multiple of `burst_ns` from `start`), and gives back
-/// the writer, the reader and `message`.
+/// `burst_ns`, at the next multiple of `burst_ns` from `start`). Gives back the
+/// writer and the reader, and how late after its due time each message was
+/// written (ns).
 ///
 /// The loop runs on a thread of its own that sleeps until each due time:
 /// tokio's timer wakes at millisecond ticks, so an async loop sent 20 orders
 /// at once every millisecond at 20k/s and charged each up to a millisecond of
-/// the benchmark's own lateness; a sleeping thread sends within about 0.1 ms
-/// of the due time. Latency still counts from the due time, so a sender that
-/// falls behind (the exchange not reading) is not hidden.
+/// the benchmark's own lateness. Latency still counts from the due time, so a
+/// sender that falls behind (the exchange not reading) is not hidden, and the
+/// lateness it returns shows how much of the latency is the sender's.
 async fn open_loop<W, R, F>(
     mut wr: W,
     mut read: tokio::task::JoinHandle<anyhow::Result<R>>,
@@ -439,15 +461,30 @@ async fn open_loop<W, R, F>(
     burst_ns: u64,
     start: Instant,
     mut message: F,
-) -> anyhow::Result<(W, tokio::task::JoinHandle<anyhow::Result<R>>, F)>
+) -> anyhow::Result<(W, tokio::task::JoinHandle<anyhow::Result<R>>, Histogram<u64>)>
 where
     W: AsyncWrite + Unpin + Send + 'static,
     R: Send + 'static,
     F: FnMut(usize, u64) -> Vec<u8> + Send + 'static,
 {
     let runtime = tokio::runtime::Handle::current();
+    let mut late = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 2)?;
     let sender = std::thread::Builder::new().name("bench-sender".into()).spawn(move || {
         let mut out = Vec::with_capacity(1 << 20);
+        // Due times of the messages in `out` (at most 16 KiB of messages).
+        let mut dues = Vec::new();
+        let mut flush = |wr: &mut W,
+                         out: &mut Vec<u8>,
+                         dues: &mut Vec<u64>,
+                         read: &mut tokio::task::JoinHandle<anyhow::Result<R>>|
+         -> anyhow::Result<()> {
+            runtime.block_on(send(wr, out, read))?;
+            let now = u64::try_from(start.elapsed().as_nanos())?;
+            for due in dues.drain(..) {
+                late.record(now.saturating_sub(due).max(1))?;
+            }
+            Ok(())
+        };
         let sent = (|| {
             for i in 0..total {
                 let due = u64::try_from(i)? * interval_ns;
@@ -455,18 +492,19 @@ where
                 let now = u64::try_from(start.elapsed().as_nanos())?;
                 if at > now {
                     if !out.is_empty() {
-                        runtime.block_on(send(&mut wr, &mut out, &mut read))?;
+                        flush(&mut wr, &mut out, &mut dues, &mut read)?;
                     }
                     std::thread::sleep(Duration::from_nanos(at - now));
                 }
                 out.extend_from_slice(&message(i, due));
+                dues.push(due);
                 if out.len() >= 16 * 1024 {
-                    runtime.block_on(send(&mut wr, &mut out, &mut read))?;
+                    flush(&mut wr, &mut out, &mut dues, &mut read)?;
                 }
             }
-            runtime.block_on(send(&mut wr, &mut out, &mut read))
+            flush(&mut wr, &mut out, &mut dues, &mut read)
         })();
-        sent.map(|()| (wr, read, message))
+        sent.map(|()| (wr, read, late))
     })?;
     tokio::task::spawn_blocking(move || sender.join())
         .await?
@@ -528,13 +566,14 @@ pub(crate) async fn market_flow(
     rate: u64,
     seconds: u64,
     cross_every: usize,
+    burst_ns: u64,
 ) -> anyhow::Result<FlowReport> {
     let k = cross_every.max(2);
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let (mut rd, mut wr) = tokio::io::split(tcp);
     let buf = log_on(&mut rd, &mut wr, creds).await?;
-    let total = usize::try_from(rate * seconds)?;
+    let total = planned_orders(rate, seconds)?;
     let book = Book::new(total)?;
     let read = tokio::spawn(reader(rd, buf, book.clone(), "f", total as u64));
     // A cancel names the order placed this many messages before (a whole
@@ -571,7 +610,7 @@ pub(crate) async fn market_flow(
         seq += 1;
         message
     };
-    let (_wr, read, _) = open_loop(wr, read, total, interval_ns, 0, start, message).await?;
+    let (_wr, read, sender_late) = open_loop(wr, read, total, interval_ns, burst_ns, start, message).await?;
     acknowledged(read, "the order flow was not acknowledged within 120 s of its end").await?;
     // The crossing orders, as chosen above.
     let crossing = (k..total).step_by(k).count();
@@ -583,5 +622,6 @@ pub(crate) async fn market_flow(
         rejected: book.rejected.load(Ordering::Relaxed),
         cancel_rejected: book.cancel_rejected.load(Ordering::Relaxed),
         histogram,
+        sender_late,
     })
 }

@@ -161,10 +161,50 @@ fn the_fix_and_feed_benchmarks_run_to_the_end() {
         assert_eq!(out.matches("2000 orders acknowledged in").count(), 2, "{out}");
         assert_eq!(out.matches("(0 rejected)").count(), 2, "{out}");
         assert!(out.contains("open loop at 1000/s"), "{out}");
+        assert!(out.contains("of which the sender's lateness (due → written): p50"), "{out}");
     }
-    let out = bench(&["feed", "--subscribers", "8", "--measured", "4", "--rate", "500", "--seconds", "2"]);
-    assert!(out.contains("8 subscribers have their snapshots"), "{out}");
-    assert!(out.contains("order flow: 1000 messages") && out.contains("; 0 rejected,"), "{out}");
-    assert!(out.contains("publish lag (commit → subscriber) over"), "{out}");
-    assert!(out.contains("subscribers dropped as too slow: 0; closed otherwise: 0"), "{out}");
+    for burst in ["0", "1000"] {
+        let out = bench(&[
+            "feed",
+            "--subscribers",
+            "8",
+            "--measured",
+            "4",
+            "--rate",
+            "500",
+            "--seconds",
+            "2",
+            "--burst-us",
+            burst,
+        ]);
+        assert!(
+            out.contains(if burst == "0" { "each sent when due" } else { "in bursts every 1000 µs" }),
+            "{out}"
+        );
+        assert!(out.contains("8 subscribers have their snapshots"), "{out}");
+        assert!(out.contains("order flow: 1000 messages") && out.contains("; 0 rejected,"), "{out}");
+        assert!(out.contains("publish lag (commit → subscriber) over"), "{out}");
+        assert!(out.contains("subscribers dropped as too slow: 0; closed otherwise: 0"), "{out}");
+    }
+}
+
+/// Benchmark options that would hang, overflow or allocate without limit are
+/// refused at once with the reason, before any exchange starts.
+#[test]
+fn benchmark_options_beyond_their_limits_are_refused() {
+    for (args, reason) in [
+        (&["fix", "--window", "0"][..], "--window"),
+        (&["fix", "--orders", "0"], "--orders"),
+        (&["fix", "--burst-us", "18446744073709551615"], "--burst-us"),
+        (&["fix", "--rate", "0"], "--rate"),
+        (&["fix", "--rate", "10000000", "--seconds", "3600"], "more than the 50000000 orders"),
+        (&["feed", "--rate", "10000000", "--seconds", "3600"], "more than the 50000000 orders"),
+        (&["feed", "--seconds", "0"], "--seconds"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_atlas")).arg("bench").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("atlas bench"), "{args:?} started a run");
+    }
 }
