@@ -227,7 +227,8 @@ asyncio.run(main(*sys.argv[1:3]))
 
 /// A request to the feed that is not a WebSocket upgrade is refused with a
 /// problem document, as every other bad request is; a WebSocket version other
-/// than 13 gets 426 naming the one supported (RFC 6455 §4.4).
+/// than 13 gets 426 naming the one supported (RFC 6455 §4.4), and a key that is
+/// not a 16-byte nonce in base64 (§4.2.1) gets 400.
 #[test]
 fn a_feed_request_that_is_not_a_websocket_upgrade_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,16 +247,25 @@ fn a_feed_request_that_is_not_a_websocket_upgrade_is_refused() {
         let body: Value = plain.json().unwrap();
         assert_eq!(body["code"], "VALIDATION_FAILED", "{body}");
         assert!(body["detail"].as_str().unwrap().contains("WebSocket"), "{body}");
-        let upgrade = |version: &str| {
+        let upgrade_with = |version: &str, key: &str| {
             http1
                 .get(&url)
                 .header("Connection", "Upgrade")
                 .header("Upgrade", "websocket")
                 .header("Sec-WebSocket-Version", version)
-                .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .header("Sec-WebSocket-Key", key)
                 .send()
                 .unwrap()
         };
+        let upgrade = |version: &str| upgrade_with(version, "dGhlIHNhbXBsZSBub25jZQ==");
+        // 5 bytes; 16 bytes without padding; not base64; 17 bytes.
+        for key in ["c2hvcnQ=", "dGhlIHNhbXBsZSBub25jZQ", "not a base64 nonce!!", "dGhlIHNhbXBsZSBub25jZXM="]
+        {
+            let bad = upgrade_with("13", key);
+            assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{key}");
+            let body: Value = bad.json().unwrap();
+            assert!(body["detail"].as_str().unwrap().contains("Sec-WebSocket-Key"), "{key}: {body}");
+        }
         let old = upgrade("8");
         assert_eq!(old.status(), StatusCode::UPGRADE_REQUIRED);
         assert_eq!(old.headers()["sec-websocket-version"], "13");

@@ -930,6 +930,13 @@ impl<S: Send + Sync> FromRequestParts<S> for FeedUpgrade {
         let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
             return Err(refuse("Sec-WebSocket-Key is missing"));
         };
+        // RFC 6455 4.2.1: the key is a 16-byte nonce in base64; anything else is
+        // a malformed handshake, answered 400 rather than upgraded.
+        use base64::Engine as _;
+        let nonce = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
+        if !nonce.is_ok_and(|n| n.len() == 16) {
+            return Err(refuse("Sec-WebSocket-Key must be 16 bytes in base64"));
+        }
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return Err(refuse("this connection cannot be upgraded to a WebSocket"));
         };
