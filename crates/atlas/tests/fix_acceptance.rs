@@ -21,7 +21,10 @@
 //!   Atlas's business answer to that message stands for it: an
 //!   ExecutionReport, OrderCancelReject or BusinessMessageReject naming the
 //!   echo's ClOrdID (11, or 379 in a BusinessMessageReject), or, for an echo
-//!   without one, a BusinessMessageReject of its type (372). It shows what the
+//!   without one, a BusinessMessageReject of its type (372). The test
+//!   application's own reply to a message (the News it sends for an
+//!   XMLnonFIX in `ReceiveXmlMessage`) is stood for the same way, by a
+//!   BusinessMessageReject of the type it replies to. It shows what the
 //!   echo shows, that the session layer delivered the message to the
 //!   application (once). Only its header is compared (34, 43, 49, 56): the
 //!   body, and flags such as PossResend (97), are the echoed message's, not
@@ -43,7 +46,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atlas_wire::fix::Message;
+use atlas_wire::fix::{Message, length_tag_of};
 use reqwest::StatusCode;
 use serde_json::json;
 use server::fix::{Credentials, FixClient, now, now_offset, show, sign};
@@ -109,6 +112,7 @@ const PASSING: &[&str] = &[
     "FieldTypeError_RepeatingGroup",
     "FieldTypeError_Top",
     "InternationalCharacters",
+    "ReceiveXmlMessage",
     "RejectResentMessage",
     "ResendRepeatingGroup",
     "ReverseRoute",
@@ -167,15 +171,36 @@ fn parse(text: &str) -> Vec<Line> {
 
 const NO_EQUALS: &str = "\u{2}";
 
+/// A script's message as its fields; a data field right after its length
+/// field takes that many bytes, SOH included (`ReceiveXmlMessage` sends a FIX
+/// message inside XmlData).
 fn pieces(m: &str) -> Vec<(String, String)> {
-    m.split('\x01')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((t, v)) => (t.to_owned(), v.to_owned()),
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut parts = m.split('\x01');
+    while let Some(p) = parts.next() {
+        if p.is_empty() {
+            continue;
+        }
+        let Some((t, v)) = p.split_once('=') else {
             // A piece without '=' (a garbled field), kept as written.
-            None => (p.to_owned(), NO_EQUALS.to_owned()),
-        })
-        .collect()
+            out.push((p.to_owned(), NO_EQUALS.to_owned()));
+            continue;
+        };
+        let mut v = v.to_owned();
+        let length = t.parse().ok().and_then(length_tag_of).and_then(|len_tag| match out.last() {
+            Some((prev, n)) if *prev == len_tag.to_string() => n.parse::<usize>().ok(),
+            _ => None,
+        });
+        if let Some(n) = length {
+            while v.len() < n {
+                let Some(more) = parts.next() else { break };
+                v.push('\x01');
+                v.push_str(more);
+            }
+        }
+        out.push((t.to_owned(), v));
+    }
+    out
 }
 
 fn time_with_offset(spec: &str) -> Option<String> {
@@ -247,13 +272,15 @@ fn outgoing(m: &str, c: &Credentials) -> Vec<u8> {
 const ADMIN: &[&str] = &["0", "1", "2", "3", "4", "5", "A"];
 const BUSINESS_ANSWERS: &[&[u8]] = &[b"8", b"9", b"j", b"r"];
 
-/// Whether Atlas's business answer `got` stands for the expected echo `m`.
-fn answers(got: &Message, echo: &str) -> bool {
+/// Whether Atlas's business answer `got` stands for the expected echo `m`
+/// (or for the test application's reply to `sent`, the type of the message
+/// last sent on the connection).
+fn answers(got: &Message, echo: &str, sent: Option<&str>) -> bool {
     let f = pieces(echo);
     let get = |tag: &str| f.iter().find(|(t, _)| t == tag).map(|(_, v)| v.as_str());
     match get("11") {
         Some(id) => got.text(if got.msg_type() == b"j" { 379 } else { 11 }) == Some(id),
-        None => got.msg_type() == b"j" && got.text(372) == get("35"),
+        None => got.msg_type() == b"j" && (got.text(372) == get("35") || got.text(372) == sent),
     }
 }
 
@@ -284,6 +311,8 @@ fn matches(got: &Message, expected: &str, c: &Credentials, shift: u64, echo: boo
 fn run(lines: &[Line], s: &Server, c: &Credentials) -> Result<(), String> {
     let mut conns: BTreeMap<usize, FixClient> = BTreeMap::new();
     let mut shift = 0;
+    // The type of the last message sent on each connection.
+    let mut sent: BTreeMap<usize, String> = BTreeMap::new();
     for line in lines {
         match line {
             Line::Connect(n) => {
@@ -296,6 +325,9 @@ fn run(lines: &[Line], s: &Server, c: &Credentials) -> Result<(), String> {
             Line::Send(n, m) => {
                 let conn = conns.get_mut(n).ok_or("send on a closed connection")?;
                 conn.raw(&outgoing(m, c));
+                if let Some((_, t)) = pieces(m).into_iter().find(|(t, _)| t == "35") {
+                    sent.insert(*n, t);
+                }
             }
             Line::Expect(n, m) => {
                 let msg_type =
@@ -309,7 +341,7 @@ fn run(lines: &[Line], s: &Server, c: &Credentials) -> Result<(), String> {
                     })?;
                     let business = BUSINESS_ANSWERS.contains(&got.msg_type())
                         && !(msg_type == "j" && got.msg_type() == b"j");
-                    if business && !(echo && answers(&got, m)) {
+                    if business && !(echo && answers(&got, m, sent.get(n).map(String::as_str))) {
                         shift += 1;
                         continue;
                     }

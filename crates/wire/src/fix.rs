@@ -12,6 +12,11 @@
 //! number (`0=x`, `-1=x`) is framed: the specification answers it with a
 //! Reject (reason 0, invalid tag number), so the framer keeps it, with the tag
 //! as [`INVALID_TAG`] and its text in [`Message::invalid_tag`].
+//!
+//! A data field (XmlData, RawData, EncodedText…) may hold any byte, SOH
+//! included: right after its length field it is read as exactly that many
+//! bytes ([`length_tag_of`]); a length that does not end on an SOH makes the
+//! message garbled.
 
 /// The field separator.
 pub const SOH: u8 = 0x01;
@@ -103,6 +108,20 @@ fn resync(buf: &[u8]) -> usize {
     buf.windows(5).skip(1).position(|w| w == b"8=FIX").map_or(buf.len(), |p| p + 1)
 }
 
+/// The length field that must precede `tag` if `tag` is a data field
+/// (FIX 4.4's `data` type, whose value may hold SOH): XmlData (213) follows
+/// XmlDataLen (212), RawData (96) RawDataLength (95), and so on.
+pub fn length_tag_of(tag: u32) -> Option<u32> {
+    Some(match tag {
+        89 => 93,
+        91 => 90,
+        96 => 95,
+        213 => 212,
+        349 | 351 | 353 | 355 | 357 | 359 | 361 | 363 | 365 | 446 | 619 | 622 => tag - 1,
+        _ => return None,
+    })
+}
+
 /// Frames the first message of `buf`.
 pub fn frame(buf: &[u8]) -> Frame {
     let head = b"8=FIX.4.4\x019=";
@@ -175,8 +194,20 @@ pub fn frame(buf: &[u8]) -> Frame {
             None => return Frame::Garbled(total, "a tag is not a positive number"),
         };
         let value_start = at + eq + 1;
-        let Some(soh) = bytes[value_start..].iter().position(|&b| b == SOH) else {
-            return Frame::Garbled(total, "a field without SOH");
+        // A data field right after its length field is that many bytes, SOH
+        // and `=` included; anything else ends at the next SOH.
+        let data_len = match (fields.last(), length_tag_of(tag)) {
+            (Some(&(prev, a, b)), Some(len_tag)) if prev == len_tag => digits(&bytes[a as usize..b as usize]),
+            _ => None,
+        };
+        let soh = match data_len {
+            // Within the body: the trailer is no one's data.
+            Some(n) if value_start + n < body_start + body_len && bytes[value_start + n] == SOH => n,
+            Some(_) => return Frame::Garbled(total, "a data field does not end where its length says"),
+            None => match bytes[value_start..].iter().position(|&b| b == SOH) {
+                Some(n) => n,
+                None => return Frame::Garbled(total, "a field without SOH"),
+            },
         };
         if fields.len() >= FIELDS_MAX {
             return Frame::Garbled(total, "too many fields");
@@ -329,13 +360,6 @@ mod tests {
         assert!(matches!(frame(&stream[skip..]), Frame::Message(..)));
         assert!(matches!(frame(b"8=FIX.4.2\x019=5\x01"), Frame::Garbled(..)));
         // Leading zeros have no place in a tag (the length and checksum are right).
-        let raw = |body: &[u8]| {
-            let mut out = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
-            out.extend_from_slice(body);
-            let sum = out.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-            out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
-            out
-        };
         assert!(matches!(frame(&raw(b"35=0\x0149=A\x01")), Frame::Message(..)));
         // In the body they are framed, to be rejected by name.
         let Frame::Message(_, m) = frame(&raw(b"35=0\x0149=A\x01007=x\x01-1=y\x01")) else { panic!() };
@@ -347,5 +371,57 @@ mod tests {
             frame(&raw(b"35=0\x01a\x01b=c\x01")),
             Frame::Garbled(_, "a tag is not a positive number")
         ));
+    }
+
+    fn raw(body: &[u8]) -> Vec<u8> {
+        let mut out = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
+        out.extend_from_slice(body);
+        let sum = out.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+        out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+        out
+    }
+
+    #[test]
+    fn data_fields_are_framed_by_their_length() {
+        // XmlData holding SOH, `=` and a whole FIX header, as QuickFIX's
+        // ReceiveXmlMessage script sends it.
+        let xml = b"<RTRF>8=FIX.4.3\x019=377\x0135=8\x0134=208\x01blah blah blah</RTRF>";
+        let mut body = b"35=n\x0134=2\x01212=".to_vec();
+        body.extend_from_slice(format!("{}\x01213=", xml.len()).as_bytes());
+        body.extend_from_slice(xml);
+        body.extend_from_slice(b"\x0158=after\x01");
+        let m = raw(&body);
+        let Frame::Message(n, msg) = frame(&m) else { panic!("{:?}", frame(&m)) };
+        assert_eq!(n, m.len());
+        assert_eq!(msg.get(213), Some(&xml[..]));
+        assert_eq!(msg.text(58), Some("after"));
+        assert_eq!(msg.fields().count(), 8);
+        // The trailer's Signature follows SignatureLength the same way.
+        let Frame::Message(_, msg) = frame(&raw(b"35=0\x0193=4\x0189=a\x01=b\x01")) else { panic!() };
+        assert_eq!(msg.get(89), Some(&b"a\x01=b"[..]));
+        // So does RawData in a Logon.
+        let Frame::Message(_, msg) = frame(&raw(b"35=A\x0195=3\x0196=\x01\x01\x01\x01")) else { panic!() };
+        assert_eq!(msg.get(96), Some(&b"\x01\x01\x01"[..]));
+        // A length that does not end on an SOH: garbled, whether it falls
+        // short, runs past the message or is not a number.
+        for bad in [
+            &b"35=n\x01212=2\x01213=abc\x01"[..],
+            b"35=n\x01212=9\x01213=abc\x01",
+            b"35=n\x01212=99\x01213=abc\x01",
+            // It would swallow the CheckSum field ("abc␁10=ccc").
+            b"35=n\x01212=10\x01213=abc\x01",
+        ] {
+            assert_eq!(
+                frame(&raw(bad)),
+                Frame::Garbled(raw(bad).len(), "a data field does not end where its length says"),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // Without its length right before it, a data field ends at the next
+        // SOH like any other (the length field alone is an ordinary count).
+        let Frame::Message(_, msg) = frame(&raw(b"35=n\x01213=a\x01212=1\x0158=b\x01")) else { panic!() };
+        assert_eq!(msg.get(213), Some(&b"a"[..]));
+        assert!(matches!(frame(&raw(b"35=n\x01212=x\x01213=a\x01")), Frame::Message(..)));
     }
 }
