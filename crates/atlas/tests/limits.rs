@@ -209,3 +209,57 @@ fn idle_connections_are_closed() {
     assert!(status.is_some(), "the idle connection was still open after 8 s");
     drop(stdin);
 }
+
+/// The per-IP limit is taken before the request's body is read: a client over
+/// its limit gets its 429 at once, not after the server has waited for (and
+/// read) a body it will refuse. Three order requests announce a body and send
+/// none; with 1 request per second (burst 2), the first two wait for their
+/// bodies and the third is refused without one.
+#[test]
+fn a_client_over_its_limit_is_refused_before_its_body_is_read() {
+    use rustls_pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_ORDERS", "1"), ("ATLAS_RATE_LIMIT_QUERIES", "0")],
+    );
+    let ca = std::fs::read(s.data_dir.join("pki/ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let addr = s.external.trim_start_matches("https://").to_owned();
+    let head = "POST /atlas/api/order HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+                Content-Length: 100\r\n\r\n";
+    let mut conns: Vec<_> = (0..3)
+        .map(|_| {
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+            let tcp = std::net::TcpStream::connect(&addr).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(head.as_bytes()).unwrap();
+            tls
+        })
+        .collect();
+    // The body read would time out after 10 s (408); the refusal comes first.
+    let third = conns.last_mut().unwrap();
+    third.sock.set_read_timeout(Some(std::time::Duration::from_secs(8))).unwrap();
+    let mut answer = [0u8; 12];
+    third.read_exact(&mut answer).expect("an answer before the body read's timeout");
+    assert_eq!(&answer, b"HTTP/1.1 429", "{}", String::from_utf8_lossy(&answer));
+    // The two within the limit are still waiting for their bodies.
+    let first = &mut conns[0];
+    first.sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    assert!(first.read(&mut answer).is_err(), "the first request waits for its body");
+}

@@ -157,6 +157,30 @@ fn too_large() -> Response {
         .into_response()
 }
 
+/// 429 with `Retry-After` and the IETF draft's `RateLimit-*` fields (as
+/// GitHub's and Cloudflare's APIs send them).
+fn rate_limited(limited: &crate::limits::Limited) -> Response {
+    let secs = u32::try_from(limited.retry_after.as_secs()).unwrap_or(u32::MAX).saturating_add(1);
+    let mut r = ApiError {
+        retry_after_s: Some(secs),
+        ..ApiError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests; slow down",
+        )
+    }
+    .into_response();
+    let h = r.headers_mut();
+    h.insert("ratelimit-limit", HeaderValue::from(limited.per_second));
+    h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+    h.insert("ratelimit-reset", HeaderValue::from(secs));
+    h.insert(
+        "ratelimit-policy",
+        HeaderValue::from_str(&format!("{};w=1", limited.per_second)).unwrap_or(HeaderValue::from_static("")),
+    );
+    r
+}
+
 /// The middleware.
 pub async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -186,6 +210,17 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next)
             "requests from this address are not admitted on this listener",
         )
         .into_response();
+    }
+    // Rate limits: per client IP first, before the body is read or a
+    // signature checked (a client over its limit costs neither), then per
+    // credential once known. Health and metrics are for the infrastructure
+    // and exempt.
+    let limited_kind = (!matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics"))
+        .then(|| crate::limits::Kind::of(req.method(), req.uri().path()));
+    if let (Some(kind), Some(ip)) = (limited_kind, ip)
+        && let Err(limited) = ctx.app.rate_limits.check_ip(kind, ip)
+    {
+        return rate_limited(&limited);
     }
     let (mut parts, body) = req.into_parts();
     parts.headers.remove(IDENTITY_HEADER);
@@ -250,40 +285,12 @@ pub async fn authenticate(State(ctx): State<Arc<Ctx>>, req: Request, next: Next)
     } else {
         None
     };
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    // Rate limits: per client IP always, per credential once known. Health and
-    // metrics are for the infrastructure and exempt.
-    let path = req.uri().path();
-    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
-        let kind = crate::limits::Kind::of(req.method(), path);
-        let who = match &outcome {
-            Some(Ok(c)) => Some(c.principal),
-            _ => None,
-        };
-        if let Err(limited) = ctx.app.rate_limits.check(kind, ip, who) {
-            let secs = u32::try_from(limited.retry_after.as_secs()).unwrap_or(u32::MAX).saturating_add(1);
-            let mut r = ApiError {
-                retry_after_s: Some(secs),
-                ..ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "RATE_LIMITED",
-                    "too many requests; slow down",
-                )
-            }
-            .into_response();
-            // The IETF draft's fields (as GitHub's and Cloudflare's APIs send them).
-            let h = r.headers_mut();
-            h.insert("ratelimit-limit", HeaderValue::from(limited.per_second));
-            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
-            h.insert("ratelimit-reset", HeaderValue::from(secs));
-            h.insert(
-                "ratelimit-policy",
-                HeaderValue::from_str(&format!("{};w=1", limited.per_second))
-                    .unwrap_or(HeaderValue::from_static("")),
-            );
-            return r;
-        }
+    if let (Some(kind), Some(Ok(caller))) = (limited_kind, &outcome)
+        && let Err(limited) = ctx.app.rate_limits.check_credential(kind, caller.principal)
+    {
+        return rate_limited(&limited);
     }
+    let mut req = Request::from_parts(parts, Body::from(bytes));
     match outcome {
         Some(Ok(caller)) => match HeaderValue::from_str(&ctx.app.tokens.identity(&caller)) {
             Ok(v) => {

@@ -36,6 +36,13 @@ impl Buckets {
             by_ip: RateLimiter::keyed(quota),
         })
     }
+
+    fn refused(&self, until: &governor::NotUntil<governor::clock::QuantaInstant>) -> Limited {
+        Limited {
+            per_second: self.per_second,
+            retry_after: until.wait_time_from(DefaultClock::default().now()),
+        }
+    }
 }
 
 /// Which bucket a request draws from.
@@ -79,24 +86,30 @@ impl RateLimits {
         RateLimits { orders: Buckets::new(orders), queries: Buckets::new(queries) }
     }
 
-    /// Takes a token for a request of `kind` from `ip`, by `who` if known.
-    pub fn check(&self, kind: Kind, ip: Option<IpAddr>, who: Option<Principal>) -> Result<(), Limited> {
-        let buckets = match kind {
-            Kind::Orders => &self.orders,
-            Kind::Queries => &self.queries,
-        };
-        let Some(b) = buckets else { return Ok(()) };
-        let refused = |until: governor::NotUntil<_>| Limited {
-            per_second: b.per_second,
-            retry_after: until.wait_time_from(DefaultClock::default().now()),
-        };
-        if let Some(ip) = ip {
-            b.by_ip.check_key(&ip).map_err(refused)?;
+    fn buckets(&self, kind: Kind) -> Option<&Buckets> {
+        match kind {
+            Kind::Orders => self.orders.as_ref(),
+            Kind::Queries => self.queries.as_ref(),
         }
-        if let Some(who) = who {
-            b.by_credential.check_key(&who).map_err(refused)?;
-        }
-        Ok(())
+    }
+
+    /// Takes a token for a request of `kind` from `ip` (asked first, before
+    /// the request's body is read or its credential checked).
+    pub fn check_ip(&self, kind: Kind, ip: IpAddr) -> Result<(), Limited> {
+        let Some(b) = self.buckets(kind) else { return Ok(()) };
+        b.by_ip.check_key(&ip).map_err(|until| b.refused(&until))
+    }
+
+    /// Both of the above, for a request already authenticated (FIX).
+    pub fn check(&self, kind: Kind, ip: IpAddr, who: Principal) -> Result<(), Limited> {
+        self.check_ip(kind, ip)?;
+        self.check_credential(kind, who)
+    }
+
+    /// Takes a token for a request of `kind` by `who` (once authenticated).
+    pub fn check_credential(&self, kind: Kind, who: Principal) -> Result<(), Limited> {
+        let Some(b) = self.buckets(kind) else { return Ok(()) };
+        b.by_credential.check_key(&who).map_err(|until| b.refused(&until))
     }
 
     /// Forgets idle keys (call now and then, so the maps stay bounded by the

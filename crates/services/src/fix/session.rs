@@ -912,12 +912,7 @@ impl Session {
     fn on_resend_request(&mut self, m: &Message) {
         // A resend reads the kept messages (up to two files of
         // MESSAGES_FILE_BYTES_MAX): counted like any query against the rate limit.
-        if self
-            .app
-            .rate_limits
-            .check(crate::limits::Kind::Queries, Some(self.ip), Some(self.caller.principal))
-            .is_err()
-        {
+        if self.app.rate_limits.check(crate::limits::Kind::Queries, self.ip, self.caller.principal).is_err() {
             self.reject(m, reason::OTHER, None, "too many resend requests; retry later");
             return;
         }
@@ -1078,10 +1073,7 @@ impl Session {
     }
 
     fn rate_limited(&self) -> bool {
-        self.app
-            .rate_limits
-            .check(crate::limits::Kind::Orders, Some(self.ip), Some(self.caller.principal))
-            .is_err()
+        self.app.rate_limits.check(crate::limits::Kind::Orders, self.ip, self.caller.principal).is_err()
     }
 
     /// Submits, waiting out a full queue (the session stops reading meanwhile).
