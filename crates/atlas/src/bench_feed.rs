@@ -294,8 +294,10 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         let fix = running.fix_plain_addr.context("the plaintext FIX listener")?;
         let delivered_before = totals.delivered.load(Ordering::Relaxed);
         let bytes_before = totals.bytes.load(Ordering::Relaxed);
+        let cpu = crate::bench_fix::Cpu::now();
         let flow = crate::bench_fix::market_flow(fix, &creds, args.rate, args.seconds, args.cross_every, args.burst_us * 1_000)
             .await?;
+        let cpu_after = crate::bench_fix::Cpu::now();
         // Let the last messages arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Release);
@@ -317,6 +319,8 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         );
         crate::bench_fix::print_histogram("order → ack", &flow.histogram);
         crate::bench_fix::print_histogram("of which the sender's lateness (due → written)", &flow.sender_late);
+        // The subscribers' threads count as the client's.
+        crate::bench_fix::Cpu::print_between(cpu, cpu_after, flow.sent, flow.elapsed);
         println!(
             "  feed delivered: {:.1} MB/s to all {ready} subscribers; {:.0} messages/s to each of the {measured} measuring",
             bytes as f64 / secs / 1e6,

@@ -348,6 +348,7 @@ where
         seq += 1;
         m
     };
+    let cpu = Cpu::now();
     let (_wr, read, late) =
         open_loop(wr, read, total, interval_ns, args.burst_us * 1_000, start, message).await?;
     acknowledged(read, "the latency phase did not finish").await?;
@@ -367,7 +368,66 @@ where
     );
     print_histogram("order → ack", &book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     print_histogram("of which the sender's lateness (due → written)", &late);
+    Cpu::print_between(cpu, Cpu::now(), total, elapsed);
     Ok(())
+}
+
+/// CPU time used so far, in ns: the exchange's threads' (named `atlas-…`: the
+/// I/O runtime, engine, journal writer, checkpointer, snapshots; from each
+/// one's `/proc/self/task/*/schedstat`), and the whole process's (from
+/// `/proc/self/stat`, in the kernel's fixed 100 Hz ticks, counting threads
+/// that have ended, such as the open loop's sender). The client's share is
+/// the difference.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Cpu {
+    exchange_ns: u64,
+    process_ns: u64,
+}
+
+impl Cpu {
+    pub(crate) fn now() -> Cpu {
+        let mut cpu = Cpu::default();
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // After the command's name (which may hold spaces): utime and
+            // stime are the 12th and 13th fields.
+            let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+            let ticks: u64 =
+                rest.split_whitespace().skip(11).take(2).filter_map(|v| v.parse::<u64>().ok()).sum();
+            cpu.process_ns = ticks * 10_000_000;
+        }
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return cpu };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let (Ok(comm), Ok(stat)) =
+                (std::fs::read_to_string(dir.join("comm")), std::fs::read_to_string(dir.join("schedstat")))
+            else {
+                continue;
+            };
+            if comm.starts_with("atlas-") {
+                cpu.exchange_ns +=
+                    stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        cpu
+    }
+
+    /// Prints the CPU used from `before` to `after`, per order and as cores
+    /// busy over `elapsed`: on a machine with few cores, latency grows as the
+    /// exchange and the client together near all of them.
+    pub(crate) fn print_between(before: Cpu, after: Cpu, orders: usize, elapsed: Duration) {
+        let per = |ns: u64| ns as f64 / 1_000.0 / orders.max(1) as f64;
+        let cores = |ns: u64| ns as f64 / 1e9 / elapsed.as_secs_f64().max(1e-9);
+        let ex = after.exchange_ns.saturating_sub(before.exchange_ns);
+        let cl = after.process_ns.saturating_sub(before.process_ns).saturating_sub(ex);
+        println!(
+            "  CPU: exchange {:.1} µs per order ({:.2} cores busy), client {:.1} µs per order ({:.2} cores), of {} cores",
+            per(ex),
+            cores(ex),
+            per(cl),
+            cores(cl),
+            std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+        );
+    }
 }
 
 /// Runs the benchmark.
