@@ -33,8 +33,10 @@ const PRODUCT: atlas_types::ProductId = atlas_types::ProductId(1);
 /// Options of `atlas bench feed`.
 #[derive(Args, Debug)]
 pub struct FeedArgs {
-    /// WebSocket subscribers (level2 and matches of one product each).
-    #[arg(long, default_value_t = 1_000)]
+    /// WebSocket subscribers (level2 and matches of one product each; at
+    /// most 10,000: each is a connection, two file descriptors and its
+    /// histograms, in this one process).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
     subscribers: usize,
     /// Of those, how many (spread evenly) read every message and measure its
     /// lag; the others take the same stream over TLS and only count its bytes,
@@ -273,8 +275,9 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::with_capacity(args.subscribers);
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.subscribers.max(1));
-        let measured = args.measured.clamp(1, args.subscribers.max(1));
-        let every = (args.subscribers / measured).max(1);
+        // At least one measures, if there are any subscribers at all.
+        let measured = args.measured.clamp(1, args.subscribers.max(1)).min(args.subscribers);
+        let every = args.subscribers.checked_div(measured).unwrap_or(1).max(1);
         for i in 0..args.subscribers {
             let (tls, addr, totals, stop, ready) =
                 (tls.clone(), running.external_addr, totals.clone(), stop.clone(), ready_tx.clone());
@@ -324,7 +327,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         println!(
             "  feed delivered: {:.1} MB/s to all {ready} subscribers; {:.0} messages/s to each of the {measured} measuring",
             bytes as f64 / secs / 1e6,
-            delivered as f64 / secs / measured as f64
+            delivered as f64 / secs / measured.max(1) as f64
         );
         let ms = |ns: u64| format!("{:.2} ms", ns as f64 / 1e6);
         let show = |name: &str, h: &std::sync::Mutex<Histogram<u64>>| {

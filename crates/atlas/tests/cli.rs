@@ -200,6 +200,7 @@ fn benchmark_options_beyond_their_limits_are_refused() {
         (&["fix", "--rate", "10000000", "--seconds", "3600"], "more than the 50000000 orders"),
         (&["feed", "--rate", "10000000", "--seconds", "3600"], "more than the 50000000 orders"),
         (&["feed", "--seconds", "0"], "--seconds"),
+        (&["feed", "--subscribers", "10001"], "--subscribers"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_atlas")).arg("bench").args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
