@@ -217,7 +217,6 @@ fn idle_connections_are_closed() {
 /// bodies and the third is refused without one.
 #[test]
 fn a_client_over_its_limit_is_refused_before_its_body_is_read() {
-    use rustls_pki_types::pem::PemObject;
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start_with(
@@ -226,28 +225,12 @@ fn a_client_over_its_limit_is_refused_before_its_body_is_read() {
         &[("ATLAS_RATE_LIMIT_ORDERS", "1"), ("ATLAS_RATE_LIMIT_QUERIES", "0")],
     );
     let ca = std::fs::read(s.data_dir.join("pki/ca.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
     let addr = s.external.trim_start_matches("https://").to_owned();
     let head = "POST /atlas/api/order HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                 Content-Length: 100\r\n\r\n";
     let mut conns: Vec<_> = (0..3)
         .map(|_| {
-            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-            let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
-            let tcp = std::net::TcpStream::connect(&addr).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut tls = server::fix::tls_stream(&addr, &ca);
             tls.write_all(head.as_bytes()).unwrap();
             tls
         })

@@ -402,8 +402,9 @@ mod tests {
         // So does RawData in a Logon.
         let Frame::Message(_, msg) = frame(&raw(b"35=A\x0195=3\x0196=\x01\x01\x01\x01")) else { panic!() };
         assert_eq!(msg.get(96), Some(&b"\x01\x01\x01"[..]));
-        // A length that does not end on an SOH: garbled, whether it falls
-        // short, runs past the message or is not a number.
+        // A length that does not end on an SOH inside the body: garbled,
+        // whether it falls short, runs into the trailer or past the message,
+        // or would take the CheckSum field in.
         for bad in [
             &b"35=n\x01212=2\x01213=abc\x01"[..],
             b"35=n\x01212=9\x01213=abc\x01",

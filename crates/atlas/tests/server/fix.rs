@@ -86,22 +86,8 @@ impl FixClient {
 
     /// TLS connection trusting `ca_pem`.
     pub fn tls(addr: &str, ca_pem: &[u8], creds: &Credentials) -> FixClient {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let config =
-            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        let stream = rustls::StreamOwned::new(conn, tcp);
+        let stream = tls_stream(addr, ca_pem);
+        stream.sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         FixClient { stream: Box::new(stream), buf: Vec::new(), creds: creds.clone(), next_out: 1 }
     }
 
@@ -237,6 +223,27 @@ impl FixClient {
 }
 
 /// A message in readable form (SOH as `|`).
+/// A blocking TLS connection to `addr` (no ALPN: HTTP/1.1 where it is
+/// HTTP), trusting `ca_pem` and checking the name `localhost`; the handshake
+/// happens on the first read or write.
+pub fn tls_stream(addr: &str, ca_pem: &[u8]) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
 pub fn show(m: &Message) -> String {
     String::from_utf8_lossy(m.bytes()).replace('\x01', "|")
 }
