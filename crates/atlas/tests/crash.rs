@@ -13,7 +13,9 @@ mod pg;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use atlas_engine::{CommandKind, EngineConfig};
 use atlas_journal::{Storage, recover, verify};
@@ -21,6 +23,8 @@ use atlas_store::{PgStore, SqliteStore};
 use atlas_types::Seq;
 
 const ROUNDS: u64 = 20;
+/// Commands between snapshots in the crashed process.
+const SNAPSHOT_EVERY: usize = 100;
 
 #[test]
 fn sigkill_under_load_loses_nothing_acknowledged_sqlite() {
@@ -44,8 +48,9 @@ fn sigkill_under_load_loses_nothing_acknowledged_postgres() {
 fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut() -> Box<dyn Storage>) {
     let data_dir = dir.to_str().expect("utf-8 path").to_owned();
     let bin = env!("CARGO_BIN_EXE_atlas");
-    let mut args =
-        vec!["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every", "100"];
+    let mut args = vec!["journal-load", "--data-dir", &data_dir, "--producers", "8", "--snapshot-every"];
+    let every = SNAPSHOT_EVERY.to_string();
+    args.push(&every);
     if let Some(url) = url {
         args.extend(["--database-url", url]);
     }
@@ -58,9 +63,9 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
             .spawn()
             .expect("start atlas");
         let stdout = child.stdout.take().expect("stdout");
-        let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
         let reader = std::thread::spawn(move || {
-            let mut first = Some(first_tx);
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
@@ -69,17 +74,19 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
                     (parts.next() == Some("ACK")).then_some(())?;
                     let seq = parts.next()?.parse().ok()?;
                     let order = parts.next()?.parse().ok()?;
-                    if let Some(tx) = first.take() {
-                        let _ = tx.send(());
-                    }
+                    counted.fetch_add(1, Ordering::Relaxed);
                     Some((seq, order))
                 })
                 .collect::<Vec<(u64, u64)>>()
         });
         // Kill under load: once the process acknowledges its first command (a
         // loaded machine can take a while to start a debug build and recover),
-        // then at a staggered, repeatable moment 50 to 350 ms later.
-        let started = first_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+        // then at a staggered, repeatable moment 50 to 350 ms later. Every
+        // fourth round first waits for several snapshots' worth of commands:
+        // on a slow disk a whole round can fit between two snapshots, and
+        // recovery from a snapshot must be exercised as well as from genesis.
+        let wanted = if round % 4 == 0 { 5 * SNAPSHOT_EVERY } else { 1 };
+        let started = wait_for(&count, wanted, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(50 + (round * 157) % 300));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
@@ -88,7 +95,11 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
-        assert!(started, "round {round}: no acknowledgement within 60 s; stderr:\n{stderr}");
+        assert!(
+            started,
+            "round {round}: {} of {wanted} acknowledgements within 60 s; stderr:\n{stderr}",
+            lines.len()
+        );
         assert!(!lines.is_empty(), "round {round}: no command acknowledged; stderr:\n{stderr}");
         acked.extend(lines);
     }
@@ -113,7 +124,7 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
         assert_eq!(journal.get(seq), Some(order), "acknowledged seq {seq} is missing or different");
     }
     let report = verify(&mut store, EngineConfig::default()).expect("the journal verifies from genesis");
-    assert!(report.snapshots_checked > 0);
+    assert!(report.snapshots_checked > 0, "no snapshot was written in {} acknowledged commands", acked.len());
     let rec = recover(&mut store, EngineConfig::default()).expect("recovery");
     assert_eq!(rec.engine.state_hash(), report.state_hash, "snapshot recovery and genesis replay agree");
     // The binary's own verification agrees.
@@ -128,4 +139,16 @@ fn crash_rounds(dir: &std::path::Path, url: Option<&str>, open: &mut dyn FnMut()
         acked.len(),
         journal.len()
     );
+}
+
+/// Waits until `count` reaches `wanted`, for at most `limit`; whether it did.
+fn wait_for(count: &AtomicUsize, wanted: usize, limit: Duration) -> bool {
+    let start = Instant::now();
+    while count.load(Ordering::Relaxed) < wanted {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }

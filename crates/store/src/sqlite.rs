@@ -23,6 +23,8 @@ use sqlx::sqlite::{
 };
 use tokio::runtime::Runtime;
 
+use crate::sqlite_writer::WriteTurn;
+
 /// How many snapshots keep their engine bytes; older ones keep only their hashes.
 const SNAPSHOTS_KEPT: i64 = 3;
 /// Journal rows read per query while replaying: small pages, because a batch can
@@ -41,6 +43,8 @@ pub struct SqliteStore {
     writer_lock: Option<std::fs::File>,
     /// The writer's own synchronous connection, once it is the writer.
     writer: Option<crate::sqlite_writer::Writer>,
+    /// Shared by the writer and the snapshot sink.
+    turn: WriteTurn,
 }
 
 fn err(e: impl std::fmt::Display) -> StorageError {
@@ -97,6 +101,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer_lock: None,
             writer: None,
+            turn: WriteTurn::default(),
         })
     }
 }
@@ -119,7 +124,7 @@ impl Storage for SqliteStore {
             .map_err(|e| StorageError(format!("opening the writer lock file: {e}")))?;
         match file.try_lock() {
             Ok(()) => {
-                self.writer = Some(crate::sqlite_writer::Writer::open(&self.path)?);
+                self.writer = Some(crate::sqlite_writer::Writer::open(&self.path, self.turn.clone())?);
                 self.writer_lock = Some(file);
                 Ok(())
             }
@@ -168,7 +173,7 @@ impl Storage for SqliteStore {
         let pool = rt
             .block_on(SqlitePoolOptions::new().max_connections(1).connect_with(self.options.clone()))
             .map_err(err)?;
-        Ok(Box::new(SqliteSnapshots { rt, pool, shard: self.shard }))
+        Ok(Box::new(SqliteSnapshots { rt, pool, shard: self.shard, turn: self.turn.clone() }))
     }
 
     fn append(&mut self, batch: &Batch, effects: &Effects) -> Result<(), StorageError> {
@@ -188,7 +193,7 @@ impl Storage for SqliteStore {
     }
 
     fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
-        self.rt.block_on(save_snapshot(&self.pool, self.shard, s))
+        self.rt.block_on(save_snapshot(&self.pool, &self.turn, self.shard, s))
     }
 
     fn latest_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
@@ -310,14 +315,26 @@ const CHUNK_DELETES_PER_TRANSACTION: i64 = 4;
 /// transaction, then its row; then drops the bytes of all but the newest few.
 /// SQLite has one write lock: a single statement carrying a whole engine image
 /// held it long enough to stall the journal's commits, while a chunk holds it for
-/// about a millisecond.
-async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<(), StorageError> {
+/// about a millisecond. Each transaction takes `turn` first, so it waits for the
+/// commit in progress and no longer (see [`WriteTurn`]).
+// The guard is held across the statement's `.await` on purpose: it is what keeps
+// the writer out meanwhile. This runs on a current-thread runtime driven by
+// `block_on` from one thread, and the writer, the lock's only other holder,
+// never waits on that runtime, so no deadlock can follow.
+#[expect(clippy::await_holding_lock, reason = "the turn must cover the statement")]
+async fn save_snapshot(
+    pool: &SqlitePool,
+    turn: &WriteTurn,
+    shard: i64,
+    s: &Snapshot,
+) -> Result<(), StorageError> {
     let seq = i64::try_from(s.seq.0).map_err(err)?;
     let next_order_id = i64::try_from(s.next_order_id).map_err(err)?;
     let client_orders = s.client_orders.encode();
     let mut counts = [0i64; 2];
     for (kind, bytes) in [(0i64, &s.engine[..]), (1, &client_orders[..])] {
         // Leftovers of an attempt at this same snapshot that died before its row.
+        let turn_held = turn.lock();
         sqlx::query("DELETE FROM snapshot_chunk WHERE shard = ? AND seq = ? AND kind = ?")
             .bind(shard)
             .bind(seq)
@@ -325,7 +342,9 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
             .execute(pool)
             .await
             .map_err(err)?;
+        drop(turn_held);
         for (part, chunk) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
+            let turn_held = turn.lock();
             sqlx::query("INSERT INTO snapshot_chunk (shard, seq, kind, part, bytes) VALUES (?, ?, ?, ?, ?)")
                 .bind(shard)
                 .bind(seq)
@@ -335,9 +354,11 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
                 .execute(pool)
                 .await
                 .map_err(err)?;
+            drop(turn_held);
             counts[kind as usize] += 1;
         }
     }
+    let turn_held = turn.lock();
     let mut tx = pool.begin().await.map_err(err)?;
     sqlx::query(
         "INSERT OR REPLACE INTO snapshot \
@@ -369,8 +390,10 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
     .await
     .map_err(err)?;
     tx.commit().await.map_err(err)?;
+    drop(turn_held);
     // Their chunks (and orphans of older attempts) go a few rows at a time.
     loop {
+        let turn_held = turn.lock();
         let deleted = sqlx::query(
             "DELETE FROM snapshot_chunk WHERE rowid IN (SELECT c.rowid FROM snapshot_chunk c \
              WHERE c.shard = ? AND c.seq < ? AND NOT EXISTS (SELECT 1 FROM snapshot t \
@@ -383,6 +406,7 @@ async fn save_snapshot(pool: &SqlitePool, shard: i64, s: &Snapshot) -> Result<()
         .await
         .map_err(err)?
         .rows_affected();
+        drop(turn_held);
         if deleted == 0 {
             return Ok(());
         }
@@ -420,11 +444,12 @@ struct SqliteSnapshots {
     rt: Runtime,
     pool: SqlitePool,
     shard: i64,
+    turn: WriteTurn,
 }
 
 impl SnapshotSink for SqliteSnapshots {
     fn save_snapshot(&mut self, s: &Snapshot) -> Result<(), StorageError> {
-        self.rt.block_on(save_snapshot(&self.pool, self.shard, s))
+        self.rt.block_on(save_snapshot(&self.pool, &self.turn, self.shard, s))
     }
 }
 

@@ -65,9 +65,20 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// case the checkpointer falls behind, far above what it lets accumulate.
 const WAL_BACKSTOP_PAGES: u32 = 262_144;
 
+/// Turns at SQLite's one write lock between the writers of a shard in this
+/// process: the journal's writer and the snapshot thread. SQLite's own busy
+/// handler polls (sleeping 1 ms, then 2, 5, ... up to 100 ms) and under sustained
+/// load the writer, committing back to back, held the lock at nearly every poll:
+/// a snapshot then waited seconds, and a process killed every second never wrote
+/// one. A fair mutex hands the lock to whoever waited, so a snapshot's short
+/// transactions slot in between commits and each waits at most one commit.
+pub(crate) type WriteTurn = std::sync::Arc<parking_lot::FairMutex<()>>;
+
 /// The writer's connection, and the thread that checkpoints beside it.
 pub(crate) struct Writer {
     conn: Connection,
+    /// Taken around each commit.
+    turn: WriteTurn,
     /// Kept for its thread (stopped when the writer goes).
     _checkpointer: Checkpointer,
 }
@@ -130,7 +141,7 @@ impl Binder<'_, '_> {
 impl Writer {
     /// Opens the database (whose schema sqlx's migrations already brought up to
     /// date) with the same durability settings as the sqlx connections.
-    pub(crate) fn open(path: &Path) -> Result<Writer, StorageError> {
+    pub(crate) fn open(path: &Path, turn: WriteTurn) -> Result<Writer, StorageError> {
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
         // WAL is a property of the file (set by sqlx at creation); the rest are
@@ -143,11 +154,12 @@ impl Writer {
         .map_err(err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let checkpointer = Checkpointer::start(path)?;
-        Ok(Writer { conn, _checkpointer: checkpointer })
+        Ok(Writer { conn, turn, _checkpointer: checkpointer })
     }
 
     /// Appends `batch` and writes `fx` in one transaction.
     pub(crate) fn append(&mut self, shard: i64, batch: &Batch, fx: &Effects) -> Result<(), StorageError> {
+        let _turn = self.turn.lock();
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut stmt = tx

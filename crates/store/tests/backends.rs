@@ -370,3 +370,61 @@ fn sqlite_snapshots_in_chunks() {
     assert_eq!(seqs, 3, "only the newest three keep their bytes");
     assert_eq!(chunks, 3 * (3 + 1), "three 1 MiB chunks of engine and one of ids each");
 }
+
+/// A snapshot gets written while the journal's writer commits back to back:
+/// SQLite's busy handler polls, and a writer that retakes the lock at once used
+/// to hold it at nearly every poll, so a snapshot under sustained load waited out
+/// its busy timeout (a crashed test process never wrote one). Snapshot and
+/// writer now take turns at the lock.
+#[test]
+fn sqlite_snapshot_is_written_between_back_to_back_commits() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use atlas_engine::StateHash;
+    use atlas_journal::projection::Effects;
+    use atlas_journal::{Batch, ChainHash, ClientOrders, Snapshot};
+    use atlas_types::{Seq, Timestamp};
+    let (_dir, open) = sqlite();
+    let mut store = open();
+    store.claim_writer().unwrap();
+    let mut sink = store.snapshot_sink().unwrap();
+    let (stop, commits) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let (stopped, counted) = (stop.clone(), commits.clone());
+    // Bounded: 60 s at most, far beyond the sink's 5 s busy timeout.
+    let writer = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut seq = 0u64;
+        while !stopped.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(60) {
+            seq += 1;
+            let batch = Batch {
+                first_seq: Seq(seq),
+                last_seq: Seq(seq),
+                prev_hash: ChainHash([0; 32]),
+                hash: ChainHash([0; 32]),
+                blob: vec![0; 64],
+            };
+            store.append(&batch, &Effects::default()).unwrap();
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    while commits.load(Ordering::Relaxed) < 20 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let snapshot = Snapshot {
+        seq: Seq(1),
+        time: Timestamp(1),
+        chain_hash: ChainHash([1; 32]),
+        state_hash: StateHash([2; 32]),
+        next_order_id: 1,
+        engine: vec![7; 3_000_000],
+        client_orders: ClientOrders::default(),
+    };
+    let saved = sink.save_snapshot(&snapshot);
+    let still_committing = !writer.is_finished();
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    saved.expect("the snapshot is written while the writer commits");
+    assert!(still_committing, "the writer was committing throughout");
+    let mut store = open();
+    assert_eq!(store.latest_snapshot().unwrap().map(|s| s.engine), Some(snapshot.engine));
+}
