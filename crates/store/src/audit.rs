@@ -130,6 +130,7 @@ impl Db {
         let insert_q = "INSERT INTO audit (seq, time_ns, principal, ip, action, target, detail, prev_hash, hash) \
                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let _serial = self.audit_lock.lock().await;
+        let _turn = self.write_turn().await;
         for _ in 0..APPEND_ATTEMPTS {
             let head: Option<(i64, Vec<u8>)> = with_pool!(self, |p, _o, _t| {
                 sqlx::query(head_q)

@@ -20,6 +20,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::write_turn::{self, WriteTurn};
+
 /// Connections in the services' pool.
 const POOL_CONNECTIONS_MAX: u32 = 8;
 /// Fills returned with one order, at most.
@@ -258,6 +260,9 @@ pub struct Db {
     /// Serializes this process's audit appends (each reads the chain's head and
     /// inserts after it); other processes are kept honest by the primary key.
     pub(crate) audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite's: the database file's turn at its write lock, shared with the
+    /// journal's writer (see `write_turn`); every write here takes it.
+    turn: Option<WriteTurn>,
 }
 
 impl Db {
@@ -276,7 +281,16 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(Db { pool: Pool::Sqlite(pool), audit_lock: Default::default() })
+        Ok(Db { pool: Pool::Sqlite(pool), audit_lock: Default::default(), turn: Some(write_turn::of(path)) })
+    }
+
+    /// Waits for this database's turn to write, on SQLite (PostgreSQL's writers
+    /// need none): held for the write's transaction.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        }
     }
 
     /// Connects a pool to PostgreSQL at `url` (schema migrated by [`crate::PgStore`]).
@@ -295,7 +309,7 @@ impl Db {
             .await
             .map_err(db_err)?;
         credentials.attach(&pool);
-        Ok(Db { pool: Pool::Pg(pool), audit_lock: Default::default() })
+        Ok(Db { pool: Pool::Pg(pool), audit_lock: Default::default(), turn: None })
     }
 
     /// True if the database answers.
@@ -317,6 +331,7 @@ impl Db {
         currency: &str,
         now_ns: i64,
     ) -> Result<ProductRow, DbError> {
+        let _turn = self.write_turn().await;
         let q = "INSERT INTO products (symbol, description, product_type, tick_size, price_scale, lot_size, \
                  currency, status, created_ns, updated_ns) \
                  VALUES ($1, $2, 'EQUITY', $3, $4, $5, $6, 'ACTIVE', $7, $7) RETURNING *";
@@ -405,6 +420,7 @@ impl Db {
         status: Option<&str>,
         now_ns: i64,
     ) -> Result<bool, DbError> {
+        let _turn = self.write_turn().await;
         let q = "UPDATE products SET description = COALESCE($1, description), status = COALESCE($2, status), \
                  updated_ns = $3 WHERE id = $4 AND status <> 'DELETED'";
         with_pool!(self, |p, _o, _t| {
@@ -428,6 +444,7 @@ impl Db {
         status: &str,
         now_ns: i64,
     ) -> Result<(), DbError> {
+        let _turn = self.write_turn().await;
         let q = "UPDATE products SET status = $1, updated_ns = $2 WHERE id = $3";
         with_pool!(self, |p, _o, _t| {
             sqlx::query(q)
@@ -443,6 +460,7 @@ impl Db {
 
     /// Removes a product row that never reached the engine.
     pub async fn delete_product_row(&self, id: ProductId) -> Result<(), DbError> {
+        let _turn = self.write_turn().await;
         let q = "DELETE FROM products WHERE id = $1";
         with_pool!(self, |p, _o, _t| {
             sqlx::query(q).bind(i64::from(id.0)).execute(p).await.map_err(db_err)?;
@@ -454,6 +472,7 @@ impl Db {
 
     /// Inserts a broker.
     pub async fn insert_participant(&self, name: &str, now_ns: i64) -> Result<ParticipantRow, DbError> {
+        let _turn = self.write_turn().await;
         let q = "INSERT INTO participants (name, participant_type, status, created_ns, updated_ns) \
                  VALUES ($1, 'BROKER', 'ACTIVE', $2, $2) RETURNING *";
         with_pool!(self, |p, _o, _t| {
@@ -493,6 +512,7 @@ impl Db {
         status: Option<&str>,
         now_ns: i64,
     ) -> Result<bool, DbError> {
+        let _turn = self.write_turn().await;
         let q = "UPDATE participants SET name = COALESCE($1, name), status = COALESCE($2, status), \
                  updated_ns = $3 WHERE id = $4";
         with_pool!(self, |p, _o, _t| {
@@ -520,6 +540,7 @@ impl Db {
         participant: Option<ParticipantId>,
         now_ns: i64,
     ) -> Result<UserRow, DbError> {
+        let _turn = self.write_turn().await;
         let q = "INSERT INTO users (username, password_hash, role, participant_id, status, created_ns) \
                  VALUES ($1, $2, $3, $4, 'ACTIVE', $5) RETURNING *";
         with_pool!(self, |p, _o, _t| {
@@ -572,6 +593,7 @@ impl Db {
         created_by: i64,
         now_ns: i64,
     ) -> Result<(), DbError> {
+        let _turn = self.write_turn().await;
         let q = "INSERT INTO api_keys (key, participant_id, secret, passphrase_sha256, created_by, created_ns) \
                  VALUES ($1, $2, $3, $4, $5, $6)";
         with_pool!(self, |p, _o, _t| {
@@ -616,6 +638,7 @@ impl Db {
         key: &str,
         now_ns: i64,
     ) -> Result<bool, DbError> {
+        let _turn = self.write_turn().await;
         let q = "UPDATE api_keys SET revoked_ns = $1 WHERE key = $2 AND participant_id = $3 AND revoked_ns IS NULL";
         with_pool!(self, |p, _o, _t| {
             let n = sqlx::query(q)
@@ -639,6 +662,7 @@ impl Db {
         r: &RiskRow,
         now_ns: i64,
     ) -> Result<(), DbError> {
+        let _turn = self.write_turn().await;
         let q = "INSERT INTO risk_limits (participant_id, order_qty_max, order_notional_max, open_orders_max, \
                  collar_bps, killed, updated_ns) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (participant_id) DO UPDATE SET order_qty_max = excluded.order_qty_max, \

@@ -10,6 +10,7 @@ mod db;
 mod postgres;
 mod sqlite;
 mod sqlite_writer;
+mod write_turn;
 
 pub use audit::{
     AuditBroken, AuditEvent, AuditRow, GENESIS as AUDIT_GENESIS, entry_hash as audit_entry_hash,

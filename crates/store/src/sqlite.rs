@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 };
 use tokio::runtime::Runtime;
 
-use crate::sqlite_writer::WriteTurn;
+use crate::write_turn::{self, WriteTurn};
 
 /// How many snapshots keep their engine bytes; older ones keep only their hashes.
 const SNAPSHOTS_KEPT: i64 = 3;
@@ -101,7 +101,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer_lock: None,
             writer: None,
-            turn: WriteTurn::default(),
+            turn: write_turn::of(path),
         })
     }
 }
@@ -156,13 +156,16 @@ impl Storage for SqliteStore {
     }
 
     fn record_engine_config(&mut self, config: atlas_engine::EngineConfig) -> Result<(), StorageError> {
+        let (pool, turn, shard) = (&self.pool, &self.turn, self.shard);
         self.rt
-            .block_on(
+            .block_on(async {
+                let _turn = turn.lock().await;
                 sqlx::query("INSERT INTO engine_config (shard, orders_max) VALUES (?, ?)")
-                    .bind(self.shard)
+                    .bind(shard)
                     .bind(i64::from(config.orders_max))
-                    .execute(&self.pool),
-            )
+                    .execute(pool)
+                    .await
+            })
             .map(|_| ())
             .map_err(err)
     }
@@ -315,13 +318,9 @@ const CHUNK_DELETES_PER_TRANSACTION: i64 = 4;
 /// transaction, then its row; then drops the bytes of all but the newest few.
 /// SQLite has one write lock: a single statement carrying a whole engine image
 /// held it long enough to stall the journal's commits, while a chunk holds it for
-/// about a millisecond. Each transaction takes `turn` first, so it waits for the
-/// commit in progress and no longer (see [`WriteTurn`]).
-// The guard is held across the statement's `.await` on purpose: it is what keeps
-// the writer out meanwhile. This runs on a current-thread runtime driven by
-// `block_on` from one thread, and the writer, the lock's only other holder,
-// never waits on that runtime, so no deadlock can follow.
-#[expect(clippy::await_holding_lock, reason = "the turn must cover the statement")]
+/// about a millisecond. Each transaction takes the file's turn first, so it
+/// waits for the commit in progress, not for SQLite's busy handler to find a
+/// gap between commits (see `write_turn`).
 async fn save_snapshot(
     pool: &SqlitePool,
     turn: &WriteTurn,
@@ -334,7 +333,7 @@ async fn save_snapshot(
     let mut counts = [0i64; 2];
     for (kind, bytes) in [(0i64, &s.engine[..]), (1, &client_orders[..])] {
         // Leftovers of an attempt at this same snapshot that died before its row.
-        let turn_held = turn.lock();
+        let turn_held = turn.lock().await;
         sqlx::query("DELETE FROM snapshot_chunk WHERE shard = ? AND seq = ? AND kind = ?")
             .bind(shard)
             .bind(seq)
@@ -344,7 +343,7 @@ async fn save_snapshot(
             .map_err(err)?;
         drop(turn_held);
         for (part, chunk) in bytes.chunks(SNAPSHOT_CHUNK_BYTES).enumerate() {
-            let turn_held = turn.lock();
+            let turn_held = turn.lock().await;
             sqlx::query("INSERT INTO snapshot_chunk (shard, seq, kind, part, bytes) VALUES (?, ?, ?, ?, ?)")
                 .bind(shard)
                 .bind(seq)
@@ -358,7 +357,7 @@ async fn save_snapshot(
             counts[kind as usize] += 1;
         }
     }
-    let turn_held = turn.lock();
+    let turn_held = turn.lock().await;
     let mut tx = pool.begin().await.map_err(err)?;
     sqlx::query(
         "INSERT OR REPLACE INTO snapshot \
@@ -393,7 +392,7 @@ async fn save_snapshot(
     drop(turn_held);
     // Their chunks (and orphans of older attempts) go a few rows at a time.
     loop {
-        let turn_held = turn.lock();
+        let turn_held = turn.lock().await;
         let deleted = sqlx::query(
             "DELETE FROM snapshot_chunk WHERE rowid IN (SELECT c.rowid FROM snapshot_chunk c \
              WHERE c.shard = ? AND c.seq < ? AND NOT EXISTS (SELECT 1 FROM snapshot t \

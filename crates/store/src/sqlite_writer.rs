@@ -14,6 +14,7 @@ use atlas_journal::projection::{Effects, OrderRow, codes};
 use atlas_journal::{Batch, StorageError};
 use rusqlite::{Connection, Statement, ToSql};
 
+use crate::write_turn::WriteTurn;
 use crate::{EffectsSplit, cacheable_chunks};
 
 /// Order rows per statement (23 parameters each, under SQLite's 32,766 limit).
@@ -65,19 +66,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// case the checkpointer falls behind, far above what it lets accumulate.
 const WAL_BACKSTOP_PAGES: u32 = 262_144;
 
-/// Turns at SQLite's one write lock between the writers of a shard in this
-/// process: the journal's writer and the snapshot thread. SQLite's own busy
-/// handler polls (sleeping 1 ms, then 2, 5, ... up to 100 ms) and under sustained
-/// load the writer, committing back to back, held the lock at nearly every poll:
-/// a snapshot then waited seconds, and a process killed every second never wrote
-/// one. A fair mutex hands the lock to whoever waited, so a snapshot's short
-/// transactions slot in between commits and each waits at most one commit.
-pub(crate) type WriteTurn = std::sync::Arc<parking_lot::FairMutex<()>>;
-
 /// The writer's connection, and the thread that checkpoints beside it.
 pub(crate) struct Writer {
     conn: Connection,
-    /// Taken around each commit.
+    /// Taken around each commit (see `write_turn`).
     turn: WriteTurn,
     /// Kept for its thread (stopped when the writer goes).
     _checkpointer: Checkpointer,
@@ -159,7 +151,8 @@ impl Writer {
 
     /// Appends `batch` and writes `fx` in one transaction.
     pub(crate) fn append(&mut self, shard: i64, batch: &Batch, fx: &Effects) -> Result<(), StorageError> {
-        let _turn = self.turn.lock();
+        // Never inside a runtime: this is the journal's writer thread.
+        let _turn = self.turn.blocking_lock();
         let tx = self.conn.transaction().map_err(err)?;
         {
             let mut stmt = tx

@@ -371,23 +371,26 @@ fn sqlite_snapshots_in_chunks() {
     assert_eq!(chunks, 3 * (3 + 1), "three 1 MiB chunks of engine and one of ids each");
 }
 
-/// A snapshot gets written while the journal's writer commits back to back:
-/// SQLite's busy handler polls, and a writer that retakes the lock at once used
-/// to hold it at nearly every poll, so a snapshot under sustained load waited out
-/// its busy timeout (a crashed test process never wrote one). Snapshot and
-/// writer now take turns at the lock.
+/// A snapshot and a service's write both get written while the journal's writer
+/// commits back to back: SQLite's busy handler polls, and a writer that retakes
+/// the lock at once used to hold it at nearly every poll, so a snapshot under
+/// sustained load waited out its busy timeout (a crashed test process never
+/// wrote one), and so could a new participant or API key. All of them now take
+/// turns at the lock.
 #[test]
-fn sqlite_snapshot_is_written_between_back_to_back_commits() {
+fn sqlite_writes_get_their_turn_between_back_to_back_commits() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use atlas_engine::StateHash;
     use atlas_journal::projection::Effects;
     use atlas_journal::{Batch, ChainHash, ClientOrders, Snapshot};
     use atlas_types::{Seq, Timestamp};
-    let (_dir, open) = sqlite();
+    let (dir, open) = sqlite();
     let mut store = open();
     store.claim_writer().unwrap();
     let mut sink = store.snapshot_sink().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = rt.block_on(atlas_store::Db::open_sqlite(&dir.path().join("atlas.db"))).unwrap();
     let (stop, commits) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
     let (stopped, counted) = (stop.clone(), commits.clone());
     // Bounded: 60 s at most, far beyond the sink's 5 s busy timeout.
@@ -419,12 +422,26 @@ fn sqlite_snapshot_is_written_between_back_to_back_commits() {
         engine: vec![7; 3_000_000],
         client_orders: ClientOrders::default(),
     };
+    let before = commits.load(Ordering::Relaxed);
     let saved = sink.save_snapshot(&snapshot);
+    let during_snapshot = commits.load(Ordering::Relaxed) - before;
+    // Several, each of which had to find its moment: one could be lucky.
+    let before = commits.load(Ordering::Relaxed);
+    let inserted: Result<Vec<_>, _> =
+        (0..30).map(|i| rt.block_on(db.insert_participant(&format!("late {i}"), 1))).collect();
+    let during_inserts = commits.load(Ordering::Relaxed) - before;
     let still_committing = !writer.is_finished();
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     saved.expect("the snapshot is written while the writer commits");
+    inserted.expect("a service's write goes in while the writer commits");
     assert!(still_committing, "the writer was committing throughout");
+    // Taking turns, each transaction waits for about one commit: the snapshot's
+    // transactions saw 7 or 8 here and the 30 inserts 30, against thousands while the
+    // busy handler looked for gaps. The bounds leave room for a loaded machine
+    // pausing this thread while the writer runs on.
+    assert!(during_snapshot < 1_000, "the snapshot waited out {during_snapshot} commits");
+    assert!(during_inserts < 3_000, "30 inserts waited out {during_inserts} commits");
     let mut store = open();
     assert_eq!(store.latest_snapshot().unwrap().map(|s| s.engine), Some(snapshot.engine));
 }
