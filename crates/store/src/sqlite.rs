@@ -43,7 +43,8 @@ pub struct SqliteStore {
     writer_lock: Option<std::fs::File>,
     /// The writer's own synchronous connection, once it is the writer.
     writer: Option<crate::sqlite_writer::Writer>,
-    /// Shared by the writer and the snapshot sink.
+    /// The file's turn at its write lock, taken by the writer, the snapshot
+    /// sink and every other writer of the file in this process (`write_turn`).
     turn: WriteTurn,
 }
 
