@@ -68,6 +68,13 @@ def main():
     check(len(fills_b) == 1 and fills_b[0]["side"] == "buy" and fills_b[0]["takerOrMaker"] == "taker", "B's fill: taker buy")
     ticker = b.fetch_ticker("ACME/USD")
     check(ticker["last"] == 11.0 and ticker["ask"] == 11.0, "fetch_ticker: last and ask")
+    # Candles come from the trades table: the one print, in its minute.
+    candles = b.fetch_ohlcv("ACME/USD", "1m")
+    check(
+        len(candles) == 1 and candles[0][1:] == [11.0, 11.0, 11.0, 11.0, 4.0]
+        and candles[0][0] % 60_000 == 0 and abs(candles[0][0] - b.milliseconds()) < 120_000,
+        f"fetch_ohlcv: one 1m candle of the print, this minute: {candles}",
+    )
 
     # Object-level authorization holds through the compatible surface too.
     try:

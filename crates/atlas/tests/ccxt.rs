@@ -1,6 +1,6 @@
 //! ccxt compatibility: stock `ccxt.coinbaseexchange` (Python), pointed at Atlas's
 //! `/coinbase` surface, loads markets, places, fetches and cancels orders, and
-//! reads the book, trades, the ticker and fills (`tests/ccxt/check.py`). Two
+//! reads the book, trades, the ticker, candles and fills (`tests/ccxt/check.py`). Two
 //! brokers with API keys; the script also checks that one cannot see or cancel
 //! the other's order. Then `ccxt.pro` watches the Coinbase-shaped feed
 //! (`tests/ccxt/watch.py`: watchOrderBook, watchTrades, and on the signed user

@@ -18,7 +18,7 @@ use atlas_types::{OrderId, Qty, Side};
 use crate::app::{App, St};
 use crate::auth::Caller;
 use crate::error::{ApiError, Params};
-use crate::model::{format_price, now_ns, parse_price, rfc3339};
+use crate::model::{format_price, now_ns, parse_price, parse_rfc3339, rfc3339};
 use crate::orders;
 
 /// An error in Coinbase's shape: the status and `{"message": …}`.
@@ -210,9 +210,8 @@ pub async fn ticker(
     let best =
         app.seq.query(move |e| e.best(pid))?.await.map_err(|_| CbError(ApiError::storage_unavailable()))?;
     let (bid, ask) = best.unwrap_or((None, None));
-    let last = app.db.latest_trades(pid, 1).await?;
-    let volume = app.db.volume_since(pid, now_ns() - 86_400 * 1_000_000_000).await?;
-    let last = last.first();
+    let (last, volume) = crate::marketdata::last_trade_and_volume(app, pid).await?;
+    let last = last.as_ref();
     Ok(axum::Json(json!({
         "trade_id": last.map(|t| t.id.0),
         "price": last.map(|t| format_price(t.price, &product)),
@@ -267,11 +266,6 @@ const CANDLES_MAX: i64 = 300;
 /// Trades read for one candle request, at most.
 const CANDLE_TRADES_MAX: u32 = 200_000;
 
-fn parse_time(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos()).ok()
-}
-
 /// `GET /coinbase/products/{id}/candles?granularity=&start=&end=`:
 /// `[time, low, high, open, close, volume]`, newest first, from the trades table.
 pub async fn candles(
@@ -287,11 +281,11 @@ pub async fn candles(
     }
     let step_ns = granularity * 1_000_000_000;
     let end = match &p.end {
-        Some(e) => parse_time(e).ok_or_else(|| bad("end must be RFC 3339"))?,
+        Some(e) => parse_rfc3339(e).ok_or_else(|| bad("end must be RFC 3339"))?,
         None => now_ns(),
     };
     let start = match &p.start {
-        Some(s) => parse_time(s).ok_or_else(|| bad("start must be RFC 3339"))?,
+        Some(s) => parse_rfc3339(s).ok_or_else(|| bad("start must be RFC 3339"))?,
         None => end - CANDLES_MAX * step_ns,
     };
     if start >= end || (end - start) / step_ns > CANDLES_MAX {
@@ -299,23 +293,19 @@ pub async fn candles(
     }
     let start = start - start.rem_euclid(step_ns);
     let rows = app.db.trades_between(product.id, start, end, CANDLE_TRADES_MAX).await?;
-    // bucket start -> (low, high, open, close, volume)
-    let mut buckets: std::collections::BTreeMap<i64, (i64, i64, i64, i64, i64)> =
-        std::collections::BTreeMap::new();
-    for t in &rows {
-        let b = t.time.0 - t.time.0.rem_euclid(step_ns);
-        let e = buckets.entry(b).or_insert((t.price.0, t.price.0, t.price.0, t.price.0, 0));
-        e.0 = e.0.min(t.price.0);
-        e.1 = e.1.max(t.price.0);
-        e.3 = t.price.0;
-        e.4 += t.quantity.0;
-    }
     let fmt = |p: i64| format_price(atlas_types::Price(p), &product);
-    let out: Vec<Value> = buckets
+    let out: Vec<Value> = crate::marketdata::candle_buckets(&rows, step_ns)
         .iter()
         .rev()
-        .map(|(b, (lo, hi, open, close, vol))| {
-            json!([b / 1_000_000_000, fmt(*lo), fmt(*hi), fmt(*open), fmt(*close), vol.to_string()])
+        .map(|(b, c)| {
+            json!([
+                b / 1_000_000_000,
+                fmt(c.low),
+                fmt(c.high),
+                fmt(c.open),
+                fmt(c.close),
+                c.volume.to_string()
+            ])
         })
         .collect();
     Ok(axum::Json(out))
@@ -623,12 +613,12 @@ pub async fn fills(
     let since = p
         .start_date
         .as_deref()
-        .map(|d| parse_time(d).ok_or_else(|| bad("start_date must be RFC 3339")))
+        .map(|d| parse_rfc3339(d).ok_or_else(|| bad("start_date must be RFC 3339")))
         .transpose()?;
     let until = p
         .end_date
         .as_deref()
-        .map(|d| parse_time(d).ok_or_else(|| bad("end_date must be RFC 3339")))
+        .map(|d| parse_rfc3339(d).ok_or_else(|| bad("end_date must be RFC 3339")))
         .transpose()?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1_000);
     let trades: Vec<TradeRow> = match (&p.order_id, &p.product_id) {

@@ -37,7 +37,7 @@ use atlas_types::{ProductId, Side};
 
 use crate::app::{App, St};
 use crate::error::ApiError;
-use crate::model::{format_price, rfc3339};
+use crate::model::{format_price, parse_rfc3339, rfc3339};
 
 /// Messages waiting in one connection's outbox, at most, before it is flushed
 /// to the connection early.
@@ -1237,9 +1237,8 @@ pub async fn ticker(
         .await
         .map_err(|_| ApiError::storage_unavailable())?;
     let (bid, ask) = best.unwrap_or((None, None));
-    let last = app.db.latest_trades(pid, 1).await?;
-    let volume = app.db.volume_since(pid, now_ns() - 86_400 * 1_000_000_000).await?;
-    let last = last.first();
+    let (last, volume) = last_trade_and_volume(app, pid).await?;
+    let last = last.as_ref();
     Ok(axum::Json(Ticker {
         product_id: pid.0,
         symbol: product.symbol.clone(),
@@ -1298,9 +1297,54 @@ pub const CANDLES_MAX: i64 = 1_000;
 /// Trades read for one candle request, at most.
 const CANDLE_TRADES_MAX: u32 = 500_000;
 
-fn parse_time(text: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos()).ok()
+/// One interval of trades: open, high, low and close prices (ticks), the
+/// quantity traded and the number of trades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ohlcv {
+    pub(crate) open: i64,
+    pub(crate) high: i64,
+    pub(crate) low: i64,
+    pub(crate) close: i64,
+    pub(crate) volume: i64,
+    pub(crate) trades: u32,
+}
+
+/// The candles of `rows` (trades in trade order) by interval start, each
+/// interval `step` ns long from the epoch; intervals without trades are absent.
+/// Both the native and the Coinbase-shaped candles are built here.
+pub(crate) fn candle_buckets(
+    rows: &[atlas_journal::projection::TradeRow],
+    step: i64,
+) -> BTreeMap<i64, Ohlcv> {
+    let mut buckets: BTreeMap<i64, Ohlcv> = BTreeMap::new();
+    for t in rows {
+        let (price, start) = (t.price.0, t.time.0 - t.time.0.rem_euclid(step));
+        let c = buckets.entry(start).or_insert(Ohlcv {
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 0,
+            trades: 0,
+        });
+        c.high = c.high.max(price);
+        c.low = c.low.min(price);
+        c.close = price;
+        c.volume += t.quantity.0;
+        c.trades += 1;
+    }
+    buckets
+}
+
+/// A product's last trade and the quantity traded in the last 24 hours, for
+/// both tickers.
+pub(crate) async fn last_trade_and_volume(
+    app: &App,
+    product: ProductId,
+) -> Result<(Option<atlas_journal::projection::TradeRow>, i64), atlas_store::DbError> {
+    let last = app.db.latest_trades(product, 1).await?.into_iter().next();
+    let volume = app.db.volume_since(product, now_ns() - 86_400 * 1_000_000_000).await?;
+    Ok((last, volume))
 }
 
 /// Candles
@@ -1331,11 +1375,11 @@ pub async fn candles(
     };
     let step = step_s * 1_000_000_000;
     let to = match &p.to {
-        Some(t) => parse_time(t).ok_or_else(|| ApiError::validation("to must be an RFC 3339 time"))?,
+        Some(t) => parse_rfc3339(t).ok_or_else(|| ApiError::validation("to must be an RFC 3339 time"))?,
         None => now_ns(),
     };
     let from = match &p.from {
-        Some(f) => parse_time(f).ok_or_else(|| ApiError::validation("from must be an RFC 3339 time"))?,
+        Some(f) => parse_rfc3339(f).ok_or_else(|| ApiError::validation("from must be an RFC 3339 time"))?,
         None => to - 300 * step,
     };
     if from >= to || (to - from) / step > CANDLES_MAX {
@@ -1345,31 +1389,20 @@ pub async fn candles(
     }
     let start = from - from.rem_euclid(step);
     let rows = app.db.trades_between(product.id, start, to, CANDLE_TRADES_MAX).await?;
-    // Bucket start → (open, high, low, close, volume, trades); rows are in trade order.
-    let mut buckets: BTreeMap<i64, (i64, i64, i64, i64, i64, u32)> = BTreeMap::new();
-    for t in &rows {
-        let b = t.time.0 - t.time.0.rem_euclid(step);
-        let e = buckets.entry(b).or_insert((t.price.0, t.price.0, t.price.0, t.price.0, 0, 0));
-        e.1 = e.1.max(t.price.0);
-        e.2 = e.2.min(t.price.0);
-        e.3 = t.price.0;
-        e.4 += t.quantity.0;
-        e.5 += 1;
-    }
     let fmt = |x: i64| format_price(atlas_types::Price(x), &product);
     Ok(axum::Json(Candles {
         product_id: product.id.0,
         interval,
-        candles: buckets
+        candles: candle_buckets(&rows, step)
             .into_iter()
-            .map(|(b, (o, h, l, c, v, n))| Candle {
+            .map(|(b, c)| Candle {
                 start: rfc3339(b),
-                open: fmt(o),
-                high: fmt(h),
-                low: fmt(l),
-                close: fmt(c),
-                volume: v,
-                trades: n,
+                open: fmt(c.open),
+                high: fmt(c.high),
+                low: fmt(c.low),
+                close: fmt(c.close),
+                volume: c.volume,
+                trades: c.trades,
             })
             .collect(),
     }))
@@ -1378,6 +1411,49 @@ pub async fn candles(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candles_take_open_high_low_close_and_volume_per_interval() {
+        use atlas_journal::projection::TradeRow;
+        use atlas_types::{OrderId, ParticipantId, Price, Qty, Seq, Timestamp, TradeId};
+        const MIN: i64 = 60_000_000_000;
+        let trade = |id: u64, at: i64, price: i64, qty: i64| TradeRow {
+            id: TradeId(id),
+            product: ProductId(1),
+            price: Price(price),
+            quantity: Qty(qty),
+            maker_order: OrderId(1),
+            maker_participant: ParticipantId(1),
+            taker_order: OrderId(2),
+            taker_participant: ParticipantId(2),
+            aggressor: Side::Buy,
+            seq: Seq(id),
+            time: Timestamp(at),
+        };
+        // Two trades in the minute before the epoch (starts are floored, not
+        // truncated toward zero), four in minute 0 with the high and low in the
+        // middle, none in minute 1, one on minute 2's first nanosecond.
+        let rows = [
+            trade(1, -MIN, 50, 1),
+            trade(2, -1, 60, 2),
+            trade(3, 0, 100, 1),
+            trade(4, 10, 120, 2),
+            trade(5, 20, 90, 3),
+            trade(6, MIN - 1, 110, 4),
+            trade(7, 2 * MIN, 70, 5),
+        ];
+        let got: Vec<(i64, Ohlcv)> = candle_buckets(&rows, MIN).into_iter().collect();
+        let c = |open, high, low, close, volume, trades| Ohlcv { open, high, low, close, volume, trades };
+        assert_eq!(
+            got,
+            vec![
+                (-MIN, c(50, 60, 50, 60, 3, 2)),
+                (0, c(100, 120, 90, 110, 10, 4)),
+                (2 * MIN, c(70, 70, 70, 70, 5, 1)),
+            ]
+        );
+        assert!(candle_buckets(&[], MIN).is_empty());
+    }
 
     #[test]
     fn frames_read_back_as_the_texts_they_hold() {

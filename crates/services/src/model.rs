@@ -21,6 +21,12 @@ pub fn rfc3339(ns: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 time, if it is one.
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
+}
+
 /// Nanoseconds since the epoch, now.
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
