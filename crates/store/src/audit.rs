@@ -132,7 +132,7 @@ impl Db {
         let _serial = self.audit_lock.lock().await;
         let _turn = self.write_turn().await;
         for _ in 0..APPEND_ATTEMPTS {
-            let head: Option<(i64, Vec<u8>)> = with_pool!(self, |p, _o, _t| {
+            let head: Option<(i64, Vec<u8>)> = with_pool!(write self, |p, _o, _t| {
                 sqlx::query(head_q)
                     .fetch_optional(p)
                     .await
@@ -151,7 +151,7 @@ impl Db {
             };
             let seq = prev_seq + 1;
             let hash = entry_hash(&prev_hash, seq, event);
-            let inserted = with_pool!(self, |p, _o, _t| {
+            let inserted = with_pool!(write self, |p, _o, _t| {
                 sqlx::query(insert_q)
                     .bind(seq)
                     .bind(event.time_ns)

@@ -70,8 +70,15 @@ pub(crate) enum Pool {
 /// Runs `$body` with `$pool` bound to the backend's pool and `$read_order`,
 /// `$read_trade`, `$read_bool` to its row readers.
 macro_rules! with_pool {
+    // Writes: on SQLite, the write pool's one connection (see `Db::write_pool`).
+    (write $self:expr, |$pool:ident, $order:ident, $trade:ident| $body:expr) => {
+        crate::db::with_pool!(@ &$self.write_pool, |$pool, $order, $trade| $body)
+    };
     ($self:expr, |$pool:ident, $order:ident, $trade:ident| $body:expr) => {
-        match &$self.pool {
+        crate::db::with_pool!(@ &$self.pool, |$pool, $order, $trade| $body)
+    };
+    (@ $which:expr, |$pool:ident, $order:ident, $trade:ident| $body:expr) => {
+        match $which {
             Pool::Sqlite($pool) => {
                 #[allow(unused_imports)]
                 use crate::sqlite::{order_row as $order, trade_row as $trade};
@@ -263,6 +270,11 @@ pub struct Db {
     /// SQLite's: the database file's turn at its write lock, shared with the
     /// journal's writer (see `write_turn`); every write here takes it.
     turn: Option<WriteTurn>,
+    /// Where writes run. On SQLite a pool of one connection that only writes
+    /// use, each while it holds the turn: a write never waits for a connection
+    /// with the turn held, so the journal's writer never waits behind reads
+    /// that fill `pool`. On PostgreSQL, `pool` itself.
+    pub(crate) write_pool: Pool,
 }
 
 impl Db {
@@ -278,10 +290,17 @@ impl Db {
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_CONNECTIONS_MAX)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db_err)?;
-        Ok(Db { pool: Pool::Sqlite(pool), audit_lock: Default::default(), turn: Some(write_turn::of(path)) })
+        let write_pool =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options).await.map_err(db_err)?;
+        Ok(Db {
+            pool: Pool::Sqlite(pool),
+            audit_lock: Default::default(),
+            turn: Some(write_turn::of(path)),
+            write_pool: Pool::Sqlite(write_pool),
+        })
     }
 
     /// Waits for this database's turn to write, on SQLite (PostgreSQL's writers
@@ -309,7 +328,12 @@ impl Db {
             .await
             .map_err(db_err)?;
         credentials.attach(&pool);
-        Ok(Db { pool: Pool::Pg(pool), audit_lock: Default::default(), turn: None })
+        Ok(Db {
+            pool: Pool::Pg(pool.clone()),
+            audit_lock: Default::default(),
+            turn: None,
+            write_pool: Pool::Pg(pool),
+        })
     }
 
     /// True if the database answers.
@@ -335,7 +359,7 @@ impl Db {
         let q = "INSERT INTO products (symbol, description, product_type, tick_size, price_scale, lot_size, \
                  currency, status, created_ns, updated_ns) \
                  VALUES ($1, $2, 'EQUITY', $3, $4, $5, $6, 'ACTIVE', $7, $7) RETURNING *";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let row = sqlx::query(q)
                 .bind(symbol)
                 .bind(description)
@@ -423,7 +447,7 @@ impl Db {
         let _turn = self.write_turn().await;
         let q = "UPDATE products SET description = COALESCE($1, description), status = COALESCE($2, status), \
                  updated_ns = $3 WHERE id = $4 AND status <> 'DELETED'";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let n = sqlx::query(q)
                 .bind(description)
                 .bind(status)
@@ -446,7 +470,7 @@ impl Db {
     ) -> Result<(), DbError> {
         let _turn = self.write_turn().await;
         let q = "UPDATE products SET status = $1, updated_ns = $2 WHERE id = $3";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             sqlx::query(q)
                 .bind(status)
                 .bind(now_ns)
@@ -462,7 +486,7 @@ impl Db {
     pub async fn delete_product_row(&self, id: ProductId) -> Result<(), DbError> {
         let _turn = self.write_turn().await;
         let q = "DELETE FROM products WHERE id = $1";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             sqlx::query(q).bind(i64::from(id.0)).execute(p).await.map_err(db_err)?;
             Ok(())
         })
@@ -475,7 +499,7 @@ impl Db {
         let _turn = self.write_turn().await;
         let q = "INSERT INTO participants (name, participant_type, status, created_ns, updated_ns) \
                  VALUES ($1, 'BROKER', 'ACTIVE', $2, $2) RETURNING *";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let row = sqlx::query(q).bind(name).bind(now_ns).fetch_one(p).await.map_err(db_err)?;
             participant_row(&row)
         })
@@ -515,7 +539,7 @@ impl Db {
         let _turn = self.write_turn().await;
         let q = "UPDATE participants SET name = COALESCE($1, name), status = COALESCE($2, status), \
                  updated_ns = $3 WHERE id = $4";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let n = sqlx::query(q)
                 .bind(name)
                 .bind(status)
@@ -543,7 +567,7 @@ impl Db {
         let _turn = self.write_turn().await;
         let q = "INSERT INTO users (username, password_hash, role, participant_id, status, created_ns) \
                  VALUES ($1, $2, $3, $4, 'ACTIVE', $5) RETURNING *";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let row = sqlx::query(q)
                 .bind(username)
                 .bind(password_hash)
@@ -596,7 +620,7 @@ impl Db {
         let _turn = self.write_turn().await;
         let q = "INSERT INTO api_keys (key, participant_id, secret, passphrase_sha256, created_by, created_ns) \
                  VALUES ($1, $2, $3, $4, $5, $6)";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             sqlx::query(q)
                 .bind(key)
                 .bind(i64::from(participant.0))
@@ -640,7 +664,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         let _turn = self.write_turn().await;
         let q = "UPDATE api_keys SET revoked_ns = $1 WHERE key = $2 AND participant_id = $3 AND revoked_ns IS NULL";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             let n = sqlx::query(q)
                 .bind(now_ns)
                 .bind(key)
@@ -668,7 +692,7 @@ impl Db {
                  ON CONFLICT (participant_id) DO UPDATE SET order_qty_max = excluded.order_qty_max, \
                  order_notional_max = excluded.order_notional_max, open_orders_max = excluded.open_orders_max, \
                  collar_bps = excluded.collar_bps, killed = excluded.killed, updated_ns = excluded.updated_ns";
-        with_pool!(self, |p, _o, _t| {
+        with_pool!(write self, |p, _o, _t| {
             sqlx::query(q)
                 .bind(i64::from(participant.0))
                 .bind(r.order_qty_max)
@@ -923,5 +947,39 @@ impl Db {
                 .map(|r| trade_row(r).map_err(DbError::from))
                 .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With every connection of the read pool taken (long reads, say), a write
+    /// still goes in: it runs on the write pool, so it never waits for a
+    /// connection while holding the turn the journal's writer waits on.
+    #[test]
+    fn a_write_does_not_wait_for_the_read_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("atlas.db");
+        drop(crate::SqliteStore::open(&path).expect("create and migrate"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let db = Db::open_sqlite(&path).await.expect("open");
+            let Pool::Sqlite(reads) = &db.pool else { panic!("a SQLite pool") };
+            let mut held = Vec::new();
+            for _ in 0..POOL_CONNECTIONS_MAX {
+                held.push(reads.acquire().await.expect("a read connection"));
+            }
+            // Bounded well below the pool's 30 s acquire timeout, which a write
+            // on the read pool would wait out.
+            let write =
+                tokio::time::timeout(Duration::from_secs(10), db.insert_participant("busy day", 1)).await;
+            let row = write.expect("the write did not wait for a read connection").expect("inserted");
+            drop(held);
+            assert_eq!(
+                db.participant(row.id).await.expect("read back").map(|p| p.name),
+                Some("busy day".into())
+            );
+        });
     }
 }
