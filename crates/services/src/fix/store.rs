@@ -18,6 +18,9 @@ use atlas_wire::fix::{self, Frame};
 /// The messages file is rotated past this size.
 pub const MESSAGES_FILE_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+/// Where a rotated-out messages file waits to be deleted.
+const DOOMED: &str = "messages.deleting";
+
 /// One session's store.
 pub struct SessionStore {
     dir: PathBuf,
@@ -30,6 +33,8 @@ pub struct SessionStore {
     /// The next sequence number expected.
     pub next_in: u64,
     saved: (u64, u64),
+    /// [`MESSAGES_FILE_BYTES_MAX`], but in tests.
+    rotate_at: u64,
 }
 
 /// A directory name for a CompID (API keys are hex; anything else is encoded).
@@ -66,6 +71,8 @@ impl SessionStore {
             }
             None => (1, 1),
         };
+        // Left by a rotation the process did not live to finish.
+        let _ = std::fs::remove_file(dir.join(DOOMED));
         let messages = open_private(&dir.join("messages"), true)?;
         let written = messages.metadata()?.len();
         Ok(SessionStore {
@@ -77,6 +84,7 @@ impl SessionStore {
             next_out,
             next_in,
             saved: (next_out, next_in),
+            rotate_at: MESSAGES_FILE_BYTES_MAX,
         })
     }
 
@@ -99,7 +107,16 @@ impl SessionStore {
     /// Hands what was kept and the sequence numbers to the operating system.
     pub fn flush(&mut self) -> std::io::Result<()> {
         if !self.pending.is_empty() {
-            if self.written + self.pending.len() as u64 > MESSAGES_FILE_BYTES_MAX && self.written > 0 {
+            if self.written + self.pending.len() as u64 > self.rotate_at && self.written > 0 {
+                // Freeing the previous 64 MiB file took the session's thread
+                // (and every report behind it) 20-30 ms on tmpfs: it moves
+                // aside and is deleted on a thread of its own.
+                let doomed = self.dir.join(DOOMED);
+                if std::fs::rename(self.dir.join("messages.1"), &doomed).is_ok() {
+                    let _ = std::thread::Builder::new()
+                        .name("atlas-fix-rotate".into())
+                        .spawn(move || std::fs::remove_file(doomed));
+                }
                 std::fs::rename(self.dir.join("messages"), self.dir.join("messages.1"))?;
                 self.messages = open_private(&self.dir.join("messages"), true)?;
                 self.written = 0;
@@ -146,5 +163,49 @@ impl SessionStore {
         // A sequence reset can leave an older copy of a number in messages.1.
         out.dedup_by_key(|m| m.uint(34));
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn message(seq: u64) -> Vec<u8> {
+        let seq = seq.to_string();
+        fix::encode(&[(35, b"0"), (49, b"A"), (56, b"B"), (34, seq.as_bytes()), (52, b"20260101-00:00:00")])
+    }
+
+    #[test]
+    fn rotation_keeps_the_previous_file_and_deletes_the_one_before() {
+        let root = tempfile::tempdir().unwrap();
+        let mut store = SessionStore::open(root.path(), "K1").unwrap();
+        let dir = root.path().join("K1");
+        // A rotation the process did not finish is cleaned up when it opens.
+        std::fs::write(dir.join(DOOMED), b"old").unwrap();
+        drop(store);
+        store = SessionStore::open(root.path(), "K1").unwrap();
+        assert!(!dir.join(DOOMED).exists());
+        store.rotate_at = 1_000;
+        for seq in 1..=60 {
+            store.keep(&message(seq));
+            store.next_out = seq + 1;
+            store.flush().unwrap();
+        }
+        // Several rotations: the last two files stay, the rest are deleted
+        // (on their own thread, so waited for).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while dir.join(DOOMED).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut names: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["messages", "messages.1", "seqnums"]);
+        let kept: Vec<u64> = store.sent(1, 60).unwrap().iter().map(|m| m.uint(34).unwrap()).collect();
+        assert!(kept.len() > 1 && kept.len() < 60, "{} kept", kept.len());
+        assert_eq!(*kept.last().unwrap(), 60);
+        assert!(kept.windows(2).all(|w| w[1] == w[0] + 1), "{kept:?}");
     }
 }
