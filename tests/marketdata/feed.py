@@ -6,7 +6,8 @@ named on stdin is reached, prints the book and what it saw as one JSON line.
 Usage: feed.py URL CA_FILE FLAVOR(atlas|coinbase) PRODUCT [TOKEN]
 
 With a bearer TOKEN (sent on the upgrade request), also subscribes to the
-private `user` channel and reports the order ids its messages name."""
+private `user` channel and reports the order ids its messages name (and,
+on Coinbase's flavor, those its `received` messages name)."""
 import asyncio
 import json
 import ssl
@@ -21,7 +22,7 @@ async def main(url, ca, flavor, product, token=None):
     product_id = int(product) if flavor == "atlas" else product
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     channels = ["level2", "matches", "ticker", "heartbeat"] + (["user"] if token else [])
-    private = {"orders": [], "fills": 0}
+    private = {"orders": [], "fills": 0, "received": []}
     async with websockets.connect(url, ssl=ctx, max_size=2**22, additional_headers=headers) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channels": channels, ids_key: [product_id]}))
         book = {"buy": {}, "sell": {}}
@@ -67,6 +68,8 @@ async def main(url, ca, flavor, product, token=None):
                 private["fills"] += 1
             elif kind == "match":
                 stats["matches"] += 1
+            elif kind == "received":
+                private["received"].append(int(m["order_id"]))
             elif kind in ("order", "open", "done"):
                 private["orders"].append(int(m.get("orderId", m.get("order_id"))))
             elif kind == "fill":

@@ -104,8 +104,8 @@ fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &st
 }
 
 /// The user channel named only the caller's orders, and all of those placed
-/// while it listened.
-fn private_is_hers(alice: &Api, private: &Value, placed_before: &[u64]) {
+/// while it listened; Coinbase's flavor said `received` once for each of those.
+fn private_is_hers(alice: &Api, private: &Value, placed_before: &[u64], flavor: &str) {
     let (_, mine) = alice.get("/atlas/api/order?limit=1000");
     let mine: Vec<u64> =
         mine["orders"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect();
@@ -115,6 +115,15 @@ fn private_is_hers(alice: &Api, private: &Value, placed_before: &[u64]) {
         assert!(seen.contains(id), "order {id} of hers never appeared on her user channel");
     }
     assert!(private["fills"].as_u64().unwrap() >= 1, "{private}");
+    let mut received: Vec<u64> =
+        private["received"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    received.sort_unstable();
+    let mut placed: Vec<u64> = mine.into_iter().filter(|id| !placed_before.contains(id)).collect();
+    placed.sort_unstable();
+    match flavor {
+        "coinbase" => assert_eq!(received, placed, "one `received` per order she placed"),
+        _ => assert!(received.is_empty(), "{received:?}"),
+    }
 }
 
 #[test]
@@ -123,12 +132,12 @@ fn the_feed_rebuilds_the_rest_book_and_rest_market_data_agrees() {
     let s = Server::start(dir.path(), None);
     let (alice, bob) = setup(&s);
     let private = feed_matches_rest(&s, &alice, &bob, "/atlas/api/ws", "atlas", "1");
-    private_is_hers(&alice, &private, &[]);
+    private_is_hers(&alice, &private, &[], "atlas");
     let (_, before) = alice.get("/atlas/api/order?limit=1000");
     let before: Vec<u64> =
         before["orders"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect();
     let private = feed_matches_rest(&s, &alice, &bob, "/coinbase/ws", "coinbase", "ACME-USD");
-    private_is_hers(&alice, &private, &before);
+    private_is_hers(&alice, &private, &before, "coinbase");
 
     // The REST ticker and candles agree with the trades.
     let (st, ticker) = alice.get("/atlas/api/ticker/1");

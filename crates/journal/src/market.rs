@@ -79,6 +79,10 @@ pub struct MarketBatch {
     pub orders: Vec<crate::projection::OrderRow>,
     /// The trades the batch printed.
     pub trades: Vec<crate::projection::TradeRow>,
+    /// The journal sequence numbers of the batch's first and last commands
+    /// (both 0 when it wrote none): an order whose `entry_seq` lies between
+    /// them was entered by this batch, whatever batches a receiver missed.
+    pub commands: (u64, u64),
     /// When the writer published it, once committed (Unix nanoseconds): where
     /// a subscriber's publish lag starts.
     pub published_ns: i64,

@@ -572,10 +572,12 @@ fn writer_loop<S: Storage>(
                     // The rows move (they were only borrowed for the commit).
                     let Effects { orders, trades, .. } = work.effects;
                     let published_ns = now().0;
+                    let commands = work.batch.as_ref().map_or((0, 0), |b| (b.first_seq.0, b.last_seq.0));
                     let _ = market.send(Arc::new(MarketBatch {
                         events: work.market,
                         orders,
                         trades,
+                        commands,
                         published_ns,
                     }));
                 }

@@ -226,8 +226,6 @@ struct Hub {
     index: HashMap<(Channel, ProductId), Vec<u64>>,
     /// Connections with something in their outbox.
     dirty: Vec<u64>,
-    /// The last journal number of the last batch the user channel saw.
-    private_seen: u64,
     /// User-channel subscribers by (product, their participant), so a
     /// private message looks only at its owner's connections.
     users: HashMap<(ProductId, atlas_types::ParticipantId), Vec<u64>>,
@@ -512,14 +510,12 @@ impl Hub {
         if batch.orders.is_empty() && batch.trades.is_empty() {
             return;
         }
-        let seqs = batch.orders.iter().map(|r| r.update_seq.0).chain(batch.trades.iter().map(|t| t.seq.0));
-        let (first, last) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
-        // Orders entered by a command of this batch.
-        let seen = self.private_seen;
+        // Orders entered by a command of this batch (not by one of a batch
+        // this hub never saw, nor before it started).
+        let (first, last) = batch.commands;
         let entered_here = |row: &&atlas_journal::projection::OrderRow| {
-            if seen > 0 { row.entry_seq.0 > seen } else { row.entry_seq.0 >= first }
+            (first..=last).contains(&row.entry_seq.0) && last > 0
         };
-        self.private_seen = seen.max(last);
         if self.users.is_empty() {
             // Nobody listens: nothing is looked up or built.
             return;
@@ -786,7 +782,6 @@ async fn hub(
         subs: HashMap::new(),
         index: HashMap::new(),
         dirty: Vec::new(),
-        private_seen: 0,
         users: HashMap::new(),
     };
     hub.resync(None).await;
