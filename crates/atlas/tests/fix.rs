@@ -475,6 +475,32 @@ fn a_cancel_right_behind_its_order_cancels_it() {
     let (m, before) = a.recv_type("9");
     assert!(before.iter().all(|b| b.msg_type() == b"0"), "{:?}", before.iter().map(show).collect::<Vec<_>>());
     assert_eq!((text(&m, 11), text(&m, 41)), ("po-cancel", "po"), "{}", show(&m));
+    // An order that trades in full as it enters, with a cancel right behind
+    // it: New, the fill, then the cancel is rejected as too late (102=0).
+    let mut both = a.message(
+        "D",
+        a.next_out,
+        &[(11, "gone"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "3.00"), (59, "1")],
+    );
+    both.extend(a.message(
+        "F",
+        a.next_out + 1,
+        &[(11, "gone-cancel"), (41, "gone"), (55, "ACME"), (54, "1")],
+    ));
+    a.next_out += 2;
+    a.raw(&both);
+    let new = report(&mut a);
+    assert_eq!((text(&new, 150), text(&new, 11)), ("0", "gone"), "{}", show(&new));
+    let fill = report(&mut a);
+    assert_eq!((text(&fill, 150), text(&fill, 39), text(&fill, 11)), ("F", "2", "gone"), "{}", show(&fill));
+    let (m, before) = a.recv_type("9");
+    assert!(before.iter().all(|b| b.msg_type() == b"0"), "{:?}", before.iter().map(show).collect::<Vec<_>>());
+    assert_eq!(
+        (text(&m, 11), text(&m, 41), text(&m, 37), text(&m, 102)),
+        ("gone-cancel", "gone", text(&new, 37), "0"),
+        "{}",
+        show(&m)
+    );
     s.stop();
 }
 

@@ -271,7 +271,6 @@ where
     let (inflight_tx, inflight_rx) = mpsc::channel::<(Ticket, Pending)>(IN_FLIGHT_MAX);
     // The outcomes, awaited in submission order.
     let waiter = tokio::spawn(wait_outcomes(inflight_rx, outcome_tx));
-    let feed = acc.app.seq.market_feed();
     let mut s = Session {
         app: acc.app.clone(),
         ip,
@@ -291,6 +290,8 @@ where
         entered: HashSet::default(),
         inflight: inflight_tx,
         outcomes: outcome_rx,
+        feed: acc.app.seq.market_feed(),
+        feed_lost: None,
         logout_sent: false,
         reject_counter: 0,
         products: Default::default(),
@@ -299,7 +300,7 @@ where
     if s.logon(&logon).await == Flow::Go {
         tracing::info!(%ip, participant = s.me.0, "FIX session logged on");
         s.load_open_orders().await;
-        s.main_loop(&mut rd, &mut wr, inbuf, feed, shutdown).await;
+        s.main_loop(&mut rd, &mut wr, inbuf, shutdown).await;
         tracing::info!(%ip, participant = s.me.0, "FIX session ended");
     } else {
         let _ = s.write_out(&mut wr).await;
@@ -364,6 +365,10 @@ struct Session {
     /// Refusals of what was submitted, in submission order (accepted new
     /// orders are reported from the feed).
     outcomes: mpsc::Receiver<Outcome>,
+    /// The committed batches: this session's orders' reports come from them.
+    feed: atlas_journal::market::MarketFeed,
+    /// Why the feed ended, if it did (the session then ends too).
+    feed_lost: Option<broadcast::error::RecvError>,
     logout_sent: bool,
     reject_counter: u64,
     /// Products by id and by symbol, re-read every tick (a product's rows
@@ -560,7 +565,6 @@ impl Session {
         rd: &mut R,
         wr: &mut W,
         mut inbuf: Vec<u8>,
-        mut feed: atlas_journal::market::MarketFeed,
         mut shutdown: watch::Receiver<bool>,
     ) where
         R: AsyncRead + Unpin,
@@ -592,15 +596,15 @@ impl Session {
                     }
                     reading = false;
                 }
-                b = feed.recv() => {
+                b = self.feed.recv() => {
                     match b {
                         Ok(batch) => self.on_batch(&batch),
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            self.logout("the session fell behind the exchange's reports; log on again");
-                            let _ = self.write_out(wr).await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
+                        Err(e) => self.feed_lost = Some(e),
+                    }
+                    if self.feed_lost.is_some() {
+                        self.end_for_lost_feed();
+                        let _ = self.write_out(wr).await;
+                        return;
                     }
                     reading = false;
                 }
@@ -622,6 +626,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The session ends when its reports stop: after a lag (some are lost:
+    /// the client logs on again and learns its orders' states), or at shutdown.
+    fn end_for_lost_feed(&mut self) {
+        if matches!(self.feed_lost, Some(broadcast::error::RecvError::Lagged(_))) && !self.logout_sent {
+            self.logout("the session fell behind the exchange's reports; log on again");
+        }
+    }
+
+    /// Whether the feed ended while a message was handled (then says so).
+    fn lost_feed(&mut self) -> bool {
+        if self.feed_lost.is_none() {
+            return false;
+        }
+        self.end_for_lost_feed();
+        true
     }
 
     fn on_tick(&mut self) -> Flow {
@@ -669,13 +690,13 @@ impl Session {
                 }
                 Frame::Message(n, m) => {
                     at += n;
-                    if self.on_message(&m).await == Flow::Close {
+                    if self.on_message(&m).await == Flow::Close || self.lost_feed() {
                         flow = Flow::Close;
                         break;
                     }
                     // Messages that arrived early, now in sequence.
                     while let Some(next) = self.early.remove(&self.store.next_in) {
-                        if self.on_message(&next).await == Flow::Close {
+                        if self.on_message(&next).await == Flow::Close || self.lost_feed() {
                             flow = Flow::Close;
                             break;
                         }
@@ -1212,27 +1233,34 @@ impl Session {
             return Some(*id);
         }
         // Entered here and not committed yet: the client cancels or replaces
-        // before the acknowledgement, which it may. The order's row is
-        // readable once its commit lands (a millisecond or two); the session
-        // reads nothing else meanwhile, so its messages keep their order.
-        // Refusals are taken in as they come: a refused order (post-only
-        // that would trade, say) is reported, leaves `entered`, and ends the
-        // wait at once.
-        let deadline = Instant::now() + IN_FLIGHT_WAIT;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            while let Ok((result, pending)) = self.outcomes.try_recv() {
-                self.on_outcome(result, pending);
+        // before the acknowledgement, which it may. The session takes in the
+        // committed batches (reporting them: the New goes out before the
+        // answer to the cancel) and the refusals until the order shows up or
+        // is refused; it reads no other message meanwhile, so its messages
+        // keep their order.
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        while self.entered.contains(orig) && self.feed_lost.is_none() {
+            tokio::select! {
+                biased;
+                o = self.outcomes.recv() => match o {
+                    Some((result, pending)) => self.on_outcome(result, pending),
+                    None => break,
+                },
+                b = self.feed.recv() => match b {
+                    Ok(batch) => self.on_batch(&batch),
+                    Err(e) => self.feed_lost = Some(e),
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
             }
-            let in_flight = self.entered.contains(orig);
-            match self.app.db.order_by_client_id(self.me, orig).await {
-                Ok(Some(row)) => return Some(row.id),
-                _ if in_flight && Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(8));
-                }
-                _ => return None,
-            }
+        }
+        if let Some(id) = self.orders.by_cl_ord_id.get(orig) {
+            return Some(*id);
+        }
+        // Not open here: finished within the batch that entered it (the
+        // cancel is then too late), entered elsewhere, or unknown.
+        match self.app.db.order_by_client_id(self.me, orig).await {
+            Ok(Some(row)) => Some(row.id),
+            _ => None,
         }
     }
 
