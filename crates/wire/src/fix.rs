@@ -271,21 +271,54 @@ pub fn parse_utc_timestamp(s: &str) -> Option<i64> {
 /// Writes a message: `8`, `9` (computed), then `fields` in order (35 first),
 /// then `10` (computed).
 pub fn encode(fields: &[(u32, &[u8])]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(256);
-    for (tag, value) in fields {
-        body.extend_from_slice(tag.to_string().as_bytes());
-        body.push(b'=');
-        body.extend_from_slice(value);
-        body.push(SOH);
-    }
-    let mut out = Vec::with_capacity(body.len() + 32);
-    out.extend_from_slice(b"8=FIX.4.4\x019=");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.push(SOH);
-    out.extend_from_slice(&body);
-    let sum = out.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-    out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+    let mut out = Vec::new();
+    encode_into(&mut out, fields);
     out
+}
+
+/// [`encode`], appending to `out` (a session's output buffer) with no
+/// allocation of its own beyond `out` growing: every execution report passes
+/// through here.
+pub fn encode_into(out: &mut Vec<u8>, fields: &[(u32, &[u8])]) {
+    let body_len: usize =
+        fields.iter().map(|(tag, value)| decimal_digits(u64::from(*tag)) + value.len() + 2).sum();
+    let start = out.len();
+    out.reserve(body_len + 32);
+    out.extend_from_slice(b"8=FIX.4.4\x019=");
+    push_decimal(out, body_len as u64);
+    out.push(SOH);
+    for (tag, value) in fields {
+        push_decimal(out, u64::from(*tag));
+        out.push(b'=');
+        out.extend_from_slice(value);
+        out.push(SOH);
+    }
+    let sum = out[start..].iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    out.extend_from_slice(&[b'1', b'0', b'=', b'0' + sum / 100, b'0' + sum / 10 % 10, b'0' + sum % 10, SOH]);
+}
+
+fn decimal_digits(mut n: u64) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 #[cfg(test)]
@@ -302,6 +335,50 @@ mod tests {
             (98, b"0"),
             (108, b"30"),
         ])
+    }
+
+    /// The message as the standard spells it out, written the obvious way.
+    fn reference(fields: &[(u32, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (tag, value) in fields {
+            body.extend_from_slice(format!("{tag}=").as_bytes());
+            body.extend_from_slice(value);
+            body.push(SOH);
+        }
+        let mut out = format!("8=FIX.4.4\x019={}\x01", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        let sum = out.iter().map(|b| u32::from(*b)).sum::<u32>() % 256;
+        out.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+        out
+    }
+
+    #[test]
+    fn encoding_appends_the_message_the_standard_spells_out() {
+        // Tags of every width, body lengths across each decimal width, and
+        // checksums below 10 and 100 (the zero padding).
+        let tags = [0u32, 7, 35, 100, 9_999, 10_000, u32::MAX];
+        let mut checksums = std::collections::HashSet::new();
+        for len in [0usize, 1, 5, 9, 10, 98, 99, 100, 999, 1_000, 70_000] {
+            for fill in [b'A', b'~', 0x80, 0xff] {
+                let value = vec![fill; len];
+                let fields: Vec<(u32, &[u8])> = tags.iter().map(|t| (*t, &value[..])).collect();
+                let mut out = b"earlier output".to_vec();
+                encode_into(&mut out, &fields);
+                let want = reference(&fields);
+                assert_eq!(&out[..14], b"earlier output");
+                assert_eq!(out[14..], want[..], "{len} x {fill}");
+                assert_eq!(encode(&fields), want);
+                checksums.insert(want[want.len() - 4..want.len() - 1].to_vec());
+            }
+        }
+        for byte in 0..=255u8 {
+            // One byte's value moves the sum through every checksum.
+            let v = [byte];
+            let fields: [(u32, &[u8]); 1] = [(1, &v)];
+            assert_eq!(encode(&fields), reference(&fields));
+        }
+        assert!(checksums.len() > 10, "{checksums:?}");
+        assert!(matches!(frame(&encode(&[(35, b"0"), (34, b"1")])), Frame::Message(..)));
     }
 
     #[test]

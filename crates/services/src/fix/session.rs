@@ -398,10 +398,10 @@ impl Session {
         fields.push((52, time.as_bytes()));
         fields.push((56, self.key.as_bytes()));
         fields.extend(body.iter().map(|(t, v)| (*t, v.as_bytes())));
-        let msg = fix::encode(&fields);
+        let start = self.out.len();
+        fix::encode_into(&mut self.out, &fields);
         self.store.next_out += 1;
-        self.store.keep(&msg);
-        self.out.extend_from_slice(&msg);
+        self.store.keep(&self.out[start..]);
         self.last_out = Instant::now();
     }
 
