@@ -24,9 +24,30 @@ pub const CLIENT_ORDER_IDS_MAX: usize = 5_000_000;
 /// at once: one map of the day's ids stalled the sequencer, and every order
 /// behind it, for tens of milliseconds each time it doubled (at 229k and
 /// 459k ids, 140 and 325 ms order-to-ack at 20k orders/s while the backlog
-/// drained). Split, each part rehashes 1/256 of the entries, and the parts
-/// cross their thresholds at scattered moments.
+/// drained). Split, each part rehashes 1/256 of the entries.
+///
+/// But parts of equal odds fill in step and all double within a few thousand
+/// ids of each other, which cost the same burst spread over a second (the
+/// engine and snapshot threads both doubled their CPU then). So part `i`
+/// takes a share proportional to 2^(i/256): the shares span one doubling, and
+/// the parts cross their thresholds one after another, evenly over each
+/// doubling of the set.
 const PARTS: usize = 256;
+
+/// Part `i` takes the hashes below `bounds()[i]` (and at or above the bound
+/// before it), out of 2^32: bound `i` is 2^32 × (2^((i+1)/256) − 1).
+fn bounds() -> &'static [u64; PARTS] {
+    static BOUNDS: std::sync::OnceLock<[u64; PARTS]> = std::sync::OnceLock::new();
+    BOUNDS.get_or_init(|| {
+        let mut b = [0u64; PARTS];
+        for (i, bound) in b.iter_mut().enumerate() {
+            *bound = ((2f64.powf((i + 1) as f64 / PARTS as f64) - 1.0) * 4_294_967_296.0).round() as u64;
+        }
+        // Exactly 2^32 at the end, whatever the rounding: every hash has a part.
+        b[PARTS - 1] = 1 << 32;
+        b
+    })
+}
 
 type Key = (ParticipantId, String);
 
@@ -67,7 +88,8 @@ impl std::fmt::Debug for ClientOrders {
 impl ClientOrders {
     fn part(&self, participant: ParticipantId, id: &str) -> usize {
         // The top bits: the parts' maps use the low ones of their own hash.
-        (self.pick.hash_one((participant, id)) >> 56) as usize % PARTS
+        let h = self.pick.hash_one((participant, id)) >> 32;
+        bounds().partition_point(|b| *b <= h)
     }
 
     fn iter(&self) -> impl Iterator<Item = (&Key, &(OrderId, Seq))> {
@@ -220,5 +242,35 @@ mod tests {
         c.clear();
         assert!(c.is_empty());
         assert_eq!(c.get(ParticipantId(1), "o1"), None);
+    }
+
+    /// The parts double one after another, not all at once: over each window
+    /// of 1/32 of the set's size, a handful of parts rehash (about 11 if
+    /// spread evenly), where parts of equal shares would nearly all go within
+    /// a few percent of each other.
+    #[test]
+    fn parts_grow_one_after_another() {
+        let b = bounds();
+        assert!(b.windows(2).all(|w| w[0] < w[1]) && b[PARTS - 1] == 1 << 32);
+        let mut c = ClientOrders::default();
+        let mut capacity: Vec<usize> = c.parts.iter().map(HashMap::capacity).collect();
+        let mut grew_at = Vec::new();
+        for i in 0..300_000usize {
+            let part = c.part(ParticipantId(1), &format!("id-{i}"));
+            c.insert(ParticipantId(1), format!("id-{i}"), OrderId(i as u64), Seq(i as u64));
+            if c.parts[part].capacity() != capacity[part] {
+                capacity[part] = c.parts[part].capacity();
+                grew_at.push(i + 1);
+            }
+        }
+        let late: Vec<usize> = grew_at.into_iter().filter(|n| *n >= 20_000).collect();
+        assert!(late.len() >= 2 * PARTS, "{} growths past 20k ids", late.len());
+        let crowded = late
+            .iter()
+            .enumerate()
+            .map(|(j, n)| late[j..].iter().take_while(|m| **m <= n + n / 32).count())
+            .max()
+            .unwrap();
+        assert!(crowded <= 40, "{crowded} parts grew within 1/32 of the set's size");
     }
 }
