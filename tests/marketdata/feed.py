@@ -7,7 +7,8 @@ Usage: feed.py URL CA_FILE FLAVOR(atlas|coinbase) PRODUCT [TOKEN]
 
 With a bearer TOKEN (sent on the upgrade request), also subscribes to the
 private `user` channel and reports the order ids its messages name (and,
-on Coinbase's flavor, those its `received` messages name)."""
+on Coinbase's flavor, those its `received` messages name, and the order of
+its received, open, match and done messages as `log`: [type, order ids])."""
 import asyncio
 import json
 import ssl
@@ -22,7 +23,7 @@ async def main(url, ca, flavor, product, token=None):
     product_id = int(product) if flavor == "atlas" else product
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     channels = ["level2", "matches", "ticker", "heartbeat"] + (["user"] if token else [])
-    private = {"orders": [], "fills": 0, "received": []}
+    private = {"orders": [], "fills": 0, "received": [], "log": []}
     async with websockets.connect(url, ssl=ctx, max_size=2**22, additional_headers=headers) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channels": channels, ids_key: [product_id]}))
         book = {"buy": {}, "sell": {}}
@@ -66,12 +67,16 @@ async def main(url, ca, flavor, product, token=None):
                         book[side][price] = size
             elif kind == "match" and "liquidity" in m:
                 private["fills"] += 1
+                private["log"].append(["match", int(m["maker_order_id"]), int(m["taker_order_id"])])
             elif kind == "match":
                 stats["matches"] += 1
             elif kind == "received":
                 private["received"].append(int(m["order_id"]))
+                private["log"].append([kind, int(m["order_id"])])
             elif kind in ("order", "open", "done"):
                 private["orders"].append(int(m.get("orderId", m.get("order_id"))))
+                if kind != "order":
+                    private["log"].append([kind, int(m["order_id"])])
             elif kind == "fill":
                 private["fills"] += 1
             elif kind == "ticker":

@@ -9,11 +9,14 @@
 
 mod server;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use server::fix::{FixClient, show};
 use server::{Api, Server, admin, broker};
 
 fn setup(s: &Server) -> (Api, Api) {
@@ -37,28 +40,66 @@ fn order(who: &Api, side: &str, price: &str, qty: u64) -> StatusCode {
     .0
 }
 
+/// The Python feed client, subscribed (its first line said so).
+struct Feed {
+    child: std::process::Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Feed {
+    /// Starts `feed.py` on `path` as `who` (whose token also subscribes it to
+    /// the user channel) and waits until it has the level2 snapshot.
+    fn start(s: &Server, who: &Api, path: &str, flavor: &str, product: &str) -> Feed {
+        let url = format!("{}{path}", s.external.replacen("https://", "wss://", 1));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/marketdata/feed.py");
+        let mut child = Command::new("python3")
+            .args([script, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap(), flavor, product])
+            .arg(who.token.as_deref().unwrap())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if line.trim() != "subscribed" {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the feed client did not subscribe: {line:?}\n{err}");
+        }
+        Feed { child, out }
+    }
+
+    /// Tells the client to stop at the REST book's current sequence (which
+    /// its level2 updates must reach without a gap); returns what it saw and
+    /// that sequence.
+    fn finish(mut self, who: &Api) -> (Value, Value) {
+        let (_, book) = who.get("/atlas/api/orderBook/1?depth=1000");
+        let sequence = book["sequence"].as_u64().unwrap();
+        assert!(sequence > 0, "{book}");
+        let mut stdin = self.child.stdin.take().unwrap();
+        writeln!(stdin, "{sequence}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "feed client failed: {err}");
+        let seen: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?} {err}"));
+        assert_eq!(seen["sequence"], sequence, "{seen}");
+        assert_eq!(seen["gaps"], 0, "{seen}");
+        assert_eq!(seen["errors"], json!([]), "{seen}");
+        (seen, book)
+    }
+}
+
 /// Runs the Python client against `path`, trades while it listens, and checks
 /// its rebuilt book against the REST book.
 fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &str, product: &str) -> Value {
-    let url = format!("{}{path}", s.external.replacen("https://", "wss://", 1));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/marketdata/feed.py");
     // Alice's feed connection carries her token: she also gets her own orders.
-    let mut child = Command::new("python3")
-        .args([script, &url, s.data_dir.join("pki/ca.crt").to_str().unwrap(), flavor, product])
-        .arg(alice.token.as_deref().unwrap())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    if line.trim() != "subscribed" {
-        let mut err = String::new();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-        panic!("the feed client did not subscribe: {line:?}\n{err}");
-    }
+    let feed = Feed::start(s, alice, path, flavor, product);
     // Two brokers trade: resting orders on both sides, then crossing ones.
     for i in 0..40u64 {
         let cents = |c: u64| format!("{}.{:02}", c / 100, c % 100);
@@ -69,22 +110,7 @@ fn feed_matches_rest(s: &Server, alice: &Api, bob: &Api, path: &str, flavor: &st
             assert_eq!(order(alice, "BUY", &cents(1_015), 3), StatusCode::CREATED);
         }
     }
-    let (_, book) = alice.get("/atlas/api/orderBook/1?depth=1000");
-    let sequence = book["sequence"].as_u64().unwrap();
-    assert!(sequence > 0, "{book}");
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{sequence}").unwrap();
-    stdin.flush().unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert!(status.success(), "feed client failed: {err}");
-    let seen: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?} {err}"));
-    assert_eq!(seen["sequence"], sequence, "{seen}");
-    assert_eq!(seen["gaps"], 0, "{seen}");
-    assert_eq!(seen["errors"], json!([]), "{seen}");
+    let (seen, book) = feed.finish(alice);
     assert!(seen["updates"].as_u64().unwrap() >= 80, "{seen}");
     assert!(seen["matches"].as_u64().unwrap() >= 8 && seen["tickers"].as_u64().unwrap() >= 1, "{seen}");
     assert!(seen["heartbeats"].as_u64().unwrap() >= 1 && seen["subscriptions"] == 1, "{seen}");
@@ -193,6 +219,89 @@ asyncio.run(main(*sys.argv[1:3]))
     assert_eq!(answers[1]["type"], "error", "{answers}");
     assert_eq!(answers[2]["type"], "subscriptions", "{answers}");
     server::check_against_openapi(&s);
+}
+
+/// Orders entered and changed within one journal batch: a FIX client's
+/// pipelined orders share batches, so a buy can rest and be filled by the
+/// sell right behind it before the batch commits. The user channel in
+/// Coinbase's shape still says `received` exactly once for each order,
+/// before anything else about it (REST orders, one at a time, never share a
+/// batch, so the test above cannot show this).
+#[test]
+fn received_comes_once_and_first_for_orders_entered_and_filled_in_one_batch() {
+    const PAIRS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let keys = server::fix::seed(&s);
+    let (alice, bob) = (broker(&s, "alice"), broker(&s, "bob"));
+    let feed = Feed::start(&s, &alice, "/coinbase/ws", "coinbase", "ACME-USD");
+    let mut fix = FixClient::plain(&s.fix_plain, &keys[0]);
+    fix.logon(&[(141, "Y")]);
+    // One write: each buy rests and the sell behind it fills it (self-trades
+    // are allowed unless an order asks otherwise).
+    let mut burst = Vec::new();
+    for i in 0..PAIRS {
+        for (side, cl) in [("1", format!("b{i}")), ("2", format!("s{i}"))] {
+            let body =
+                [(11, cl.as_str()), (55, "ACME"), (54, side), (38, "1"), (40, "2"), (44, "5.00"), (59, "1")];
+            burst.extend(fix.message("D", fix.next_out, &body));
+            fix.next_out += 1;
+        }
+    }
+    fix.raw(&burst);
+    let mut fills = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fills < 2 * PAIRS {
+        assert!(Instant::now() < deadline, "only {fills} fills of {}", 2 * PAIRS);
+        let Some(m) = fix.try_recv(Duration::from_secs(1)) else { continue };
+        if m.msg_type() == b"8" {
+            assert_ne!(m.text(150), Some("8"), "{}", show(&m));
+            fills += usize::from(m.text(150) == Some("F"));
+        }
+    }
+    // A later batch that moves the book: the feed's level2 sequence reaches
+    // it only after everything about the trades above.
+    assert_eq!(order(&bob, "SELL", "7.00", 1), StatusCode::CREATED);
+    let (seen, _) = feed.finish(&alice);
+    let private = &seen["private"];
+
+    let (_, mine) = alice.get("/atlas/api/order?limit=1000");
+    let mut placed: Vec<u64> =
+        mine["orders"].as_array().unwrap().iter().map(|o| o["id"].as_u64().unwrap()).collect();
+    placed.sort_unstable();
+    assert_eq!(placed.len(), 2 * PAIRS);
+    let mut received: Vec<u64> =
+        private["received"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    received.sort_unstable();
+    assert_eq!(received, placed, "one `received` per order");
+
+    // Per order: `received` first, then matches, `open` only while resting,
+    // `done` last.
+    let mut told: HashMap<u64, Vec<&str>> = HashMap::new();
+    for entry in private["log"].as_array().unwrap() {
+        let kind = entry[0].as_str().unwrap();
+        for id in entry.as_array().unwrap()[1..].iter().map(|v| v.as_u64().unwrap()) {
+            let said = told.entry(id).or_default();
+            assert!(said.is_empty() == (kind == "received"), "{kind} for {id} after {said:?}");
+            assert!(!said.contains(&"done"), "{kind} for {id} after its done");
+            said.push(kind);
+        }
+    }
+    // The case in point happened: buys (makers) never said `open`, because
+    // they rested and filled within the batch that entered them.
+    let makers: Vec<u64> = private["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e[0] == "match")
+        .map(|e| e[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(makers.len(), 2 * PAIRS, "each trade, seen from both sides");
+    let in_one_batch = makers.iter().filter(|id| !told[id].contains(&"open")).count();
+    assert!(in_one_batch > 0, "no buy rested and filled within one batch: {told:?}");
+    for id in &placed {
+        assert_eq!(told[id].last(), Some(&"done"), "order {id}: {:?}", told[id]);
+    }
 }
 
 /// Feed connections per IP are capped (here at 2): the third upgrade is refused
