@@ -54,7 +54,7 @@ fn list_product(s: &Sequencer) {
     assert_eq!(r.events[0], Event::Accepted);
 }
 
-fn wait_until(what: &str, f: impl Fn() -> bool) {
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -242,6 +242,32 @@ fn a_full_queue_is_refused_at_once() {
 
 fn with_client_id(s: &Sequencer, p: u32, id: &str, price: i64) -> atlas_journal::Receipt {
     s.handle().submit_wait(trader(p), Some(id.to_owned()), order(p, Side::Buy, price)).unwrap()
+}
+
+/// Every snapshot holds the whole day's client order ids, not only those since
+/// the one before: restarted from the latest snapshot alone, a retry of an id
+/// from before the first snapshot is still answered with the original.
+#[test]
+fn every_snapshot_holds_the_days_client_order_ids() {
+    let storage = MemoryStorage::default();
+    let cfg = SequencerConfig { snapshot_every_commands: 2, batch_max: 1, ..config() };
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    list_product(&s);
+    let early = with_client_id(&s, 1, "early", 100);
+    for i in 0..6 {
+        with_client_id(&s, 1, &format!("later{i}"), 101 + i);
+    }
+    let last = storage.last_seq();
+    let mut st = storage.clone();
+    wait_until("a snapshot of everything", || {
+        st.latest_snapshot().unwrap().is_some_and(|snap| snap.seq.0 == last)
+    });
+    assert!(st.snapshot_hashes().unwrap().len() >= 3);
+    s.shutdown();
+    let s = Sequencer::start(storage.clone(), cfg).unwrap();
+    let again = with_client_id(&s, 1, "early", 100);
+    assert!(again.duplicate && again.order_id == early.order_id, "{again:?}");
+    s.shutdown();
 }
 
 #[test]
