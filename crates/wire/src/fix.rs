@@ -280,21 +280,91 @@ pub fn encode(fields: &[(u32, &[u8])]) -> Vec<u8> {
 /// allocation of its own beyond `out` growing: every execution report passes
 /// through here.
 pub fn encode_into(out: &mut Vec<u8>, fields: &[(u32, &[u8])]) {
+    encode_body_into(out, fields, &Body::default());
+}
+
+/// [`encode_into`] with `header` fields (35 first) and then a body already
+/// written field by field: the message is `header` followed by `body`'s
+/// fields, in order.
+pub fn encode_body_into(out: &mut Vec<u8>, header: &[(u32, &[u8])], body: &Body) {
     let body_len: usize =
-        fields.iter().map(|(tag, value)| decimal_digits(u64::from(*tag)) + value.len() + 2).sum();
+        header.iter().map(|(tag, value)| decimal_digits(u64::from(*tag)) + value.len() + 2).sum::<usize>()
+            + body.0.len();
     let start = out.len();
     out.reserve(body_len + 32);
     out.extend_from_slice(b"8=FIX.4.4\x019=");
     push_decimal(out, body_len as u64);
     out.push(SOH);
-    for (tag, value) in fields {
+    for (tag, value) in header {
         push_decimal(out, u64::from(*tag));
         out.push(b'=');
         out.extend_from_slice(value);
         out.push(SOH);
     }
+    out.extend_from_slice(&body.0);
     let sum = out[start..].iter().fold(0u8, |a, b| a.wrapping_add(*b));
     out.extend_from_slice(&[b'1', b'0', b'=', b'0' + sum / 100, b'0' + sum / 10 % 10, b'0' + sum % 10, SOH]);
+}
+
+/// Fields of a message body, written as they will be sent (`tag=value` SOH):
+/// an execution report is built in one buffer instead of a string per field.
+/// Values are the caller's to keep free of SOH, as with [`encode`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body(Vec<u8>);
+
+impl Body {
+    /// An empty body with room for `bytes`.
+    pub fn with_capacity(bytes: usize) -> Body {
+        Body(Vec::with_capacity(bytes))
+    }
+
+    /// Appends `tag=value`.
+    pub fn push(&mut self, tag: u32, value: &[u8]) -> &mut Body {
+        self.push_with(tag, |v| v.extend_from_slice(value))
+    }
+
+    /// Appends `tag=value` for a text value.
+    pub fn push_str(&mut self, tag: u32, value: &str) -> &mut Body {
+        self.push(tag, value.as_bytes())
+    }
+
+    /// Appends `tag=n` in decimal.
+    pub fn push_int(&mut self, tag: u32, n: i64) -> &mut Body {
+        self.push_with(tag, |v| {
+            if n < 0 {
+                v.push(b'-');
+            }
+            push_decimal(v, n.unsigned_abs());
+        })
+    }
+
+    /// Appends `tag=` and whatever `write` appends as the value.
+    pub fn push_with(&mut self, tag: u32, write: impl FnOnce(&mut Vec<u8>)) -> &mut Body {
+        push_decimal(&mut self.0, u64::from(tag));
+        self.0.push(b'=');
+        write(&mut self.0);
+        self.0.push(SOH);
+        self
+    }
+
+    /// The fields, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.0.split(|b| *b == SOH).filter(|f| !f.is_empty()).filter_map(|f| {
+            let eq = f.iter().position(|b| *b == b'=')?;
+            let tag = std::str::from_utf8(&f[..eq]).ok()?.parse().ok()?;
+            Some((tag, &f[eq + 1..]))
+        })
+    }
+
+    /// The first value of `tag`, as text.
+    pub fn text(&self, tag: u32) -> Option<&str> {
+        self.fields().find(|(t, _)| *t == tag).and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Appends `n` in decimal (a value written straight into a [`Body`]).
+pub fn write_decimal(out: &mut Vec<u8>, n: u64) {
+    push_decimal(out, n);
 }
 
 fn decimal_digits(mut n: u64) -> usize {
@@ -379,6 +449,34 @@ mod tests {
         }
         assert!(checksums.len() > 10, "{checksums:?}");
         assert!(matches!(frame(&encode(&[(35, b"0"), (34, b"1")])), Frame::Message(..)));
+    }
+
+    #[test]
+    fn a_body_written_field_by_field_encodes_as_the_same_fields() {
+        let mut body = Body::with_capacity(64);
+        body.push(11, b"cl-1").push_str(55, "ACME").push_int(38, 0).push_int(14, 12_345).push_int(99, -7);
+        body.push_with(17, |v| v.extend_from_slice(b"9-3-N")).push_int(1, i64::MIN).push(58, b"");
+        let fields: Vec<(u32, Vec<u8>)> = body.fields().map(|(t, v)| (t, v.to_vec())).collect();
+        let min = i64::MIN.to_string();
+        let want: Vec<(u32, &[u8])> = vec![
+            (11, b"cl-1"),
+            (55, b"ACME"),
+            (38, b"0"),
+            (14, b"12345"),
+            (99, b"-7"),
+            (17, b"9-3-N"),
+            (1, min.as_bytes()),
+            (58, b""),
+        ];
+        assert_eq!(fields.iter().map(|(t, v)| (*t, &v[..])).collect::<Vec<_>>(), want);
+        assert_eq!(body.text(14), Some("12345"));
+        assert_eq!(body.text(6), None);
+        let header: [(u32, &[u8]); 2] = [(35, b"8"), (34, b"2")];
+        let mut out = b"earlier".to_vec();
+        encode_body_into(&mut out, &header, &body);
+        let all: Vec<(u32, &[u8])> = header.iter().copied().chain(want.iter().copied()).collect();
+        assert_eq!(out[7..], reference(&all)[..]);
+        assert!(matches!(frame(&out[7..]), Frame::Message(..)));
     }
 
     #[test]

@@ -13,6 +13,8 @@ use atlas_journal::projection::{OrderRow, OrderStatus};
 use atlas_store::ProductRow;
 use atlas_types::{OrderId, ParticipantId, Side};
 
+use atlas_wire::fix::{Body, write_decimal};
+
 use crate::model::format_price;
 
 /// A body of a message to send: (tag, value), in order.
@@ -108,6 +110,14 @@ pub fn tif_code(t: TimeInForce) -> &'static str {
 /// date and time of day are formatted once per second (per thread): every
 /// message carries one or two of these.
 pub fn utc_timestamp(ns: i64) -> String {
+    let mut out = Vec::with_capacity(21);
+    write_utc_timestamp(&mut out, ns);
+    // ASCII digits and separators only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`utc_timestamp`], appended to `out`.
+pub fn write_utc_timestamp(out: &mut Vec<u8>, ns: i64) {
     thread_local! {
         static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
     }
@@ -128,13 +138,11 @@ pub fn utc_timestamp(ns: i64) -> String {
             );
             c.0 = second;
         }
-        let mut out = String::with_capacity(21);
-        out.push_str(&c.1);
+        out.extend_from_slice(c.1.as_bytes());
         let ms = ms as u32;
         for d in [ms / 100, ms / 10 % 10, ms % 10] {
-            out.push(char::from(b'0' + d as u8));
+            out.push(b'0' + d as u8);
         }
-        out
     })
 }
 
@@ -159,12 +167,26 @@ pub fn avg_px(notional: i128, traded: i64, product: &ProductRow) -> String {
     if frac.is_empty() { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
 }
 
+/// An ExecID (17) `SEQ-ORDER-KIND`, with the trade id after the kind for a fill.
+fn exec_id(seq: u64, order: OrderId, kind: u8, trade: Option<u64>) -> impl FnOnce(&mut Vec<u8>) {
+    move |v: &mut Vec<u8>| {
+        write_decimal(v, seq);
+        v.push(b'-');
+        write_decimal(v, order.0);
+        v.push(b'-');
+        v.push(kind);
+        if let Some(t) = trade {
+            write_decimal(v, t);
+        }
+    }
+}
+
 /// The common body of an execution report about `row`.
 #[allow(clippy::too_many_arguments)]
 fn report(
     row: &OrderRow,
     product: &ProductRow,
-    exec_id: String,
+    exec_id: impl FnOnce(&mut Vec<u8>),
     exec_type: &str,
     status: &str,
     cl_ord_id: Option<&str>,
@@ -174,37 +196,31 @@ fn report(
     leaves: i64,
     original: i64,
     time_ns: i64,
-) -> Fields {
-    let mut f: Fields = Vec::with_capacity(24);
-    f.push((37, row.id.0.to_string()));
+) -> Body {
+    let mut f = Body::with_capacity(320);
+    f.push_with(37, |v| write_decimal(v, row.id.0));
     if let Some(c) = cl_ord_id {
-        f.push((11, c.to_owned()));
+        f.push_str(11, c);
     }
     if let Some(o) = orig_cl_ord_id {
-        f.push((41, o.to_owned()));
+        f.push_str(41, o);
     }
-    f.push((17, exec_id));
-    f.push((150, exec_type.to_owned()));
-    f.push((39, status.to_owned()));
-    f.push((1, row.participant.0.to_string()));
-    f.push((55, product.symbol.clone()));
-    f.push((54, side_code(row.side).to_owned()));
-    f.push((38, original.to_string()));
-    f.push((40, ord_type_code(row.order_type).to_owned()));
+    f.push_with(17, exec_id).push_str(150, exec_type).push_str(39, status);
+    f.push_with(1, |v| write_decimal(v, u64::from(row.participant.0)));
+    f.push_str(55, &product.symbol).push_str(54, side_code(row.side)).push_int(38, original);
+    f.push_str(40, ord_type_code(row.order_type));
     if let Some(p) = row.price {
-        f.push((44, format_price(p, product)));
+        f.push_str(44, &format_price(p, product));
     }
     if let Some(p) = row.stop_price {
-        f.push((99, format_price(p, product)));
+        f.push_str(99, &format_price(p, product));
     }
-    f.push((59, tif_code(row.time_in_force).to_owned()));
+    f.push_str(59, tif_code(row.time_in_force));
     if row.post_only {
-        f.push((18, "6".to_owned()));
+        f.push_str(18, "6");
     }
-    f.push((151, leaves.max(0).to_string()));
-    f.push((14, cum.to_string()));
-    f.push((6, avg_px(notional, cum, product)));
-    f.push((60, utc_timestamp(time_ns)));
+    f.push_int(151, leaves.max(0)).push_int(14, cum).push_str(6, &avg_px(notional, cum, product));
+    f.push_with(60, |v| write_utc_timestamp(v, time_ns));
     f
 }
 
@@ -252,7 +268,7 @@ impl Orders {
         batch: &MarketBatch,
         product: &dyn Fn(atlas_types::ProductId) -> Option<std::sync::Arc<ProductRow>>,
         entered_here: &mut dyn FnMut(&str) -> bool,
-    ) -> Vec<Fields> {
+    ) -> Vec<Body> {
         let mut out = Vec::new();
         let mine: Vec<&OrderRow> = batch.orders.iter().filter(|r| r.participant == me).collect();
         if mine.is_empty() {
@@ -268,7 +284,7 @@ impl Orders {
                 out.push(report(
                     row,
                     &p,
-                    format!("{}-{}-N", row.entry_seq.0, row.id.0),
+                    exec_id(row.entry_seq.0, row.id, b'N', None),
                     "0",
                     "0",
                     row.client_order_id.as_deref(),
@@ -325,7 +341,7 @@ impl Orders {
                 out.push(report(
                     row,
                     &p,
-                    format!("{}-{}-R", row.update_seq.0, row.id.0),
+                    exec_id(row.update_seq.0, row.id, b'R', None),
                     "5",
                     status,
                     cl.as_deref(),
@@ -358,7 +374,7 @@ impl Orders {
                 let mut f = report(
                     row,
                     &p,
-                    format!("{}-{}-F{}", trade.seq.0, order.0, trade.id.0),
+                    exec_id(trade.seq.0, order, b'F', Some(trade.id.0)),
                     "F",
                     status,
                     t.cl_ord_id.as_deref(),
@@ -369,10 +385,9 @@ impl Orders {
                     t.original,
                     trade.time.0,
                 );
-                f.push((32, trade.quantity.0.to_string()));
-                f.push((31, format_price(trade.price, &p)));
-                f.push((880, trade.id.0.to_string()));
-                f.push((1057, if aggressor { "Y" } else { "N" }.to_owned()));
+                f.push_int(32, trade.quantity.0).push_str(31, &format_price(trade.price, &p));
+                f.push_with(880, |v| write_decimal(v, trade.id.0))
+                    .push_str(1057, if aggressor { "Y" } else { "N" });
                 out.push(f);
             }
         }
@@ -399,7 +414,7 @@ impl Orders {
                 out.push(report(
                     row,
                     &p,
-                    format!("{}-{}-C", row.update_seq.0, row.id.0),
+                    exec_id(row.update_seq.0, row.id, b'C', None),
                     exec_type,
                     ord_status(row.status),
                     cl.as_deref(),
@@ -496,8 +511,8 @@ mod tests {
         }
     }
 
-    fn cum_qty(reports: &[Fields]) -> Vec<String> {
-        reports.iter().filter_map(|f| f.iter().find(|(t, _)| *t == 14).map(|(_, v)| v.clone())).collect()
+    fn cum_qty(reports: &[Body]) -> Vec<String> {
+        reports.iter().filter_map(|f| f.text(14).map(str::to_owned)).collect()
     }
 
     #[test]

@@ -388,18 +388,30 @@ impl Session {
 
     /// Queues a message with the next sequence number, and keeps it.
     fn send(&mut self, msg_type: &str, body: &[(u32, String)]) {
-        let seq = self.store.next_out;
-        let seq_text = seq.to_string();
-        let time = exec::utc_timestamp(now_ns());
-        let mut fields: Vec<(u32, &[u8])> = Vec::with_capacity(body.len() + 5);
-        fields.push((35, msg_type.as_bytes()));
-        fields.push((34, seq_text.as_bytes()));
-        fields.push((49, COMP_ID.as_bytes()));
-        fields.push((52, time.as_bytes()));
-        fields.push((56, self.key.as_bytes()));
-        fields.extend(body.iter().map(|(t, v)| (*t, v.as_bytes())));
+        let mut written = fix::Body::with_capacity(body.iter().map(|(_, v)| v.len() + 8).sum());
+        for (tag, value) in body {
+            written.push_str(*tag, value);
+        }
+        self.send_body(msg_type, &written);
+    }
+
+    /// [`Session::send`] for a body already written (execution reports).
+    fn send_body(&mut self, msg_type: &str, body: &fix::Body) {
+        // MsgSeqNum and SendingTime, side by side in one buffer.
+        let mut scratch = Vec::with_capacity(48);
+        fix::write_decimal(&mut scratch, self.store.next_out);
+        let seq_len = scratch.len();
+        exec::write_utc_timestamp(&mut scratch, now_ns());
+        let (seq, time) = scratch.split_at(seq_len);
+        let header: [(u32, &[u8]); 5] = [
+            (35, msg_type.as_bytes()),
+            (34, seq),
+            (49, COMP_ID.as_bytes()),
+            (52, time),
+            (56, self.key.as_bytes()),
+        ];
         let start = self.out.len();
-        fix::encode_into(&mut self.out, &fields);
+        fix::encode_body_into(&mut self.out, &header, body);
         self.store.next_out += 1;
         self.store.keep(&self.out[start..]);
         self.last_out = Instant::now();
@@ -1005,7 +1017,7 @@ impl Session {
         let reports = self.orders.on_batch(self.me, batch, &product, &mut |c| entered.remove(c));
         self.products = cache.into_inner();
         for r in reports {
-            self.send("8", &r);
+            self.send_body("8", &r);
         }
     }
 
