@@ -539,6 +539,48 @@ fn cancel_on_disconnect_cancels_the_sessions_orders() {
     s.stop();
 }
 
+/// A garbled Logon (a wrong CheckSum, a wrong BeginString) ends the
+/// connection at once and without an answer, as the specification says: a
+/// valid Logon right behind it in the same write is never read. (Dropped
+/// like a garbled message of a session, it left the connection waiting for
+/// the logon timeout, or logged on with the valid one.)
+#[test]
+fn a_garbled_logon_ends_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let wrong_checksum = |m: &[u8]| {
+        let mut m = m.to_vec();
+        let at = m.len() - 4;
+        let sum: u32 = std::str::from_utf8(&m[at..at + 3]).unwrap().parse().unwrap();
+        m[at..at + 3].copy_from_slice(format!("{:03}", (sum + 1) % 256).as_bytes());
+        m
+    };
+    let wrong_begin_string = |m: &[u8]| {
+        let mut m = m.to_vec();
+        assert!(m.starts_with(b"8=FIX.4.4\x01"));
+        m[8] = b'2';
+        m
+    };
+    for garble in [&wrong_checksum as &dyn Fn(&[u8]) -> Vec<u8>, &wrong_begin_string] {
+        let mut c = FixClient::plain(&s.fix_plain, &keys[0]);
+        let good = c.logon_message(1, &[(141, "Y")]);
+        let mut both = garble(&good);
+        assert_ne!(both, good);
+        both.extend_from_slice(&good);
+        c.raw(&both);
+        let (closed, seen) = c.closed();
+        assert!(
+            closed && seen.is_empty(),
+            "closed {closed}, {:?}",
+            seen.iter().map(show).collect::<Vec<_>>()
+        );
+    }
+    // The key itself is fine.
+    let mut c = FixClient::plain(&s.fix_plain, &keys[0]);
+    assert_eq!(c.logon(&[(141, "Y")]).msg_type(), b"A");
+    s.stop();
+}
+
 #[test]
 fn revoked_keys_and_repeated_failures_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -165,20 +165,20 @@ async fn authenticate(acc: &Acceptor, m: &Message) -> Result<Authenticated, &'st
     })
 }
 
-/// Reads until one whole message is framed (garbage before it is dropped).
+/// Reads a connection's first message. Anything garbled before it (a wrong
+/// BodyLength, CheckSum or BeginString, or bytes that are not FIX) ends the
+/// connection at once: the specification's answer to a garbled Logon, which
+/// QuickFIX's acceptance scripts 1d expect. (Dropping it and waiting for a
+/// Logon that cannot come only ended the connection at the logon timeout.)
 async fn read_message<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>) -> Option<Message> {
     loop {
-        loop {
-            match fix::frame(buf) {
-                Frame::Message(n, m) => {
-                    buf.drain(..n);
-                    return Some(m);
-                }
-                Frame::Garbled(n, _) => {
-                    buf.drain(..n);
-                }
-                Frame::Incomplete => break,
+        match fix::frame(buf) {
+            Frame::Message(n, m) => {
+                buf.drain(..n);
+                return Some(m);
             }
+            Frame::Garbled(..) => return None,
+            Frame::Incomplete => {}
         }
         buf.reserve(READ_CHUNK);
         match rd.read_buf(buf).await {
