@@ -532,6 +532,17 @@ mod tests {
         let reports =
             orders.on_batch(ParticipantId(1), &batch(row(6, 11), fill(2, 11)), &products, &mut |_| false);
         assert_eq!(cum_qty(&reports), ["6"]);
+        // The fill as clients read it: ExecID (entry-order-F trade), what
+        // traded, at what price, and the order's totals.
+        let f = &reports[0];
+        let fields = [17, 150, 39, 37, 11, 32, 31, 880, 1057, 14, 151, 6, 44, 38, 54, 55];
+        assert_eq!(
+            fields.map(|t| f.text(t).unwrap_or("-")),
+            [
+                "11-7-F11", "F", "1", "7", "c7", "2", "10.00", "11", "N", "6", "4", "10.00", "10.00", "10",
+                "1", "ACME"
+            ]
+        );
     }
 
     #[test]
