@@ -251,7 +251,7 @@ impl Engine {
         let missing = || {
             if id.0 <= self.last_order_id { Reject::OrderNotOpen } else { Reject::UnknownOrder }
         };
-        let Some(&loc) = self.index.get(&id) else {
+        let Some(loc) = self.index.get(&id) else {
             return Err(missing());
         };
         let owner = if loc & STOP_BIT != 0 {
@@ -1045,7 +1045,7 @@ impl Engine {
         out.push(Event::Accepted);
         let ids = self.collect_open(scope, |p, _| p == participant);
         for &id in &ids {
-            let loc = self.index[&id];
+            let loc = self.index.slot(&id);
             self.remove_open(loc, out, |order_id, quantity| Event::Cancelled {
                 order_id,
                 quantity,
@@ -1062,7 +1062,7 @@ impl Engine {
         out.push(Event::Accepted);
         let ids = self.collect_open(scope, |_, tif| tif == TimeInForce::Day);
         for &id in &ids {
-            let loc = self.index[&id];
+            let loc = self.index.slot(&id);
             self.remove_open(loc, out, |order_id, quantity| Event::Expired { order_id, quantity });
         }
         self.scratch_ids = ids;
@@ -1129,7 +1129,7 @@ impl Engine {
         out.push(Event::Accepted);
         let ids = self.collect_open(Some(b), |_, _| true);
         for &id in &ids {
-            let loc = self.index[&id];
+            let loc = self.index.slot(&id);
             self.remove_open(loc, out, |order_id, quantity| Event::Cancelled {
                 order_id,
                 quantity,

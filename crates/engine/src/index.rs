@@ -1,27 +1,62 @@
 //! The order index: open order id → slot.
 //!
-//! Open addressing with linear probing and backward-shift deletion, so a deletion
-//! leaves no tombstone and the table never stops the engine to rehash in place (the
-//! general-purpose map did, for milliseconds, once a large book had churned). The
-//! bucket is the id's own low bits: order ids come from the sequencer and are dense,
-//! so a lookup almost always hits its first bucket and the entries of recent orders
-//! share cache lines. The table is kept at most half full and only grows, by
-//! doubling; sized up front from `EngineConfig::orders_reserved`, it does not grow
-//! at all in steady state.
+//! Two parts, because an exchange's orders come in two kinds: most are cancelled or
+//! filled soon after they arrive (a market maker's quotes), and some rest for hours.
+//!
+//! - **The window**: the newest ids, a fixed number of consecutive ids ending at
+//!   the highest id indexed, each in its own cell of a direct-mapped array (cell =
+//!   id mod the window's length). Order ids come from the sequencer and are dense,
+//!   so placing, finding and removing a recent order is one array access, with no
+//!   probing, and recent orders share cache lines.
+//! - **The far table**, for ids older than the window: an order still resting when
+//!   the window moves past its id moves there, once. Open addressing with linear
+//!   probing and backward-shift deletion, so a deletion leaves no tombstone and the
+//!   table never stops the engine to rehash in place (the general-purpose map did,
+//!   for milliseconds, once a large book had churned). The bucket is the top bits
+//!   of the id times 2^64/φ (Fibonacci hashing), so the old orders, whatever their
+//!   ids, spread evenly over the table.
+//!
+//! This replaced one open-addressing table whose bucket was the id's own low bits.
+//! That was fast for a book that only grows, and pathological for a real one: once
+//! the ids issued outran the table, the orders still resting from an earlier lap of
+//! the id space sat in the buckets the newest orders map to, the newest filled that
+//! stretch completely, and the overflow piled up into one run of occupied buckets
+//! that moved along with them. Each removal shifted back through the whole run: with
+//! one order in ten resting for long and the rest cancelled soon, ~370-bucket runs
+//! (~5 with Fibonacci hashing), and the engine thread spent more than half its time
+//! in `remove` under `atlas bench feed`'s market maker's flow. Fibonacci hashing
+//! alone cured that but cost the growing Liquibook book two thirds of its
+//! throughput, since its dense ids no longer shared cache lines; the window keeps
+//! that locality.
+//!
+//! Both parts are sized up front from `EngineConfig::orders_reserved` (the window
+//! spans twice that many ids); the far table is kept at most half full and grows
+//! only by doubling, so in steady state nothing grows.
 
 use atlas_types::OrderId;
 
-/// Marks an empty bucket. Order ids start at 1 (the engine rejects id 0).
+/// Marks an empty bucket of the far table. Order ids start at 1 (the engine
+/// rejects id 0).
 const EMPTY: u64 = 0;
-/// The smallest table, in buckets.
+/// The smallest far table, in buckets.
 const BUCKETS_MIN: usize = 64;
+/// The shortest window, in ids.
+const WINDOW_MIN: usize = 1_024;
+/// 2^64 / φ, odd: multiplying by it spreads any run of ids evenly over the table.
+const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// Order id → slot (`u32`, opaque to the index).
+/// Order id → slot (`u32`, opaque to the index; `u32::MAX` cannot be stored).
 #[derive(Clone, Debug)]
 pub(crate) struct OrderIndex {
-    keys: Vec<u64>,
-    values: Vec<u32>,
-    len: usize,
+    /// Slot + 1 of each id in `base..base + window.len()`, in cell
+    /// `id & (window.len() - 1)`; 0 where that id is not indexed.
+    window: Vec<u32>,
+    /// The oldest id the window covers.
+    base: u64,
+    /// Ids indexed in the window.
+    in_window: usize,
+    /// Ids below `base`.
+    far: Far,
 }
 
 impl Default for OrderIndex {
@@ -31,10 +66,126 @@ impl Default for OrderIndex {
 }
 
 impl OrderIndex {
-    /// An index that holds `n` entries without growing.
+    /// An index that holds `n` entries without growing, whichever of them rest.
     pub fn with_capacity(n: usize) -> OrderIndex {
+        let window = n.saturating_mul(2).next_power_of_two().max(WINDOW_MIN);
+        OrderIndex { window: vec![0; window], base: 0, in_window: 0, far: Far::with_capacity(n) }
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.window.len() - 1
+    }
+
+    /// The window's cell for `id`, if the window covers it.
+    #[inline]
+    fn cell(&self, id: u64) -> Option<usize> {
+        (id >= self.base && id - self.base < self.window.len() as u64).then(|| id as usize & self.mask())
+    }
+
+    /// Entries held.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.in_window + self.far.len
+    }
+
+    /// The slot of `id`.
+    #[inline]
+    pub fn get(&self, id: &OrderId) -> Option<u32> {
+        debug_assert_ne!(id.0, EMPTY);
+        if id.0 < self.base {
+            return self.far.get(id.0);
+        }
+        let stored = self.window[self.cell(id.0)?];
+        stored.checked_sub(1)
+    }
+
+    /// The slot of an id known to be indexed (panics otherwise, like a map).
+    #[inline]
+    pub fn slot(&self, id: &OrderId) -> u32 {
+        match self.get(id) {
+            Some(v) => v,
+            None => panic!("order {id} is not in the index"),
+        }
+    }
+
+    /// Sets the slot of `id` (which must not be 0), returning the previous one.
+    #[inline]
+    pub fn insert(&mut self, id: OrderId, value: u32) -> Option<u32> {
+        assert_ne!(id.0, EMPTY, "order id 0 cannot be indexed");
+        assert_ne!(value, u32::MAX, "slot u32::MAX cannot be indexed");
+        if id.0 < self.base {
+            return self.far.insert(id.0, value);
+        }
+        let cell = match self.cell(id.0) {
+            Some(c) => c,
+            None => {
+                self.slide(id.0);
+                id.0 as usize & self.mask()
+            }
+        };
+        let previous = std::mem::replace(&mut self.window[cell], value + 1);
+        if previous == 0 {
+            self.in_window += 1;
+        }
+        previous.checked_sub(1)
+    }
+
+    /// Removes `id`, returning its slot.
+    #[inline]
+    pub fn remove(&mut self, id: &OrderId) -> Option<u32> {
+        if id.0 < self.base {
+            return self.far.remove(id.0);
+        }
+        let cell = self.cell(id.0)?;
+        let previous = std::mem::replace(&mut self.window[cell], 0);
+        if previous != 0 {
+            self.in_window -= 1;
+        }
+        previous.checked_sub(1)
+    }
+
+    /// Moves the window on so that it ends at `newest`; the ids it leaves behind
+    /// that are still indexed move to the far table. With dense ids the window
+    /// moves one id per order, so this looks at one cell per order.
+    fn slide(&mut self, newest: u64) {
+        let len = self.window.len() as u64;
+        let base = newest - (len - 1);
+        let leaving = (base - self.base).min(len);
+        let mask = self.mask();
+        let mut id = self.base;
+        while id < self.base + leaving && self.in_window > 0 {
+            let cell = id as usize & mask;
+            let stored = std::mem::replace(&mut self.window[cell], 0);
+            if stored != 0 {
+                self.in_window -= 1;
+                self.far.insert(id, stored - 1);
+            }
+            id += 1;
+        }
+        self.base = base;
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.window.capacity() * 4 + self.far.heap_bytes()
+    }
+}
+
+/// The far table: id → slot, open addressing (see the module's comment).
+#[derive(Clone, Debug)]
+struct Far {
+    keys: Vec<u64>,
+    values: Vec<u32>,
+    len: usize,
+    /// 64 − log2(buckets): the bucket is the top bits of the id × `FIBONACCI`.
+    shift: u32,
+}
+
+impl Far {
+    fn with_capacity(n: usize) -> Far {
         let buckets = (n.saturating_mul(2)).next_power_of_two().max(BUCKETS_MIN);
-        OrderIndex { keys: vec![EMPTY; buckets], values: vec![0; buckets], len: 0 }
+        Far { keys: vec![EMPTY; buckets], values: vec![0; buckets], len: 0, shift: shift_for(buckets) }
     }
 
     #[inline]
@@ -42,17 +193,17 @@ impl OrderIndex {
         self.keys.len() - 1
     }
 
-    /// Entries held.
+    /// The bucket where `id`'s probe run starts.
     #[inline]
-    pub fn len(&self) -> usize {
-        self.len
+    fn home(&self, id: u64) -> usize {
+        (id.wrapping_mul(FIBONACCI) >> self.shift) as usize
     }
 
     /// The bucket holding `id`, if any.
     #[inline]
     fn find(&self, id: u64) -> Option<usize> {
         let mask = self.mask();
-        let mut i = id as usize & mask;
+        let mut i = self.home(id);
         loop {
             let k = self.keys[i];
             if k == id {
@@ -65,29 +216,24 @@ impl OrderIndex {
         }
     }
 
-    /// The slot of `id`.
     #[inline]
-    pub fn get(&self, id: &OrderId) -> Option<&u32> {
-        debug_assert_ne!(id.0, EMPTY);
-        self.find(id.0).map(|i| &self.values[i])
+    fn get(&self, id: u64) -> Option<u32> {
+        self.find(id).map(|i| self.values[i])
     }
 
-    /// Sets the slot of `id` (which must not be 0), returning the previous one.
-    #[inline]
-    pub fn insert(&mut self, id: OrderId, value: u32) -> Option<u32> {
-        assert_ne!(id.0, EMPTY, "order id 0 cannot be indexed");
+    fn insert(&mut self, id: u64, value: u32) -> Option<u32> {
         if (self.len + 1) * 2 > self.keys.len() {
             self.grow();
         }
         let mask = self.mask();
-        let mut i = id.0 as usize & mask;
+        let mut i = self.home(id);
         loop {
             let k = self.keys[i];
-            if k == id.0 {
+            if k == id {
                 return Some(std::mem::replace(&mut self.values[i], value));
             }
             if k == EMPTY {
-                self.keys[i] = id.0;
+                self.keys[i] = id;
                 self.values[i] = value;
                 self.len += 1;
                 return None;
@@ -98,9 +244,8 @@ impl OrderIndex {
 
     /// Removes `id`, returning its slot. Later entries of the probe run shift back
     /// into the gap, so no tombstone is left.
-    #[inline]
-    pub fn remove(&mut self, id: &OrderId) -> Option<u32> {
-        let mut hole = self.find(id.0)?;
+    fn remove(&mut self, id: u64) -> Option<u32> {
+        let mut hole = self.find(id)?;
         let value = self.values[hole];
         let mask = self.mask();
         let mut j = hole;
@@ -112,7 +257,7 @@ impl OrderIndex {
             }
             // Move k into the hole unless its home bucket lies cyclically in
             // (hole, j]: then it is already as close to home as it can be.
-            let home = k as usize & mask;
+            let home = self.home(k);
             let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
             if !stays {
                 self.keys[hole] = k;
@@ -131,30 +276,24 @@ impl OrderIndex {
         let buckets = (old_keys.len() * 2).max(BUCKETS_MIN);
         self.keys = vec![EMPTY; buckets];
         self.values = vec![0; buckets];
+        self.shift = shift_for(buckets);
         self.len = 0;
         for (k, v) in old_keys.into_iter().zip(old_values) {
             if k != EMPTY {
-                self.insert(OrderId(k), v);
+                self.insert(k, v);
             }
         }
     }
 
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
+    fn heap_bytes(&self) -> usize {
         self.keys.capacity() * 8 + self.values.capacity() * 4
     }
 }
 
-impl std::ops::Index<&OrderId> for OrderIndex {
-    type Output = u32;
-
-    /// The slot of an id known to be present (panics otherwise, like a map).
-    fn index(&self, id: &OrderId) -> &u32 {
-        match self.get(id) {
-            Some(v) => v,
-            None => panic!("order {id} is not in the index"),
-        }
-    }
+/// The shift that keeps the top log2(`buckets`) bits of a 64-bit product.
+fn shift_for(buckets: usize) -> u32 {
+    debug_assert!(buckets.is_power_of_two() && buckets >= BUCKETS_MIN);
+    64 - buckets.trailing_zeros()
 }
 
 #[cfg(test)]
@@ -201,7 +340,7 @@ mod tests {
                 assert_eq!(index.len(), model.len());
                 if step % 101 == 0 {
                     for (&k, &v) in &model {
-                        assert_eq!(index.get(&OrderId(k)), Some(&v), "pattern {pattern}");
+                        assert_eq!(index.get(&OrderId(k)), Some(v), "pattern {pattern}");
                     }
                     assert_eq!(index.get(&OrderId(next * 1_000_003)), None);
                 }
@@ -209,12 +348,98 @@ mod tests {
         }
     }
 
+    /// The length of the run of occupied far-table buckets that holds `id`:
+    /// removing it shifts entries back through the rest of that run.
+    fn run_around(far: &Far, id: u64) -> usize {
+        let mask = far.mask();
+        let Some(at) = far.find(id) else { return 0 };
+        let mut run = 1;
+        while run <= mask && far.keys[at.wrapping_sub(run) & mask] != EMPTY {
+            run += 1;
+        }
+        let mut after = 1;
+        while run <= mask && far.keys[(at + after) & mask] != EMPTY {
+            run += 1;
+            after += 1;
+        }
+        run
+    }
+
+    /// A market maker's book: half the orders are cancelled soon after they
+    /// are placed, four in ten a while later, one in ten rests for good, and
+    /// the ids run over the index's size many times. The short-lived orders
+    /// never leave the window; the others move to the far table, where the runs
+    /// of occupied buckets a removal walks stay short (with the id's low bits
+    /// as the bucket, the orders still resting from earlier laps of the id space
+    /// and the dense newer ones piled up into runs of hundreds of buckets, and
+    /// removals slowed the engine several-fold).
+    #[test]
+    fn orders_resting_for_long_move_to_the_far_table_and_keep_its_runs_short() {
+        let mut index = OrderIndex::with_capacity(1_024);
+        let window = index.window.len() as u64;
+        let (mut soon, mut later) = (std::collections::VecDeque::new(), std::collections::VecDeque::new());
+        for id in 1..=300_000u64 {
+            assert_eq!(index.insert(OrderId(id), id as u32), None);
+            match id % 10 {
+                0 => {}
+                1..=4 => later.push_back(id),
+                _ => soon.push_back(id),
+            }
+            for (queue, lives) in [(&mut soon, 100), (&mut later, 2_000)] {
+                if queue.len() > lives {
+                    let old = queue.pop_front().unwrap_or_default();
+                    assert_eq!(index.remove(&OrderId(old)), Some(old as u32));
+                }
+            }
+        }
+        assert_eq!(index.len(), 30_000 + 100 + 2_000);
+        // Orders cancelled within the window's span never moved.
+        assert!(soon.iter().all(|&id| index.cell(id).is_some()));
+        assert_eq!(index.in_window as u64, window / 10 + 100 + (window * 4 / 10).min(2_000));
+        // What the next removals from the far table walk.
+        let runs: Vec<usize> =
+            later.iter().map(|&id| run_around(&index.far, id)).filter(|&r| r > 0).collect();
+        assert!(!runs.is_empty());
+        let mean = runs.iter().sum::<usize>() as f64 / runs.len() as f64;
+        assert!(mean < 5.0, "far runs of {mean:.1} buckets on average");
+        for id in [10, 150_000, 299_990, 299_999] {
+            assert_eq!(index.get(&OrderId(id)), Some(id as u32));
+        }
+        assert_eq!(index.get(&OrderId(299_008)), None);
+        for k in 1..=30_000 {
+            assert_eq!(index.remove(&OrderId(k * 10)), Some(k as u32 * 10));
+        }
+    }
+
+    /// An id far ahead of the window moves the whole window on; an id below it
+    /// goes straight to the far table; either can be replaced and removed.
+    #[test]
+    fn ids_behind_and_far_ahead_of_the_window() {
+        let mut index = OrderIndex::with_capacity(0);
+        for id in 1..=100 {
+            index.insert(OrderId(id), id as u32);
+        }
+        let ahead = 1u64 << 40;
+        assert_eq!(index.insert(OrderId(ahead), 7), None);
+        assert_eq!((index.in_window, index.far.len), (1, 100));
+        assert_eq!(index.insert(OrderId(ahead - 5_000), 8), None);
+        assert_eq!(index.far.len, 101);
+        assert_eq!(index.insert(OrderId(50), 9), Some(50));
+        assert_eq!(index.get(&OrderId(50)), Some(9));
+        assert_eq!(index.get(&OrderId(ahead + 1)), None);
+        assert_eq!(index.remove(&OrderId(ahead + 1)), None);
+        assert_eq!(index.remove(&OrderId(ahead)), Some(7));
+        assert_eq!(index.remove(&OrderId(ahead - 5_000)), Some(8));
+        assert_eq!(index.len(), 100);
+        assert_eq!(index.slot(&OrderId(100)), 100);
+    }
+
     #[test]
     fn reinsert_replaces_and_remove_of_missing_is_none() {
         let mut index = OrderIndex::default();
         assert_eq!(index.insert(OrderId(5), 1), None);
         assert_eq!(index.insert(OrderId(5), 2), Some(1));
-        assert_eq!(index[&OrderId(5)], 2);
+        assert_eq!(index.slot(&OrderId(5)), 2);
         assert_eq!(index.remove(&OrderId(6)), None);
         assert_eq!(index.remove(&OrderId(5)), Some(2));
         assert_eq!(index.len(), 0);

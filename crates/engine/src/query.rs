@@ -177,7 +177,7 @@ impl Engine {
 
     /// One open order.
     pub fn order(&self, id: OrderId) -> Option<OrderView> {
-        let loc = *self.index.get(&id)?;
+        let loc = self.index.get(&id)?;
         Some(if loc & STOP_BIT != 0 {
             OrderView::Stop(self.stop_view(loc & !STOP_BIT))
         } else {
@@ -274,7 +274,7 @@ impl Engine {
                         if o.price != level.price || o.open.0 <= 0 || !o.accounts() || o.is_market() {
                             return Err(format!("order {} state is inconsistent", o.id));
                         }
-                        if self.index.get(&o.id) != Some(&m) {
+                        if self.index.get(&o.id) != Some(m) {
                             return Err(format!("order {} missing from the index", o.id));
                         }
                         if o.id.0 > self.last_order_id {
@@ -308,7 +308,7 @@ impl Engine {
                     if st.id.0 > self.last_order_id || st.arrival > self.last_seq {
                         return Err(format!("stop {} is from the future", st.id));
                     }
-                    if self.index.get(&st.id) != Some(&(s | STOP_BIT)) {
+                    if self.index.get(&st.id) != Some(s | STOP_BIT) {
                         return Err(format!("stop {} missing from the index", st.id));
                     }
                     stops += 1;
