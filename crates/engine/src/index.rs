@@ -30,7 +30,7 @@
 //! that locality.
 //!
 //! Both parts are sized up front from `EngineConfig::orders_reserved` (the window
-//! spans twice that many ids); the far table is kept at most half full and grows
+//! spans twice that many ids, and at least 65,536); the far table is kept at most half full and grows
 //! only by doubling, so in steady state nothing grows.
 
 use atlas_types::OrderId;
@@ -40,8 +40,10 @@ use atlas_types::OrderId;
 const EMPTY: u64 = 0;
 /// The smallest far table, in buckets.
 const BUCKETS_MIN: usize = 64;
-/// The shortest window, in ids.
-const WINDOW_MIN: usize = 1_024;
+/// The shortest window, in ids: 256 KiB, a few seconds of orders at tens of
+/// thousands a second, so that quotes cancelled within seconds never move to
+/// the far table even when little is reserved (as by `atlas up`).
+const WINDOW_MIN: usize = 65_536;
 /// 2^64 / φ, odd: multiplying by it spreads any run of ids evenly over the table.
 const FIBONACCI: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -376,38 +378,47 @@ mod tests {
     #[test]
     fn orders_resting_for_long_move_to_the_far_table_and_keep_its_runs_short() {
         let mut index = OrderIndex::with_capacity(1_024);
-        let window = index.window.len() as u64;
+        let window = index.window.len();
         let (mut soon, mut later) = (std::collections::VecDeque::new(), std::collections::VecDeque::new());
-        for id in 1..=300_000u64 {
+        let last = 6 * window as u64;
+        for id in 1..=last {
             assert_eq!(index.insert(OrderId(id), id as u32), None);
             match id % 10 {
                 0 => {}
                 1..=4 => later.push_back(id),
                 _ => soon.push_back(id),
             }
-            for (queue, lives) in [(&mut soon, 100), (&mut later, 2_000)] {
+            // Cancelled 100 orders later, or a window's worth of orders later
+            // (two and a half windows' span of ids).
+            for (queue, lives) in [(&mut soon, 100), (&mut later, window)] {
                 if queue.len() > lives {
                     let old = queue.pop_front().unwrap_or_default();
                     assert_eq!(index.remove(&OrderId(old)), Some(old as u32));
                 }
             }
         }
-        assert_eq!(index.len(), 30_000 + 100 + 2_000);
-        // Orders cancelled within the window's span never moved.
+        let resting: Vec<u64> = (1..=last / 10).map(|k| k * 10).collect();
+        assert_eq!(index.len(), resting.len() + soon.len() + later.len());
+        // The short-lived never left the window; the rest did once the window
+        // passed them.
         assert!(soon.iter().all(|&id| index.cell(id).is_some()));
-        assert_eq!(index.in_window as u64, window / 10 + 100 + (window * 4 / 10).min(2_000));
+        let live = resting.iter().chain(&soon).chain(&later);
+        assert_eq!(index.far.len, live.clone().filter(|&&id| index.cell(id).is_none()).count());
+        for &id in live {
+            assert_eq!(index.get(&OrderId(id)), Some(id as u32));
+        }
         // What the next removals from the far table walk.
         let runs: Vec<usize> =
             later.iter().map(|&id| run_around(&index.far, id)).filter(|&r| r > 0).collect();
-        assert!(!runs.is_empty());
+        assert!(runs.len() > window / 10, "{} of the later-cancelled orders moved", runs.len());
         let mean = runs.iter().sum::<usize>() as f64 / runs.len() as f64;
-        assert!(mean < 5.0, "far runs of {mean:.1} buckets on average");
-        for id in [10, 150_000, 299_990, 299_999] {
-            assert_eq!(index.get(&OrderId(id)), Some(id as u32));
+        assert!(mean < 3.0, "far runs of {mean:.1} buckets on average");
+        // Cancelled soon: long ago (behind the window), and lately (in it).
+        for gone in [15, (last - 1_000) / 10 * 10 + 5] {
+            assert_eq!(index.get(&OrderId(gone)), None);
         }
-        assert_eq!(index.get(&OrderId(299_008)), None);
-        for k in 1..=30_000 {
-            assert_eq!(index.remove(&OrderId(k * 10)), Some(k as u32 * 10));
+        for id in resting {
+            assert_eq!(index.remove(&OrderId(id)), Some(id as u32));
         }
     }
 
@@ -420,16 +431,17 @@ mod tests {
             index.insert(OrderId(id), id as u32);
         }
         let ahead = 1u64 << 40;
+        let behind = ahead - 2 * index.window.len() as u64;
         assert_eq!(index.insert(OrderId(ahead), 7), None);
         assert_eq!((index.in_window, index.far.len), (1, 100));
-        assert_eq!(index.insert(OrderId(ahead - 5_000), 8), None);
+        assert_eq!(index.insert(OrderId(behind), 8), None);
         assert_eq!(index.far.len, 101);
         assert_eq!(index.insert(OrderId(50), 9), Some(50));
         assert_eq!(index.get(&OrderId(50)), Some(9));
         assert_eq!(index.get(&OrderId(ahead + 1)), None);
         assert_eq!(index.remove(&OrderId(ahead + 1)), None);
         assert_eq!(index.remove(&OrderId(ahead)), Some(7));
-        assert_eq!(index.remove(&OrderId(ahead - 5_000)), Some(8));
+        assert_eq!(index.remove(&OrderId(behind)), Some(8));
         assert_eq!(index.len(), 100);
         assert_eq!(index.slot(&OrderId(100)), 100);
     }
