@@ -52,19 +52,15 @@ pub const CONNECTION_QUEUE: usize = OUTBOX_FLUSH_AT * CONNECTION_BATCHES;
 /// one wake-up and one write per connection per flush instead of per message.
 const FLUSH_EVERY_MIN: Duration = Duration::from_millis(5);
 /// ... and at least this often, however many connections there are.
-const FLUSH_EVERY_MAX: Duration = Duration::from_millis(40);
+const FLUSH_EVERY_MAX: Duration = Duration::from_millis(20);
 /// The flush interval grows by this much per connection between the two.
 /// Each flush costs every busy connection a wake-up, a TLS record and a
 /// write system call (~10 µs in all): with 1,000 subscribers on two cores,
 /// flushing every 5 ms took more CPU than the machine had, and the queues
-/// (so the lag) grew to half a second. With 1,000 subscribers and 20k
-/// orders/s (`atlas bench feed`, exchange and client on the same two cores),
-/// flushing every 40 ms instead of every 20 cut the exchange's CPU per order
-/// by ~7% and the client's by ~10%, and the p99 publish lag from 191–203 ms
-/// to 90–158 ms, as the machine was less saturated. A message that finds no
-/// flush due goes out at once, so the interval only delays messages while
-/// they keep coming.
-const FLUSH_PER_CONNECTION: Duration = Duration::from_micros(40);
+/// (so the lag) grew to half a second; flushed every 20 ms, the same load
+/// shows a p99 publish lag of 38 ms when orders arrive in 1 ms bursts and
+/// 50–90 ms when each is sent on its own (`atlas bench feed`).
+const FLUSH_PER_CONNECTION: Duration = Duration::from_micros(20);
 
 /// How long the hub lets messages gather before a flush, for `connections`.
 fn flush_interval(connections: usize) -> Duration {
