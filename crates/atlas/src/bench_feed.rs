@@ -58,6 +58,14 @@ pub struct FeedArgs {
     /// still timed from its own due time) instead of each order when due.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     burst_us: u64,
+    /// The subscribers that only take the bytes read what has arrived this
+    /// often (0: as soon as anything arrives). Each still takes every byte, in
+    /// fewer, larger reads, as a subscriber on another machine would find them
+    /// gathered in its socket buffer; it is their wake-ups on this one that
+    /// take CPU from the exchange. At most 1,000 ms: the server cuts off a
+    /// subscriber whose socket stops taking its writes.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+    drain_every_ms: u64,
 }
 
 fn rss_mib() -> f64 {
@@ -236,9 +244,15 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "atlas bench feed: {} WebSocket subscribers (level2 + matches), orders over FIX open loop at {}/s ({}) for {} s \
-         (one in {} crosses), SQLite",
+        "atlas bench feed: {} WebSocket subscribers (level2 + matches; {} measure, the others read {}), orders over FIX \
+         open loop at {}/s ({}) for {} s (one in {} crosses), SQLite",
         args.subscribers,
+        args.measured.min(args.subscribers),
+        if args.drain_every_ms == 0 {
+            "as soon as anything arrives".to_owned()
+        } else {
+            format!("every {} ms", args.drain_every_ms)
+        },
         args.rate,
         if args.burst_us == 0 {
             "each sent when due".to_owned()
@@ -282,7 +296,10 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
             let (tls, addr, totals, stop, ready) =
                 (tls.clone(), running.external_addr, totals.clone(), stop.clone(), ready_tx.clone());
             let measures = i % every == 0 && i / every < measured;
-            tasks.push(tokio::spawn(async move { subscriber(tls, addr, totals, stop, ready, measures).await }));
+            let drain_every = Duration::from_millis(args.drain_every_ms);
+            tasks.push(tokio::spawn(async move {
+                subscriber(tls, addr, totals, stop, ready, measures, drain_every).await
+            }));
         }
         drop(ready_tx);
         let mut ready = 0;
@@ -381,6 +398,7 @@ async fn subscriber(
     stop: Arc<std::sync::atomic::AtomicBool>,
     ready: tokio::sync::mpsc::Sender<()>,
     measures: bool,
+    drain_every: Duration,
 ) -> anyhow::Result<()> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
@@ -437,7 +455,7 @@ async fn subscriber(
                     announced = true;
                     let _ = ready.send(()).await;
                     if !measures {
-                        return drain(ws.get_mut(), &totals, &stop, &mut check).await;
+                        return drain(ws.get_mut(), &totals, &stop, &mut check, drain_every).await;
                     }
                 }
                 continue;
@@ -494,6 +512,7 @@ async fn drain<S: tokio::io::AsyncRead + Unpin>(
     totals: &Totals,
     stop: &std::sync::atomic::AtomicBool,
     check: &mut tokio::time::Interval,
+    every: Duration,
 ) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
     let mut buf = vec![0u8; 64 * 1024];
@@ -515,6 +534,10 @@ async fn drain<S: tokio::io::AsyncRead + Unpin>(
                 totals.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 last.clear();
                 last.extend_from_slice(&buf[n.saturating_sub(512)..n]);
+                // A full buffer means more is waiting: read on at once.
+                if n < buf.len() && !every.is_zero() {
+                    tokio::time::sleep(every).await;
+                }
             }
         }
     }
