@@ -651,3 +651,68 @@ fn prices_far_apart_still_match_in_price_order() {
     assert_eq!(trades(&ev), vec![(6, 7, 2_000_001, 3)]);
     assert_eq!(h.depth(P1), (vec![(2_000_001, 1, 1), (1, 5, 1)], vec![]));
 }
+
+/// A day's book: most orders are cancelled soon after they arrive, one in ten
+/// rests for the rest of the run. The ids run far past the order index's
+/// window of recent ids, so the resting ones move to its far table; they must
+/// still be found, cancelled and filled, and survive a snapshot round trip
+/// (whose restore indexes them in book order, not id order).
+#[test]
+fn orders_resting_far_behind_the_newest_stay_found_cancelled_filled_and_restored() {
+    let mut h = Harness::new();
+    let run = |h: &mut Harness, kind: CommandKind| {
+        // Harness::run checks every invariant after every command, which
+        // walks the whole book: too slow for 200,000 commands.
+        h.seq += 1;
+        let mut out = Vec::new();
+        h.engine.apply(&Command { seq: Seq(h.seq), time: Timestamp(h.seq as i64), kind }, &mut out);
+        out
+    };
+    let last = 200_000u64;
+    let mut soon = std::collections::VecDeque::new();
+    for id in 1..=last {
+        if id % 10 == 0 {
+            // Resting bids at 1,000 to 1,099, well below the churn's offers.
+            let ev = run(&mut h, CommandKind::NewOrder(lim(id, 1, Buy, 1, 1_000 + (id as i64 / 10) % 100)));
+            assert_eq!(ev.first(), Some(&Event::Accepted));
+        } else {
+            run(&mut h, CommandKind::NewOrder(lim(id, 2, Sell, 1, 5_000)));
+            soon.push_back(id);
+            if soon.len() > 100 {
+                let old = soon.pop_front().unwrap();
+                let ev = run(
+                    &mut h,
+                    CommandKind::Cancel { order_id: OrderId(old), participant: Some(ParticipantId(2)) },
+                );
+                assert!(matches!(ev[1], Event::Cancelled { .. }), "order {old}: {ev:?}");
+            }
+        }
+    }
+    h.engine.check_invariants().unwrap();
+    assert_eq!(h.engine.open_orders(), (last / 10) as usize + soon.len());
+    // The oldest resting orders: found, and cancelled.
+    for id in [10, 20, 30] {
+        assert!(h.engine.order(OrderId(id)).is_some(), "order {id}");
+    }
+    let ev = h.cancel(20, 1);
+    assert!(matches!(ev[1], Event::Cancelled { order_id: OrderId(20), .. }));
+    assert!(h.engine.order(OrderId(20)).is_none());
+    // A sell that sweeps the best bid level (1,099) fills its orders in time
+    // order, the oldest first: ids 990, 1990, 2990, ...
+    let ev = h.order(lim(last + 1, 3, Sell, 3, 1_099));
+    assert_eq!(
+        trades(&ev),
+        vec![(990, last + 1, 1_099, 1), (1_990, last + 1, 1_099, 1), (2_990, last + 1, 1_099, 1)]
+    );
+    assert!(h.engine.order(OrderId(990)).is_none());
+    assert!(h.engine.order(OrderId(3_990)).is_some());
+    // Restored from a snapshot, the same state, and the same orders found.
+    let restored = Engine::restore(&h.engine.snapshot(), h.engine.config()).unwrap();
+    restored.check_invariants().unwrap();
+    assert_eq!(restored.state_hash(), h.engine.state_hash());
+    for id in [10, 30, 3_990, last - 10, *soon.back().unwrap()] {
+        assert_eq!(restored.order(OrderId(id)), h.engine.order(OrderId(id)), "order {id}");
+        assert!(restored.order(OrderId(id)).is_some(), "order {id}");
+    }
+    assert!(restored.order(OrderId(20)).is_none());
+}
