@@ -65,7 +65,7 @@ pub struct JournalArgs {
 /// Options of `atlas bench engine`.
 #[derive(Args, Debug)]
 pub struct EngineArgs {
-    /// Workloads to run: exchange-core, liquibook, new-cancel (repeatable; all by default).
+    /// Workloads to run: exchange-core, liquibook, new-cancel, market-maker (repeatable; all by default).
     #[arg(long = "workload", value_name = "NAME")]
     workloads: Vec<String>,
     /// Measured commands per workload.

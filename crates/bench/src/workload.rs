@@ -11,6 +11,7 @@ use atlas_engine::{
 };
 use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp};
 use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 
 use crate::rng::Rng;
 
@@ -69,11 +70,18 @@ pub enum Kind {
     /// 60% new limit orders, 40% cancels of live orders, in a book held near
     /// 10,000 orders.
     NewCancel,
+    /// A market maker's flow: nine new orders in ten are quotes near the
+    /// touch, each cancelled 200 quotes later unless filled (1% cross the
+    /// spread); one in ten rests deep in the book until 20,000 newer ones do.
+    /// Half the commands are cancels, and the resting orders outlive a
+    /// couple of hundred thousand newer ids: the flow that made the order
+    /// index's old low-bits buckets pile up into long runs.
+    MarketMaker,
 }
 
 impl Kind {
     /// All workloads, in report order.
-    pub const ALL: [Kind; 3] = [Kind::ExchangeCore, Kind::Liquibook, Kind::NewCancel];
+    pub const ALL: [Kind; 4] = [Kind::ExchangeCore, Kind::Liquibook, Kind::NewCancel, Kind::MarketMaker];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -81,6 +89,7 @@ impl Kind {
             Kind::ExchangeCore => "exchange-core",
             Kind::Liquibook => "liquibook",
             Kind::NewCancel => "new-cancel",
+            Kind::MarketMaker => "market-maker",
         }
     }
 
@@ -95,6 +104,7 @@ impl Kind {
             Kind::ExchangeCore => exchange_core(seed, n),
             Kind::Liquibook => liquibook(seed, n),
             Kind::NewCancel => new_cancel(seed, n),
+            Kind::MarketMaker => market_maker(seed, n),
         }
     }
 }
@@ -383,6 +393,63 @@ fn new_cancel(seed: u64, n: usize) -> Workload {
     sim.finish(Kind::NewCancel.name(), setup_len)
 }
 
+/// Quotes near the touch in the market maker's flow, at most: the oldest
+/// beyond it is cancelled.
+const MM_QUOTES: usize = 200;
+/// Orders resting deep in the market maker's book, at most (likewise).
+const MM_RESTING: usize = 20_000;
+
+fn market_maker(seed: u64, n: usize) -> Workload {
+    let mut sim = Sim::new(seed, (MM_RESTING + MM_QUOTES) * 2);
+    let (mut quotes, mut resting) = (VecDeque::new(), VecDeque::new());
+    while resting.len() < MM_RESTING {
+        resting.push_back(sim.deep());
+    }
+    let setup_len = sim.start_measuring();
+    for _ in 0..n {
+        // The oldest quote or resting order beyond its count goes, unless a
+        // trade took it already.
+        let mut victim = None;
+        for (queue, max) in [(&mut quotes, MM_QUOTES), (&mut resting, MM_RESTING)] {
+            while victim.is_none() && queue.len() > max {
+                victim = queue.pop_front().filter(|id| sim.live_pos.contains_key(id));
+            }
+        }
+        if let Some(id) = victim {
+            sim.stats.mix[2] += 1;
+            sim.apply(CommandKind::Cancel { order_id: id, participant: None });
+        } else if sim.rng.below(10) == 0 {
+            resting.push_back(sim.deep());
+        } else {
+            sim.stats.mix[0] += 1;
+            quotes.push_back(OrderId(sim.next_id));
+            let side = sim.side();
+            let price = sim.price_for(side, 20, 100);
+            let qty = sim.rng.range(1, 100);
+            sim.limit(side, price, qty, TimeInForce::Gtc);
+        }
+    }
+    sim.finish(Kind::MarketMaker.name(), setup_len)
+}
+
+impl Sim {
+    /// Places an order 500 to 2,500 ticks from the last trade, on its own
+    /// side of it, where it rests; returns its id.
+    fn deep(&mut self) -> OrderId {
+        let id = OrderId(self.next_id);
+        if self.measuring {
+            self.stats.mix[0] += 1;
+        }
+        let last = self.engine.product(PRODUCT).and_then(|p| p.last_trade).map_or(BASE_PRICE, |p| p.0);
+        let side = self.side();
+        let d = self.rng.range(500, 2_500);
+        let price = if side == Side::Buy { last - d } else { last + d };
+        let qty = self.rng.range(1, 100);
+        self.limit(side, price, qty, TimeInForce::Gtc);
+        id
+    }
+}
+
 /// `n` resting orders that never cross (bids below 100,000, asks above, spread
 /// over 10,000 levels a side): for measuring memory per resting order.
 pub fn resting_book(seed: u64, n: usize) -> Vec<Command> {
@@ -446,5 +513,35 @@ mod tests {
         assert!((4.0..8.0).contains(&pct(s.trading_commands)), "trading {:.1}%", pct(s.trading_commands));
         assert!((800..1_300).contains(&s.resting_end), "resting {}", s.resting_end);
         assert!((600..900).contains(&s.levels_end), "levels {}", s.levels_end);
+    }
+
+    /// The market maker's stream: half cancels, the deep orders outliving
+    /// the order index's window of recent ids, the book held near its size.
+    #[test]
+    fn market_maker_flow_cancels_half_and_keeps_deep_orders_for_long() {
+        let w = Kind::MarketMaker.generate(1, 400_000);
+        let s = &w.stats;
+        let n = w.commands.len() as f64;
+        let pct = |x: usize| 100.0 * x as f64 / n;
+        assert_eq!(w.commands.len(), 400_000);
+        assert!((45.0..50.0).contains(&pct(s.mix[2])), "cancel {:.1}%", pct(s.mix[2]));
+        assert!((0.1..2.0).contains(&pct(s.trading_commands)), "trading {:.1}%", pct(s.trading_commands));
+        assert!(
+            (MM_RESTING..MM_RESTING + MM_QUOTES + 1).contains(&s.resting_end),
+            "resting {}",
+            s.resting_end
+        );
+        // Cancels of orders placed more than 100,000 orders before the
+        // newest: the deep ones (quotes go 200 orders later).
+        let mut newest = 0;
+        let mut old = 0;
+        for c in &w.commands {
+            match &c.kind {
+                CommandKind::NewOrder(o) => newest = o.order_id.0,
+                CommandKind::Cancel { order_id, .. } if newest - order_id.0 > 100_000 => old += 1,
+                _ => {}
+            }
+        }
+        assert!(old > 10_000, "{old} cancels of orders over 100,000 old");
     }
 }
