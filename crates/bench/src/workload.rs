@@ -500,12 +500,17 @@ mod tests {
         }
     }
 
+    /// `n` commands of `kind` (seed 1), and what share of them a count is, in %.
+    fn generated(kind: Kind, n: usize) -> (Workload, impl Fn(usize) -> f64) {
+        let w = kind.generate(1, n);
+        let total = w.commands.len() as f64;
+        (w, move |x: usize| 100.0 * x as f64 / total)
+    }
+
     #[test]
     fn exchange_core_mix_has_the_published_shape() {
-        let w = Kind::ExchangeCore.generate(1, 200_000);
+        let (w, pct) = generated(Kind::ExchangeCore, 200_000);
         let s = &w.stats;
-        let n = w.commands.len() as f64;
-        let pct = |x: usize| 100.0 * x as f64 / n;
         assert!((pct(s.mix[0]) - 9.0).abs() < 1.0, "GTC {:.1}%", pct(s.mix[0]));
         assert!((pct(s.mix[1]) - 3.0).abs() < 0.5, "IOC {:.1}%", pct(s.mix[1]));
         assert!((pct(s.mix[2]) - 6.0).abs() < 1.0, "cancel {:.1}%", pct(s.mix[2]));
@@ -519,10 +524,8 @@ mod tests {
     /// the order index's window of recent ids, the book held near its size.
     #[test]
     fn market_maker_flow_cancels_half_and_keeps_deep_orders_for_long() {
-        let w = Kind::MarketMaker.generate(1, 400_000);
+        let (w, pct) = generated(Kind::MarketMaker, 400_000);
         let s = &w.stats;
-        let n = w.commands.len() as f64;
-        let pct = |x: usize| 100.0 * x as f64 / n;
         assert_eq!(w.commands.len(), 400_000);
         assert!((45.0..50.0).contains(&pct(s.mix[2])), "cancel {:.1}%", pct(s.mix[2]));
         assert!((0.1..2.0).contains(&pct(s.trading_commands)), "trading {:.1}%", pct(s.trading_commands));
