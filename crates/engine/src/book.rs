@@ -225,8 +225,11 @@ impl<T> Slab<T> {
             slot
         } else {
             let slot = self.items.len();
-            // Capacity is bounded by the engine's order limit, far below u32::MAX.
-            assert!(slot < (STOP_BIT as usize), "slab slot overflow");
+            // Capacity is bounded by the engine's order limit, far below this:
+            // below STOP_BIT so the index can tell stops apart, and one below
+            // that so no index entry (a stop's is slot | STOP_BIT) is u32::MAX,
+            // which the order index cannot store.
+            assert!(slot < (STOP_BIT - 1) as usize, "slab slot overflow");
             self.items.push(value);
             slot as u32
         }
