@@ -91,10 +91,10 @@ impl OrderIndex {
         self.in_window + self.far.len
     }
 
-    /// The slot of `id`.
+    /// The slot of `id` (never found for id 0, which no order has: commands
+    /// may still name it).
     #[inline]
     pub fn get(&self, id: &OrderId) -> Option<u32> {
-        debug_assert_ne!(id.0, EMPTY);
         if id.0 < self.base {
             return self.far.get(id.0);
         }
@@ -201,18 +201,19 @@ impl Far {
         (id.wrapping_mul(FIBONACCI) >> self.shift) as usize
     }
 
-    /// The bucket holding `id`, if any.
+    /// The bucket holding `id`, if any. Empty is tested first: `id` 0 is
+    /// `EMPTY`, and matching it would hand back an empty bucket's stale slot.
     #[inline]
     fn find(&self, id: u64) -> Option<usize> {
         let mask = self.mask();
         let mut i = self.home(id);
         loop {
             let k = self.keys[i];
-            if k == id {
-                return Some(i);
-            }
             if k == EMPTY {
                 return None;
+            }
+            if k == id {
+                return Some(i);
             }
             i = (i + 1) & mask;
         }
@@ -444,6 +445,25 @@ mod tests {
         assert_eq!(index.remove(&OrderId(behind)), Some(8));
         assert_eq!(index.len(), 100);
         assert_eq!(index.slot(&OrderId(100)), 100);
+    }
+
+    /// Id 0 is no order's, and 0 marks an empty far-table bucket: looking it
+    /// up must not return the stale slot an emptied bucket still holds.
+    #[test]
+    fn id_zero_is_never_found_in_either_part() {
+        let mut index = OrderIndex::with_capacity(0);
+        assert_eq!(index.get(&OrderId(0)), None);
+        let last = 3 * index.window.len() as u64;
+        for id in 1..=last {
+            index.insert(OrderId(id), 7);
+            if id % 2 == 0 {
+                index.remove(&OrderId(id));
+            }
+        }
+        assert!(index.far.len > 0 && index.base > 0);
+        assert_eq!(index.get(&OrderId(0)), None);
+        assert_eq!(index.remove(&OrderId(0)), None);
+        assert_eq!(index.len(), (last / 2) as usize);
     }
 
     #[test]

@@ -716,3 +716,47 @@ fn orders_resting_far_behind_the_newest_stay_found_cancelled_filled_and_restored
     }
     assert!(restored.order(OrderId(20)).is_none());
 }
+
+/// Order id 0 is never an order's (the engine refuses it for new orders), so
+/// cancelling or amending it is refused and changes nothing, also once the
+/// order index's window has moved on and old ids are looked up in its far
+/// table, where 0 marks an empty bucket.
+#[test]
+fn order_id_zero_is_never_found() {
+    let mut h = Harness::new();
+    let run = |h: &mut Harness, kind: CommandKind| {
+        h.seq += 1;
+        let mut out = Vec::new();
+        h.engine.apply(&Command { seq: Seq(h.seq), time: Timestamp(h.seq as i64), kind }, &mut out);
+        out
+    };
+    for passed in [false, true] {
+        let first = h.engine.last_order_id() + 1;
+        let n = if passed { 150_000 } else { 10 };
+        for id in first..first + n {
+            // Every other order rests; the rest are cancelled at once, so
+            // far-table buckets are emptied again.
+            run(&mut h, CommandKind::NewOrder(lim(id, 1, Buy, 1, 1_000 + (id % 7) as i64)));
+            if id % 2 == 0 {
+                run(&mut h, CommandKind::Cancel { order_id: OrderId(id), participant: None });
+            }
+        }
+        let before = h.observable();
+        for participant in [None, Some(ParticipantId(1))] {
+            let ev = run(&mut h, CommandKind::Cancel { order_id: OrderId(0), participant });
+            assert_eq!(rejected(&ev), Some(Reject::OrderNotOpen), "{ev:?}");
+            let amend = Amend {
+                order_id: OrderId(0),
+                participant,
+                quantity: Some(Qty(1)),
+                price: None,
+                stop_price: None,
+            };
+            let ev = run(&mut h, CommandKind::Amend(amend));
+            assert_eq!(rejected(&ev), Some(Reject::OrderNotOpen), "{ev:?}");
+        }
+        assert!(h.engine.order(OrderId(0)).is_none());
+        assert_eq!(h.observable(), before, "window passed: {passed}");
+        h.engine.check_invariants().unwrap();
+    }
+}
