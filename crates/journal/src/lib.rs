@@ -169,30 +169,6 @@ impl Batch {
         Batch { first_seq: entries[0].seq, last_seq: entries[entries.len() - 1].seq, prev_hash, hash, blob }
     }
 
-    /// Appends `next`, the batch that follows this one in the chain, so that
-    /// both are stored as one row (exactly the batch their entries would have
-    /// encoded to together). Refused, changing nothing, if `next` does not
-    /// continue this batch's sequence numbers and chain, or if the two together
-    /// would hold more than [`BATCH_ENTRIES_MAX`] entries.
-    pub fn extend(&mut self, next: &Batch) -> bool {
-        let count = |b: &Batch| b.blob.first_chunk::<4>().map_or(0, |c| u32::from_le_bytes(*c) as usize);
-        let total = count(self) + count(next);
-        if next.first_seq.0 != self.last_seq.0 + 1
-            || next.prev_hash != self.hash
-            || total > BATCH_ENTRIES_MAX
-            || self.blob.len() < 4
-            || next.blob.len() < 4
-        {
-            return false;
-        }
-        // Within BATCH_ENTRIES_MAX, so it fits the u32 count.
-        self.blob[..4].copy_from_slice(&(total as u32).to_le_bytes());
-        self.blob.extend_from_slice(&next.blob[4..]);
-        self.last_seq = next.last_seq;
-        self.hash = next.hash;
-        true
-    }
-
     /// Decodes and verifies the batch: framing, every entry, contiguous sequence
     /// numbers from `first_seq` to `last_seq`, and the hash chain from `prev_hash`
     /// to `hash`.

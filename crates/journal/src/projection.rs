@@ -147,17 +147,6 @@ impl Effects {
         self.position.clear();
     }
 
-    /// Adds the effects of the batch that follows this one: the result is what
-    /// the two batches' entries would have produced as one batch (each order's
-    /// final state once, where it first changed; trades and busts in order).
-    pub fn merge(&mut self, later: &Effects) {
-        for row in &later.orders {
-            self.record(row);
-        }
-        self.trades.extend_from_slice(&later.trades);
-        self.busted.extend_from_slice(&later.busted);
-    }
-
     fn record(&mut self, row: &OrderRow) {
         match self.position.get(&row.id) {
             Some(&i) => self.orders[i] = row.clone(),

@@ -1,9 +1,7 @@
 //! The journal codec round-trips every entry exactly, and batches detect damage.
 
 use atlas_engine::{Amend, CommandKind, NewOrder, OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
-use atlas_journal::{
-    Actor, BATCH_ENTRIES_MAX, Batch, ChainHash, Entry, JournalError, codec, valid_client_order_id,
-};
+use atlas_journal::{Actor, Batch, ChainHash, Entry, JournalError, codec, valid_client_order_id};
 use atlas_types::{OrderId, ParticipantId, Price, ProductId, Qty, Seq, Side, Timestamp, TradeId};
 use proptest::prelude::*;
 
@@ -118,34 +116,6 @@ proptest! {
         }
     }
 
-    /// Two consecutive batches extended into one are exactly the batch their
-    /// entries encode to together; a batch that does not continue the chain,
-    /// or the sequence, is refused and changes nothing.
-    #[test]
-    fn consecutive_batches_extend_into_the_batch_of_all_their_entries(es in entries(), at in any::<prop::sample::Index>()) {
-        prop_assume!(es.len() >= 2);
-        let mid = 1 + at.index(es.len() - 1);
-        let whole = Batch::encode(&es, ChainHash::GENESIS);
-        let first = Batch::encode(&es[..mid], ChainHash::GENESIS);
-        let second = Batch::encode(&es[mid..], first.hash);
-        let mut merged = first.clone();
-        prop_assert!(merged.extend(&second));
-        prop_assert_eq!(&merged, &whole);
-        prop_assert_eq!(merged.decode().unwrap(), es.clone());
-
-        let off_chain = Batch::encode(&es[mid..], ChainHash::GENESIS);
-        let mut kept = first.clone();
-        prop_assert!(!kept.extend(&off_chain));
-        prop_assert_eq!(&kept, &first);
-        // Continuing the chain but not the sequence (the second half again).
-        let mut again = first.clone();
-        prop_assert!(again.extend(&second));
-        let repeat = Batch::encode(&es[mid..], whole.hash);
-        let before = again.clone();
-        prop_assert!(!again.extend(&repeat));
-        prop_assert_eq!(again, before);
-    }
-
     #[test]
     fn any_damage_to_a_batch_is_detected(es in entries(), at in any::<prop::sample::Index>(), mask in 1u8..=255) {
         let b = Batch::encode(&es, ChainHash::GENESIS);
@@ -160,29 +130,6 @@ proptest! {
         wrong_prev.prev_hash.0[0] ^= 1;
         prop_assert_eq!(wrong_prev.decode().err(), Some(JournalError::ChainBroken(es[es.len() - 1].seq.0)));
     }
-}
-
-/// Extending never makes a batch longer than a stored row may be.
-#[test]
-fn extending_past_the_batch_limit_is_refused() {
-    let es: Vec<Entry> = (1..=BATCH_ENTRIES_MAX as u64 + 1)
-        .map(|seq| Entry {
-            seq: Seq(seq),
-            time: Timestamp(5),
-            actor: Actor::SYSTEM,
-            client_order_id: None,
-            command: CommandKind::Halt { product: ProductId(1) },
-        })
-        .collect();
-    let mut full = Batch::encode(&es[..BATCH_ENTRIES_MAX], ChainHash::GENESIS);
-    let one_more = Batch::encode(&es[BATCH_ENTRIES_MAX..], full.hash);
-    let before = full.clone();
-    assert!(!full.extend(&one_more));
-    assert_eq!(full, before);
-    let mut most = Batch::encode(&es[..BATCH_ENTRIES_MAX - 1], ChainHash::GENESIS);
-    let last = Batch::encode(&es[BATCH_ENTRIES_MAX - 1..BATCH_ENTRIES_MAX], most.hash);
-    assert!(most.extend(&last));
-    assert_eq!(most, before);
 }
 
 #[test]

@@ -66,69 +66,6 @@ fn check(engine: &Engine, projection: &Projection) -> Result<(), TestCaseError> 
     Ok(())
 }
 
-/// The command `op` stands for; `next_id` is the id the next new order gets.
-fn command_of(op: Op, next_id: &mut u64) -> CommandKind {
-    match op {
-        Op::New { buy, kind, tif, qty, price, stop, who, stp } => {
-            let order_type = [
-                OrderType::Limit,
-                OrderType::Limit,
-                OrderType::Limit,
-                OrderType::Limit,
-                OrderType::Market,
-                OrderType::Stop,
-                OrderType::StopLimit,
-                OrderType::Limit,
-            ][usize::from(kind)];
-            let id = *next_id;
-            *next_id += 1;
-            CommandKind::NewOrder(NewOrder {
-                order_id: OrderId(id),
-                participant: ParticipantId(who),
-                product: ProductId(1),
-                side: if buy { Side::Buy } else { Side::Sell },
-                order_type,
-                time_in_force: [
-                    TimeInForce::Gtc,
-                    TimeInForce::Gtc,
-                    TimeInForce::Day,
-                    TimeInForce::Ioc,
-                    TimeInForce::Fok,
-                    TimeInForce::Gtc,
-                ][usize::from(tif)],
-                quantity: Qty(qty),
-                price: matches!(order_type, OrderType::Limit | OrderType::StopLimit).then_some(Price(price)),
-                stop_price: matches!(order_type, OrderType::Stop | OrderType::StopLimit)
-                    .then_some(Price(stop)),
-                post_only: false,
-                self_trade_prevention: [
-                    SelfTradePrevention::None,
-                    SelfTradePrevention::None,
-                    SelfTradePrevention::None,
-                    SelfTradePrevention::None,
-                    SelfTradePrevention::CancelNewest,
-                    SelfTradePrevention::CancelOldest,
-                    SelfTradePrevention::CancelBoth,
-                    SelfTradePrevention::Decrement,
-                ][usize::from(stp)],
-            })
-        }
-        Op::Cancel { back } => CommandKind::Cancel {
-            order_id: OrderId(next_id.saturating_sub(1 + back).max(1)),
-            participant: None,
-        },
-        Op::Amend { back, qty, price } => CommandKind::Amend(Amend {
-            order_id: OrderId(next_id.saturating_sub(1 + back).max(1)),
-            participant: None,
-            quantity: qty.map(Qty),
-            price: price.map(Price),
-            stop_price: None,
-        }),
-        Op::Mass { who } => CommandKind::MassCancel { participant: ParticipantId(who), product: None },
-        Op::EndOfDay => CommandKind::EndOfDay { product: None },
-    }
-}
-
 proptest! {
     #[test]
     fn rows_agree_with_the_engine(ops in prop::collection::vec(op(), 1..250)) {
@@ -150,7 +87,41 @@ proptest! {
         };
         step(CommandKind::AddProduct(ProductSpec { id: ProductId(1), tick: Price(1), lot: Qty(1) }), None, &mut engine, &mut projection, &mut fx, &mut events);
         for op in ops {
-            let kind = command_of(op, &mut next_id);
+            let kind = match op {
+                Op::New { buy, kind, tif, qty, price, stop, who, stp } => {
+                    let order_type = [OrderType::Limit, OrderType::Limit, OrderType::Limit, OrderType::Limit,
+                                      OrderType::Market, OrderType::Stop, OrderType::StopLimit, OrderType::Limit][usize::from(kind)];
+                    let id = next_id;
+                    next_id += 1;
+                    CommandKind::NewOrder(NewOrder {
+                        order_id: OrderId(id),
+                        participant: ParticipantId(who),
+                        product: ProductId(1),
+                        side: if buy { Side::Buy } else { Side::Sell },
+                        order_type,
+                        time_in_force: [TimeInForce::Gtc, TimeInForce::Gtc, TimeInForce::Day, TimeInForce::Ioc,
+                                        TimeInForce::Fok, TimeInForce::Gtc][usize::from(tif)],
+                        quantity: Qty(qty),
+                        price: matches!(order_type, OrderType::Limit | OrderType::StopLimit).then_some(Price(price)),
+                        stop_price: matches!(order_type, OrderType::Stop | OrderType::StopLimit).then_some(Price(stop)),
+                        post_only: false,
+                        self_trade_prevention: [SelfTradePrevention::None, SelfTradePrevention::None,
+                                                SelfTradePrevention::None, SelfTradePrevention::None,
+                                                SelfTradePrevention::CancelNewest, SelfTradePrevention::CancelOldest,
+                                                SelfTradePrevention::CancelBoth, SelfTradePrevention::Decrement][usize::from(stp)],
+                    })
+                }
+                Op::Cancel { back } => CommandKind::Cancel { order_id: OrderId(next_id.saturating_sub(1 + back).max(1)), participant: None },
+                Op::Amend { back, qty, price } => CommandKind::Amend(Amend {
+                    order_id: OrderId(next_id.saturating_sub(1 + back).max(1)),
+                    participant: None,
+                    quantity: qty.map(Qty),
+                    price: price.map(Price),
+                    stop_price: None,
+                }),
+                Op::Mass { who } => CommandKind::MassCancel { participant: ParticipantId(who), product: None },
+                Op::EndOfDay => CommandKind::EndOfDay { product: None },
+            };
             step(kind, Some(format!("c{next_id}")), &mut engine, &mut projection, &mut fx, &mut events);
             trades_seen += events.iter().filter(|e| matches!(e, Event::Trade { .. })).count();
             trades_rows += fx.trades.len();
@@ -170,40 +141,5 @@ proptest! {
             check(&engine, &projection)?;
         }
         prop_assert_eq!(trades_rows, trades_seen);
-    }
-
-    /// The writer stores everything matched during one commit as one row, so
-    /// the effects of consecutive batches, merged, must be exactly what their
-    /// entries produce as one batch: each order's final state once, in the
-    /// place it first changed, and every trade in order.
-    #[test]
-    fn merged_effects_are_those_of_one_batch(
-        ops in prop::collection::vec(op(), 1..150),
-        cuts in prop::collection::vec(any::<bool>(), 150),
-    ) {
-        let mut engine = Engine::default();
-        let (mut whole, mut parts) = (Projection::default(), Projection::default());
-        let (mut one_batch, mut merged, mut part) = (Effects::default(), Effects::default(), Effects::default());
-        let mut events = Vec::new();
-        let mut next_id = 1u64;
-        let product = CommandKind::AddProduct(ProductSpec { id: ProductId(1), tick: Price(1), lot: Qty(1) });
-        let commands = std::iter::once(product).chain(ops.into_iter().map(|op| command_of(op, &mut next_id)));
-        for (i, command) in commands.enumerate() {
-            let seq = i as u64 + 1;
-            let entry = Entry { seq: Seq(seq), time: Timestamp(seq as i64), actor: Actor::SYSTEM, client_order_id: None, command };
-            events.clear();
-            engine.apply(&entry.to_command(), &mut events);
-            whole.apply(&entry, &events, &mut one_batch);
-            parts.apply(&entry, &events, &mut part);
-            if cuts[i % cuts.len()] {
-                merged.merge(&part);
-                part.clear();
-            }
-        }
-        merged.merge(&part);
-        prop_assert_eq!(&merged.orders, &one_batch.orders);
-        prop_assert_eq!(&merged.trades, &one_batch.trades);
-        prop_assert_eq!(&merged.busted, &one_batch.busted);
-        prop_assert_eq!(merged, one_batch);
     }
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use atlas_engine::{CommandKind, Event, NewOrder, OrderType, ProductSpec, SelfTradePrevention, TimeInForce};
 use atlas_journal::memory::MemoryStorage;
-use atlas_journal::risk::RiskUpdate;
 use atlas_journal::{
     Actor, Batch, RecoveryError, Sequencer, SequencerConfig, Storage, SubmitError, recover, verify,
 };
@@ -139,45 +138,6 @@ fn storage_failure_fails_fast_acks_nothing_and_recovers_by_replay() {
     s.shutdown();
     let mut st = storage.clone();
     assert_eq!(verify(&mut st, config().engine).unwrap().entries, committed + 1);
-}
-
-/// Batches matched while a commit runs are committed together, as one stored
-/// row: a commit's fixed cost (the pages it rewrites) is paid once for them all.
-/// Each command is still answered with its own receipt, the journal verifies,
-/// and the snapshot replica, fed row by row, snapshots where a row ends.
-#[test]
-fn batches_matched_during_a_commit_are_stored_as_one_row() {
-    let storage = MemoryStorage::default();
-    let cfg = SequencerConfig { batch_max: 1, snapshot_every_commands: 3, ..config() };
-    let s = Sequencer::start(storage.clone(), cfg).unwrap();
-    list_product(&s);
-    let h = s.handle();
-    storage.stalled.store(true, Ordering::Release);
-    let mut tickets = vec![h.submit(trader(1), None, order(1, Side::Buy, 90)).unwrap()];
-    for i in 0..6 {
-        tickets.push(h.submit(trader(1), None, order(1, Side::Buy, 91 + i)).unwrap());
-    }
-    // The engine thread answers a risk update as it reaches it: by then it has
-    // matched and handed over the six orders before it, one batch each.
-    h.risk(RiskUpdate::Kill(ParticipantId(99), false)).unwrap().blocking_recv().unwrap();
-    storage.stalled.store(false, Ordering::Release);
-    let seqs: Vec<u64> = tickets.into_iter().map(|t| t.blocking_recv().unwrap().unwrap().seq.0).collect();
-    assert_eq!(seqs, (2..=8).collect::<Vec<_>>());
-    let rows: Vec<(u64, u64)> =
-        storage.batches().iter().skip(1).map(|b| (b.first_seq.0, b.last_seq.0)).collect();
-    // The first order may have been taken alone, before the others were matched.
-    assert!(rows == [(2, 8)] || rows == [(2, 2), (3, 8)], "stored rows {rows:?}");
-    wait_until("a snapshot of everything", || {
-        let mut st = storage.clone();
-        st.latest_snapshot().unwrap().is_some_and(|snap| snap.seq.0 == 8)
-    });
-    s.shutdown();
-    let mut st = storage.clone();
-    let rec = recover(&mut st, cfg.engine).unwrap();
-    assert_eq!((rec.snapshot_seq, rec.replayed), (Some(Seq(8)), 0));
-    let report = verify(&mut st, cfg.engine).unwrap();
-    assert_eq!(report.entries, 8);
-    assert!(report.snapshots_checked >= 1);
 }
 
 #[test]
@@ -382,7 +342,7 @@ fn a_query_answers_only_after_the_commands_before_it_commit() {
 /// refused order leaves no trace in the journal.
 #[test]
 fn risk_limits_hold_under_concurrency_and_journal_nothing() {
-    use atlas_journal::risk::{RiskLimits, RiskReject};
+    use atlas_journal::risk::{RiskLimits, RiskReject, RiskUpdate};
     let storage = MemoryStorage::default();
     let s = Sequencer::start(storage.clone(), config()).unwrap();
     list_product(&s);
