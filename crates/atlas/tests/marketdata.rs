@@ -431,6 +431,52 @@ async fn slow_client(
     tokio_tungstenite::client_async(format!("wss://{addr}/atlas/api/ws"), tls).await.unwrap().0
 }
 
+/// Client messages are read through a small buffer (tungstenite zeroes it
+/// before every read): one of nearly the 4 KiB limit, arriving in pieces, is
+/// still read whole and answered; one over the limit ends the connection.
+#[test]
+fn client_messages_up_to_the_limit_are_read_whole_and_larger_ones_refused() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let _brokers = setup(&s);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr: std::net::SocketAddr = s.external.trim_start_matches("https://").parse().unwrap();
+    let ca = std::fs::read(s.data_dir.join("pki/ca.crt")).unwrap();
+    // JSON allows whitespace between members: the padding changes nothing else.
+    let padded = |bytes: usize| {
+        let head = r#"{"type":"subscribe","channels":["heartbeat"],"#;
+        let tail = r#""productIds":[1]}"#;
+        format!("{head}{}{tail}", " ".repeat(bytes - head.len() - tail.len()))
+    };
+    rt.block_on(async {
+        let mut ws = slow_client(addr, &ca).await;
+        let near = padded(4_000);
+        assert_eq!(near.len(), 4_000);
+        ws.send(Message::text(near)).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        assert_eq!(v["type"], "subscriptions", "{v}");
+        ws.send(Message::text(padded(5_000))).await.unwrap();
+        // Heartbeats may still be on their way; then the connection ends.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                        assert_eq!(v["type"], "heartbeat", "{v}");
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "a message over the limit must end the connection");
+    });
+}
+
 /// A subscriber that stops reading is not queued for without limit: once its
 /// queue is full the hub drops it, and when it reads again it finds, after what
 /// was already on its way, an error naming the reason and then the close. The

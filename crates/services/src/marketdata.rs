@@ -76,9 +76,10 @@ pub const CLIENT_MESSAGE_BYTES_MAX: usize = 4_096;
 /// the free part of it (up to its whole size) before every read, and the
 /// connection task reads each time it wakes to send, so tungstenite's default
 /// 128 KiB cost a 128 KiB memset per wake-up per subscriber — a sixth of the
-/// server's CPU with 1,000 subscribers. Client messages are at most
-/// `CLIENT_MESSAGE_BYTES_MAX`; a larger frame still reads, in pieces.
-const READ_BUFFER_BYTES: usize = 2 * CLIENT_MESSAGE_BYTES_MAX;
+/// server's CPU with 1,000 subscribers; at 8 KiB it was still 4% of the io
+/// threads. Client messages are at most `CLIENT_MESSAGE_BYTES_MAX` (a
+/// subscription is a few hundred bytes) and a larger one reads in pieces.
+const READ_BUFFER_BYTES: usize = 512;
 /// WebSocket connections from one IP address, at most, by default.
 pub const CONNECTIONS_PER_IP_DEFAULT: u32 = 32;
 /// Heartbeats go out this often.
