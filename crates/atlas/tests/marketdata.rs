@@ -433,7 +433,8 @@ async fn slow_client(
 
 /// Client messages are read through a small buffer (tungstenite zeroes it
 /// before every read): one of nearly the 4 KiB limit, arriving in pieces, is
-/// still read whole and answered; one over the limit ends the connection.
+/// still read whole and answered; one over the limit is refused with an error
+/// that says so and a "message too big" close (1009), and ends the connection.
 #[test]
 fn client_messages_up_to_the_limit_are_read_whole_and_larger_ones_refused() {
     use futures_util::{SinkExt, StreamExt};
@@ -459,21 +460,31 @@ fn client_messages_up_to_the_limit_are_read_whole_and_larger_ones_refused() {
         let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
         assert_eq!(v["type"], "subscriptions", "{v}");
         ws.send(Message::text(padded(5_000))).await.unwrap();
-        // Heartbeats may still be on their way; then the connection ends.
-        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        // Heartbeats may still be on their way; then the error, the close, the end.
+        let (error, close) = tokio::time::timeout(Duration::from_secs(10), async {
+            let (mut error, mut close) = (Value::Null, None);
             loop {
                 match ws.next().await {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                        assert_eq!(v["type"], "heartbeat", "{v}");
+                        match v["type"].as_str() {
+                            Some("heartbeat") => {}
+                            Some("error") => error = v,
+                            _ => panic!("unexpected {v}"),
+                        }
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    Some(Ok(Message::Close(frame))) => close = frame,
+                    Some(Err(_)) | None => return (error, close),
                     Some(Ok(_)) => {}
                 }
             }
         })
-        .await;
-        assert!(ended.is_ok(), "a message over the limit must end the connection");
+        .await
+        .expect("a message over the limit must end the connection");
+        assert_eq!(error["reason"], "message too big", "{error}");
+        assert!(error["message"].as_str().unwrap().contains("4096 bytes"), "{error}");
+        let close = close.expect("a close frame");
+        assert_eq!(u16::from(close.code), 1009);
     });
 }
 

@@ -29,7 +29,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use atlas_journal::market::{MarketBatch, MarketEvent};
@@ -1034,6 +1035,19 @@ async fn connection(
             incoming = socket.next() => {
                 let text = match incoming {
                     Some(Ok(Message::Text(t))) => t,
+                    Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) => {
+                        // Said plainly before the connection ends, with the
+                        // WebSocket code for it (1009, message too big).
+                        let _ = socket.send(error_message(
+                            &format!("a client message is at most {CLIENT_MESSAGE_BYTES_MAX} bytes"),
+                            "message too big",
+                        )).await;
+                        let _ = socket.send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Size,
+                            reason: Utf8Bytes::from_static("message too big"),
+                        }))).await;
+                        break;
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => continue, // pings are answered by the library; binary is ignored
                 };
