@@ -526,8 +526,8 @@ enum SnapshotFeed {
 
 /// Lots of committed entries (see [`SnapshotLots`]; each at most one batch, or
 /// [`SNAPSHOT_LOT_ENTRIES`]) the snapshot thread may lag behind by (while it
-/// serializes a snapshot) before the writer waits for it. At most 256 × `BATCH_ENTRIES_MAX`
-/// = 4M entries (~0.5 GB) in the very worst case; a 1M-order snapshot takes
+/// serializes a snapshot) before the writer waits for it. At most
+/// 256 × `BATCH_ENTRIES_MAX` = 4M entries (~0.5 GB) in the very worst case; a 1M-order snapshot takes
 /// ~250 ms, during which even 1M commands/s queue only ~250k entries.
 const SNAPSHOT_BACKLOG_BATCHES: usize = 256;
 
