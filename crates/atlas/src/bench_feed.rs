@@ -315,9 +315,11 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         let delivered_before = totals.delivered.load(Ordering::Relaxed);
         let bytes_before = totals.bytes.load(Ordering::Relaxed);
         let cpu = crate::bench_fix::Cpu::now();
+        let inside = crate::bench_fix::AckBuckets::now();
         let flow = crate::bench_fix::market_flow(fix, &creds, args.rate, args.seconds, args.cross_every, args.burst_us * 1_000)
             .await?;
         let cpu_after = crate::bench_fix::Cpu::now();
+        let inside = crate::bench_fix::AckBuckets::now().since(&inside);
         // Let the last messages arrive.
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, Ordering::Release);
@@ -339,6 +341,7 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
         );
         crate::bench_fix::print_histogram("order → ack", &flow.histogram);
         crate::bench_fix::print_histogram("of which the sender's lateness (due → written)", &flow.sender_late);
+        inside.print();
         // The subscribers' threads count as the client's.
         crate::bench_fix::Cpu::print_between(cpu, cpu_after, flow.sent, flow.elapsed);
         println!(

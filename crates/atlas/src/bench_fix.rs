@@ -349,6 +349,7 @@ where
         m
     };
     let cpu = Cpu::now();
+    let inside = AckBuckets::now();
     let (_wr, read, late) =
         open_loop(wr, read, total, interval_ns, args.burst_us * 1_000, start, message).await?;
     acknowledged(read, "the latency phase did not finish").await?;
@@ -368,8 +369,99 @@ where
     );
     print_histogram("order → ack", &book.histogram.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     print_histogram("of which the sender's lateness (due → written)", &late);
+    AckBuckets::now().since(&inside).print();
     Cpu::print_between(cpu, Cpu::now(), total, elapsed);
     Ok(())
+}
+
+/// The exchange's own order-to-ack histogram (`atlas_fix_order_ack_seconds`
+/// on `/metrics`: from the read that completed a NewOrderSingle to its
+/// ExecutionReport queued for writing), read in-process: cumulative counts
+/// per bucket bound, in seconds, the last one +Inf.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct AckBuckets(Vec<(f64, u64)>);
+
+impl AckBuckets {
+    /// The histogram as the process's metrics show it now.
+    pub(crate) fn now() -> AckBuckets {
+        AckBuckets::parse(&atlas_services::metrics_text())
+    }
+
+    fn parse(text: &str) -> AckBuckets {
+        let prefix = format!("{}_bucket{{le=\"", atlas_services::FIX_ORDER_ACK);
+        let buckets = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(&prefix)?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect();
+        AckBuckets(buckets)
+    }
+
+    /// The samples recorded after `before`.
+    pub(crate) fn since(&self, before: &AckBuckets) -> AckBuckets {
+        AckBuckets(
+            self.0
+                .iter()
+                .map(|&(le, n)| {
+                    let earlier = before.0.iter().find(|(b, _)| *b == le).map_or(0, |(_, m)| *m);
+                    (le, n.saturating_sub(earlier))
+                })
+                .collect(),
+        )
+    }
+
+    fn count(&self) -> u64 {
+        self.0.last().map_or(0, |(_, n)| *n)
+    }
+
+    /// The `q` quantile in seconds, interpolated linearly within its bucket
+    /// (as Prometheus's `histogram_quantile` does); the highest finite bound
+    /// if it falls in +Inf.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let (mut lower, mut below) = (0.0, 0u64);
+        for &(le, n) in &self.0 {
+            if n as f64 >= rank {
+                if le.is_infinite() {
+                    return Some(lower);
+                }
+                let within = (n - below) as f64;
+                let frac = if within > 0.0 { (rank - below as f64) / within } else { 1.0 };
+                return Some(lower + (le - lower) * frac);
+            }
+            (lower, below) = (le, n);
+        }
+        None
+    }
+
+    /// The share of samples at or under `le` seconds, if `le` is a bound.
+    fn share_within(&self, le: f64) -> Option<f64> {
+        let total = self.count();
+        let n = self.0.iter().find(|(b, _)| *b == le)?.1;
+        (total > 0).then(|| n as f64 / total as f64)
+    }
+
+    pub(crate) fn print(&self) {
+        let ms = |q: f64| self.quantile(q).map_or("-".to_owned(), |s| format!("{:.2}", s * 1e3));
+        println!(
+            "  inside the exchange (read → report queued; {} buckets): p50 ≈ {} ms  p99 ≈ {} ms  p99.9 ≈ {} ms  \
+             ({:.2}% within 2 ms, {} samples)",
+            atlas_services::FIX_ORDER_ACK,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            self.share_within(0.002).unwrap_or(0.0) * 100.0,
+            self.count()
+        );
+    }
 }
 
 /// CPU time used so far, in ns: the exchange's threads' (named `atlas-…`: the
@@ -687,4 +779,35 @@ pub(crate) async fn market_flow(
         histogram,
         sender_late,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckBuckets;
+
+    #[test]
+    fn ack_buckets_are_read_subtracted_and_interpolated() {
+        let text = "# TYPE atlas_fix_order_ack_seconds histogram\n\
+            atlas_fix_order_ack_seconds_bucket{le=\"0.001\"} 50\n\
+            atlas_fix_order_ack_seconds_bucket{le=\"0.002\"} 150\n\
+            atlas_fix_order_ack_seconds_bucket{le=\"+Inf\"} 160\n\
+            atlas_fix_order_ack_seconds_sum 0.2\n\
+            atlas_fix_order_ack_seconds_count 160\n\
+            atlas_http_request_duration_seconds_bucket{le=\"0.001\"} 7\n";
+        let before = AckBuckets(vec![(0.001, 10), (0.002, 20), (f64::INFINITY, 25)]);
+        let b = AckBuckets::parse(text);
+        assert_eq!(b, AckBuckets(vec![(0.001, 50), (0.002, 150), (f64::INFINITY, 160)]));
+        let d = b.since(&before);
+        assert_eq!(d, AckBuckets(vec![(0.001, 40), (0.002, 130), (f64::INFINITY, 135)]));
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        // Rank 67.5 of 135 lies in (0.001, 0.002], 27.5 of its 90 samples in.
+        assert!(close(d.quantile(0.5).unwrap(), 0.001 + 0.001 * 27.5 / 90.0));
+        // Rank 27 lies in [0, 0.001].
+        assert!(close(d.quantile(0.2).unwrap(), 0.001 * 27.0 / 40.0));
+        // Past the last finite bound: that bound.
+        assert_eq!(d.quantile(0.99), Some(0.002));
+        assert!(close(d.share_within(0.002).unwrap(), 130.0 / 135.0));
+        assert_eq!(d.share_within(0.003), None);
+        assert_eq!(AckBuckets::default().quantile(0.5), None);
+    }
 }

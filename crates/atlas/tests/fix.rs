@@ -608,3 +608,39 @@ fn revoked_keys_and_repeated_failures_are_refused() {
     assert!(refused(&keys[0]).contains("too many failed logons"));
     s.stop();
 }
+
+/// `atlas_fix_order_ack_seconds` on `/metrics` counts every NewOrderSingle's
+/// first report once: accepted (reported from the committed batch), refused
+/// by the session's checks, and refused by the engine (a repeated ClOrdID);
+/// a cancel is not an order's acknowledgement.
+#[test]
+fn order_to_ack_latency_is_measured_once_per_new_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let fields = |cl: &'static str, symbol: &'static str| {
+        vec![(11, cl), (55, symbol), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]
+    };
+    a.send("D", &fields("lat-1", "ACME"));
+    let new = report(&mut a);
+    assert_eq!((text(&new, 150), text(&new, 11)), ("0", "lat-1"), "{}", show(&new));
+    a.send("D", &fields("lat-2", "NOPE"));
+    let unknown = report(&mut a);
+    assert_eq!((text(&unknown, 150), text(&unknown, 103)), ("8", "1"), "{}", show(&unknown));
+    a.send("D", &fields("lat-1", "ACME"));
+    let repeated = report(&mut a);
+    assert_eq!((text(&repeated, 150), text(&repeated, 103)), ("8", "6"), "{}", show(&repeated));
+    a.send("F", &[(11, "lat-3"), (41, "lat-1"), (55, "ACME"), (54, "1")]);
+    let cancelled = report(&mut a);
+    assert_eq!((text(&cancelled, 150), text(&cancelled, 11)), ("4", "lat-3"), "{}", show(&cancelled));
+
+    let metrics = s.admin_client().get(format!("{}/metrics", s.internal)).send().unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().unwrap();
+    let count = text.lines().find_map(|l| l.strip_prefix("atlas_fix_order_ack_seconds_count "));
+    assert_eq!(count, Some("3"), "{text}");
+    // The buckets resolve the 2 ms budget.
+    assert!(text.contains("atlas_fix_order_ack_seconds_bucket{le=\"0.002\"} "), "{text}");
+    s.stop();
+}

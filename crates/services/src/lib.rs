@@ -30,6 +30,10 @@ pub mod waf;
 pub use tls::{CONNECTIONS_PER_IP_DEFAULT, IDLE_TIMEOUT_DEFAULT, INTERNAL_CLIENT_IDS_DEFAULT, uri_names};
 pub use up::{UpConfig, run};
 
+/// The process's metrics as `GET /metrics` serves them, and the name of the
+/// FIX order-to-ack histogram among them (for `atlas bench`).
+pub use metrics::{FIX_ORDER_ACK, text as metrics_text};
+
 /// The OpenAPI description of the external (`false`) or internal (`true`)
 /// listener, as pretty JSON: what `/atlas/api/openapi.json` and
 /// `/atlas/internal/api/openapi.json` serve.

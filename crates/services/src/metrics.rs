@@ -1,5 +1,6 @@
 //! Prometheus metrics: HTTP requests by listener, route and status with their
-//! latency, orders by outcome, trades, and the shard's health, served at
+//! latency, orders by outcome, trades, FIX order-to-ack latency, and the
+//! shard's health, served at
 //! `GET /metrics` on the internal listener (mutual TLS, no token: it is for the
 //! monitoring system).
 
@@ -10,10 +11,20 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::app::St;
 use crate::auth::Audience;
+
+/// FIX order-to-ack latency: the read that completed a NewOrderSingle to its
+/// ExecutionReport (new, or rejected) queued for writing.
+pub const FIX_ORDER_ACK: &str = "atlas_fix_order_ack_seconds";
+
+/// Its buckets, finer than the HTTP ones where a FIX ack's budget (2 ms at
+/// 20k orders/s) lies.
+const FIX_ORDER_ACK_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -26,6 +37,8 @@ fn handle() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(FIX_ORDER_ACK.into()), FIX_ORDER_ACK_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
@@ -82,13 +95,25 @@ pub fn order(outcome: &'static str, trades: usize) {
     }
 }
 
+/// The histogram FIX sessions record their order-to-ack latency in (a
+/// session keeps the handle rather than look it up per order).
+pub fn fix_order_ack() -> metrics::Histogram {
+    metrics::histogram!(FIX_ORDER_ACK)
+}
+
+/// The metrics in Prometheus's text format, as `GET /metrics` serves them
+/// (empty if no recorder could be installed). For in-process readers such as
+/// `atlas bench`.
+pub fn text() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
 /// `GET /metrics`.
 pub async fn render(State(ctx): St) -> impl IntoResponse {
     let app = &ctx.app;
     metrics::gauge!("atlas_sequencer_committed_seq").set(app.seq.committed_seq() as f64);
     metrics::gauge!("atlas_sequencer_available").set(if app.seq.available() { 1.0 } else { 0.0 });
-    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
-    let mut r = body.into_response();
+    let mut r = text().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }

@@ -11,7 +11,7 @@
 //! thousands in flight. Execution reports come from the committed batches on
 //! the market feed (`exec.rs`); only refusals come from the outcomes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -287,7 +287,8 @@ where
         early: Default::default(),
         cod: CancelOnDisconnect::No,
         orders: Orders::default(),
-        entered: HashSet::default(),
+        entered: HashMap::default(),
+        ack_latency: crate::metrics::fix_order_ack(),
         inflight: inflight_tx,
         outcomes: outcome_rx,
         feed: acc.app.seq.market_feed(),
@@ -359,8 +360,12 @@ struct Session {
     early: std::collections::BTreeMap<u64, Message>,
     cod: CancelOnDisconnect,
     orders: Orders,
-    /// ClOrdIDs entered here whose orders the feed has not shown yet.
-    entered: HashSet<String, foldhash::quality::RandomState>,
+    /// ClOrdIDs entered here whose orders the feed has not shown yet, with
+    /// when the read that completed each order's message returned.
+    entered: HashMap<String, Instant, foldhash::quality::RandomState>,
+    /// Order-to-ack latency: from that read to the order's first report
+    /// (new or rejected) queued for writing, which the same loop turn writes.
+    ack_latency: metrics::Histogram,
     inflight: mpsc::Sender<(Ticket, Pending)>,
     /// Refusals of what was submitted, in submission order (accepted new
     /// orders are reported from the feed).
@@ -1004,6 +1009,7 @@ impl Session {
     fn on_batch(&mut self, batch: &atlas_journal::market::MarketBatch) {
         let app = self.app.clone();
         let entered = &mut self.entered;
+        let acked = &self.ack_latency;
         let cache = std::cell::RefCell::new(std::mem::take(&mut self.products));
         let product = |id| {
             let mut c = cache.borrow_mut();
@@ -1014,7 +1020,9 @@ impl Session {
             c.insert(id, p.clone());
             Some(p)
         };
-        let reports = self.orders.on_batch(self.me, batch, &product, &mut |c| entered.remove(c));
+        let reports = self.orders.on_batch(self.me, batch, &product, &mut |c| {
+            entered.remove(c).inspect(|read| acked.record(read.elapsed())).is_some()
+        });
         self.products = cache.into_inner();
         for r in reports {
             self.send_body("8", &r);
@@ -1047,6 +1055,7 @@ impl Session {
         body.push((58, text.to_owned()));
         body.push((60, exec::utc_timestamp(now_ns())));
         self.send("8", &body);
+        self.ack_latency.record(self.last_in.elapsed());
     }
 
     fn cancel_reject(
@@ -1217,7 +1226,7 @@ impl Session {
         }
         match self.submit(Some(cl_ord_id.clone()), CommandKind::NewOrder(order)).await {
             Ok(ticket) => {
-                self.entered.insert(cl_ord_id.clone());
+                self.entered.insert(cl_ord_id.clone(), self.last_in);
                 let pending = Pending::New { cl_ord_id, order, symbol: product.symbol.clone() };
                 if self.inflight.send((ticket, pending)).await.is_err() {
                     return Flow::Close;
@@ -1251,7 +1260,7 @@ impl Session {
         // is refused; it reads no other message meanwhile, so its messages
         // keep their order.
         let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-        while self.entered.contains(orig) && self.feed_lost.is_none() {
+        while self.entered.contains_key(orig) && self.feed_lost.is_none() {
             tokio::select! {
                 biased;
                 o = self.outcomes.recv() => match o {
@@ -1474,7 +1483,7 @@ impl Session {
         };
         match pending {
             Pending::New { cl_ord_id, order, symbol } => {
-                self.entered.remove(&cl_ord_id);
+                let read = self.entered.remove(&cl_ord_id);
                 let (code, text) = match &result {
                     Ok(r) if r.duplicate => (6, "duplicate ClOrdID".to_owned()),
                     other => refusal(other).unwrap_or((99, "refused".into())),
@@ -1504,6 +1513,9 @@ impl Session {
                     body[0].1 = id.0.to_string();
                 }
                 self.send("8", &body);
+                if let Some(read) = read {
+                    self.ack_latency.record(read.elapsed());
+                }
             }
             Pending::Cancel { order, cl_ord_id, orig } => {
                 if let Some((_, text)) = refusal(&result) {
