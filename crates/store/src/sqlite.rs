@@ -44,8 +44,7 @@ pub struct SqliteStore {
     /// The writer's own synchronous connection, once it is the writer.
     writer: Option<crate::sqlite_writer::Writer>,
     /// The file's turn at its write lock, taken by the writer, the snapshot
-    /// sink, the checkpointer (before a WAL restart) and every other writer of
-    /// the file in this process (`write_turn`).
+    /// sink and every other writer of the file in this process (`write_turn`).
     turn: WriteTurn,
 }
 

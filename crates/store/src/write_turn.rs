@@ -1,6 +1,6 @@
 //! Turns at a SQLite file's one write lock for the writers of it in this
-//! process: the journal's writer, the snapshot thread, the services' writes,
-//! and the WAL checkpointer's last pass before the WAL restarts.
+//! process: the journal's writer (also the WAL checkpoint's last pass before
+//! the WAL restarts), the snapshot thread and the services' writes.
 //!
 //! SQLite's own busy handler polls (it sleeps 1 ms, then 2, 5, ... up to 100 ms
 //! between tries). Under sustained load the journal's writer commits back to
