@@ -424,8 +424,31 @@ fn trading(s: &Server) {
         "atlas_orders_total",
         "atlas_trades_total",
         "atlas_sequencer_committed_seq",
+        "atlas_journal_commit_seconds_bucket{le=\"0.001\"}",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}");
+    }
+    // Every command committed since the start is in some batch: the batch
+    // sizes add up to the committed sequence (read from one rendering; a
+    // command committed between its gauge and its histograms is retried).
+    let value = |text: &str, name: &str| -> f64 {
+        let line = text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')));
+        line.unwrap_or_else(|| panic!("/metrics lacks {name}")).parse().unwrap()
+    };
+    let mut tries = 0;
+    loop {
+        let text = s.admin_client().get(format!("{}/metrics", s.internal)).send().unwrap().text().unwrap();
+        let (seq, commands) =
+            (value(&text, "atlas_sequencer_committed_seq"), value(&text, "atlas_journal_batch_commands_sum"));
+        let commits = value(&text, "atlas_journal_commit_seconds_count");
+        if seq == commands || tries == 10 {
+            assert_eq!(seq, commands, "{text}");
+            assert_eq!(value(&text, "atlas_journal_batch_commands_count"), commits);
+            assert!(commits >= 1.0 && commits <= commands, "{commits} commits of {commands} commands");
+            break;
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(text.contains("route=\"/atlas/api/order\""), "requests are labelled by route, not by path");
     assert_eq!(alice.get("/metrics").0, StatusCode::NOT_FOUND);

@@ -599,6 +599,11 @@ impl SnapshotLots {
     }
 }
 
+/// Metric: how long each batch's commit (append and effects, durably) took.
+pub const COMMIT_SECONDS: &str = "atlas_journal_commit_seconds";
+/// Metric: the commands in each committed batch.
+pub const BATCH_COMMANDS: &str = "atlas_journal_batch_commands";
+
 fn writer_loop<S: Storage>(
     mut storage: S,
     work_rx: Receiver<Work>,
@@ -610,6 +615,8 @@ fn writer_loop<S: Storage>(
 ) {
     let mut epoch = 0u64;
     let mut snapshots = snapshots.map(|tx| SnapshotLots::new(tx, config.snapshot_every_commands));
+    let commit_seconds = metrics::histogram!(COMMIT_SECONDS);
+    let batch_commands = metrics::histogram!(BATCH_COMMANDS);
     loop {
         let received = match snapshots.as_ref().and_then(SnapshotLots::due) {
             Some(due) => work_rx.recv_timeout(due.saturating_duration_since(Instant::now())),
@@ -632,6 +639,7 @@ fn writer_loop<S: Storage>(
             fail_all(work.answers);
             continue;
         }
+        let started = Instant::now();
         let committed = match &work.batch {
             Some(batch) => storage.append(batch, &work.effects),
             None => Ok(()),
@@ -640,6 +648,8 @@ fn writer_loop<S: Storage>(
             Ok(()) => {
                 if let Some(batch) = &work.batch {
                     shared.committed_seq.store(batch.last_seq.0, Ordering::Release);
+                    commit_seconds.record(started.elapsed());
+                    batch_commands.record((batch.last_seq.0 - batch.first_seq.0 + 1) as f64);
                 }
                 for answer in work.answers {
                     match answer {

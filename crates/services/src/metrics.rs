@@ -1,6 +1,6 @@
 //! Prometheus metrics: HTTP requests by listener, route and status with their
-//! latency, orders by outcome, trades, FIX order-to-ack latency, and the
-//! shard's health, served at
+//! latency, orders by outcome, trades, FIX order-to-ack latency, the
+//! journal's commit latency and batch sizes, and the shard's health, served at
 //! `GET /metrics` on the internal listener (mutual TLS, no token: it is for the
 //! monitoring system).
 
@@ -26,6 +26,14 @@ const FIX_ORDER_ACK_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
+/// The journal's commit latency: a batch's append, effects and sync.
+const COMMIT_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
+/// Commands per committed batch.
+const BATCH_BUCKETS: &[f64] =
+    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0];
+
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -39,6 +47,16 @@ fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets(&[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
                 .ok()?
                 .set_buckets_for_metric(Matcher::Full(FIX_ORDER_ACK.into()), FIX_ORDER_ACK_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(atlas_journal::sequencer::COMMIT_SECONDS.into()),
+                    COMMIT_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full(atlas_journal::sequencer::BATCH_COMMANDS.into()),
+                    BATCH_BUCKETS,
+                )
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();
