@@ -1226,7 +1226,9 @@ impl Session {
         }
         match self.submit(Some(cl_ord_id.clone()), CommandKind::NewOrder(order)).await {
             Ok(ticket) => {
-                self.entered.insert(cl_ord_id.clone(), self.last_in);
+                // A repeated ClOrdID while its first is in flight keeps the
+                // first's read time (its refusal takes the entry, as before).
+                self.entered.entry(cl_ord_id.clone()).or_insert(self.last_in);
                 let pending = Pending::New { cl_ord_id, order, symbol: product.symbol.clone() };
                 if self.inflight.send((ticket, pending)).await.is_err() {
                     return Flow::Close;
