@@ -613,6 +613,19 @@ fn revoked_keys_and_repeated_failures_are_refused() {
 /// first report once: accepted (reported from the committed batch), refused
 /// by the session's checks, and refused by the engine (a repeated ClOrdID);
 /// a cancel is not an order's acknowledgement.
+/// Huge pages made the engine stall for milliseconds whenever its heap grew
+/// (see `no_transparent_huge_pages` in main.rs); the process turns them off.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_exchange_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), None);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let thp = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+    s.stop();
+}
+
 #[test]
 fn order_to_ack_latency_is_measured_once_per_new_order() {
     let dir = tempfile::tempdir().unwrap();

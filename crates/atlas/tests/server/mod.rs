@@ -90,6 +90,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(mut self) -> (PathBuf, Option<String>) {
         // SIGTERM: a clean shutdown.
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
