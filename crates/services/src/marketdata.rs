@@ -223,7 +223,9 @@ struct Hub {
     app: std::sync::Weak<App>,
     seq: atlas_journal::SequencerHandle,
     books: HashMap<ProductId, ProductBook>,
-    subs: HashMap<u64, Sub>,
+    /// By connection id. The ids come from the server's own counter, not a client's
+    /// choice, so a fast hash (looked up per message and subscriber) is safe.
+    subs: HashMap<u64, Sub, foldhash::fast::RandomState>,
     /// Who wants what: (channel, product) → connections.
     index: HashMap<(Channel, ProductId), Vec<u64>>,
     /// Connections with something in their outbox.
@@ -398,28 +400,38 @@ impl Hub {
         }
     }
 
+    /// Queues a message for every connection subscribed to `key`; `make`
+    /// builds it at most once per flavor. This runs for every message and
+    /// every subscriber (1.4 million times a second with 1,000 subscribers),
+    /// so each connection costs one map lookup and one push here; outboxes
+    /// that filled up are handed over after the loop.
     fn publish(&mut self, key: (Channel, ProductId), mut make: impl FnMut(Flavor) -> Option<Value>) {
         let Some(conns) = self.index.get(&key) else { return };
-        if conns.is_empty() {
-            return;
-        }
         let mut out = Out { atlas: None, coinbase: None };
-        let conns = conns.clone();
-        for c in conns {
-            let Some(flavor) = self.subs.get(&c).map(|s| s.flavor) else { continue };
-            let slot = match flavor {
+        let mut full = Vec::new();
+        for &c in conns {
+            let Some(sub) = self.subs.get_mut(&c) else { continue };
+            let slot = match sub.flavor {
                 Flavor::Atlas => &mut out.atlas,
                 Flavor::Coinbase => &mut out.coinbase,
             };
             if slot.is_none() {
-                match make(flavor) {
+                match make(sub.flavor) {
                     Some(v) => *slot = Some(text_frame(&v.to_string())),
                     None => continue,
                 }
             }
-            if let Some(text) = slot.clone() {
-                self.enqueue(c, text);
+            let Some(frame) = slot.clone() else { continue };
+            if sub.outbox.is_empty() {
+                self.dirty.push(c);
             }
+            sub.outbox.push(frame);
+            if sub.outbox.len() >= OUTBOX_FLUSH_AT {
+                full.push(c);
+            }
+        }
+        for c in full {
+            self.flush_one(c);
         }
     }
 
@@ -781,7 +793,7 @@ async fn hub(
         app,
         seq,
         books: HashMap::new(),
-        subs: HashMap::new(),
+        subs: HashMap::default(),
         index: HashMap::new(),
         dirty: Vec::new(),
         users: HashMap::new(),
