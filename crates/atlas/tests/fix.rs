@@ -3,8 +3,9 @@
 //! a trade do), cancels, replaces, mass cancels, session-level rejects,
 //! sequence numbers kept across a restart, resend requests answered with
 //! possible duplicates and gap fills, gaps asked for, garbled messages dropped,
-//! cancel-on-disconnect, and a cancel sent right behind its order (before the
-//! acknowledgement) that still cancels it.
+//! cancel-on-disconnect, a cancel sent right behind its order (before the
+//! acknowledgement) that still cancels it, the order-to-ack metric, and the
+//! process setting that latency depends on (no transparent huge pages).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -609,10 +610,6 @@ fn revoked_keys_and_repeated_failures_are_refused() {
     s.stop();
 }
 
-/// `atlas_fix_order_ack_seconds` on `/metrics` counts every NewOrderSingle's
-/// first report once: accepted (reported from the committed batch), refused
-/// by the session's checks, and refused by the engine (a repeated ClOrdID);
-/// a cancel is not an order's acknowledgement.
 /// Huge pages made the engine stall for milliseconds whenever its heap grew
 /// (see `no_transparent_huge_pages` in main.rs); the process turns them off.
 #[cfg(target_os = "linux")]
@@ -626,6 +623,10 @@ fn the_exchange_runs_without_transparent_huge_pages() {
     s.stop();
 }
 
+/// `atlas_fix_order_ack_seconds` on `/metrics` counts every NewOrderSingle's
+/// first report once: accepted (reported from the committed batch), refused
+/// by the session's checks, and refused by the engine (a repeated ClOrdID);
+/// a cancel is not an order's acknowledgement.
 #[test]
 fn order_to_ack_latency_is_measured_once_per_new_order() {
     let dir = tempfile::tempdir().unwrap();
