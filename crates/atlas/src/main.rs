@@ -58,13 +58,14 @@ enum Command {
 ///
 /// With huge pages, the first write to each fresh 2 MiB of the heap faults in
 /// and zeroes the whole 2 MiB at once, on whichever thread made it. On the
-/// 2-core VM the benchmarks run on that took 1.4 ms a time, and the heap
-/// grows under load (client order ids, working orders, the feed's queues), so
-/// the engine thread stalled for milliseconds now and then, with every order
-/// behind it: FIX order-to-ack p99 at 20k orders/s was 2.9–3.8 ms with them
-/// and 1.7–2.4 ms without, in three alternating pairs, and the exchange's own
-/// p99.9 10–15 ms against 2.7–3.9 ms. Throughput (pipelined) and the feed's
-/// publish lag did not get worse, and the process used a quarter less memory.
+/// 2-core VM the benchmarks run on that took 1.4 ms a time, and the engine
+/// thread's state grows under load (client order ids, working orders), so it
+/// stalled for milliseconds now and then, with every order behind it: FIX
+/// order-to-ack p99 at 20k orders/s was 2.9–3.8 ms with them and 1.7–2.4 ms
+/// without, in three alternating pairs, and the exchange's own p99.9 10–15 ms
+/// against 2.7–3.9 ms. Throughput (pipelined) and the feed's publish lag did
+/// not get worse, and the feed benchmark's process ended with a quarter less
+/// memory.
 /// Small pages fault in 4 KiB at a time: the same work, spread out. (The
 /// allocator is also built not to ask for huge pages, for kernels where this
 /// call is refused.)
