@@ -540,6 +540,46 @@ fn cancel_on_disconnect_cancels_the_sessions_orders() {
     s.stop();
 }
 
+/// A ClOrdID repeated while its first order is still in flight (both in one
+/// write, so the repeat is refused before the first is committed) leaves the
+/// first order the session's own: it is acknowledged, cancelled when the
+/// session ends, and each NewOrderSingle's first report is counted once in
+/// `atlas_fix_order_ack_seconds`. (The repeat's refusal used to take the
+/// first's place among the orders in flight, so the first was no longer
+/// counted as entered here and cancel-on-disconnect left it on the book.)
+#[test]
+fn a_clordid_repeated_in_flight_leaves_the_first_order_the_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y"), (8013, "S")]);
+    let body = [(11, "twice"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")];
+    let mut both = a.message("D", a.next_out, &body);
+    both.extend(a.message("D", a.next_out + 1, &body));
+    a.next_out += 2;
+    a.raw(&both);
+    let (first, second) = (report(&mut a), report(&mut a));
+    let (new, refused) = if text(&first, 150) == "0" { (first, second) } else { (second, first) };
+    assert_eq!((text(&new, 150), text(&new, 11)), ("0", "twice"), "{}", show(&new));
+    assert_eq!((text(&refused, 150), text(&refused, 103)), ("8", "6"), "{}", show(&refused));
+    let id = text(&new, 37).to_owned();
+    assert_eq!(text(&refused, 37), id, "the refusal names the order that holds the ClOrdID");
+
+    let metrics = s.admin_client().get(format!("{}/metrics", s.internal)).send().unwrap();
+    let metrics = metrics.text().unwrap();
+    let count = metrics.lines().find_map(|l| l.strip_prefix("atlas_fix_order_ack_seconds_count "));
+    assert_eq!(count, Some("2"), "{metrics}");
+
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order(&alice, &id)["status"] != "CANCELLED" {
+        assert!(Instant::now() < deadline, "not cancelled on disconnect: {}", order(&alice, &id));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.stop();
+}
+
 /// A garbled Logon (a wrong CheckSum, a wrong BeginString) ends the
 /// connection at once and without an answer, as the specification says: a
 /// valid Logon right behind it in the same write is never read. (Dropped

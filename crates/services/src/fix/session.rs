@@ -68,15 +68,42 @@ const FIX44_TYPES: &[&str] = &[
 /// The session-level (administrative) types.
 const ADMIN_TYPES: &[&[u8]] = &[b"0", b"1", b"2", b"3", b"4", b"5", b"A"];
 
-/// What the outcome of a submitted command is needed for.
+/// What the outcome of a submitted command is needed for (a new order's
+/// `read`: when the read that completed its message returned).
 enum Pending {
-    New { cl_ord_id: String, order: NewOrder, symbol: String },
+    New { cl_ord_id: String, order: NewOrder, symbol: String, read: Instant },
     Cancel { order: OrderId, cl_ord_id: String, orig: Option<String> },
     Replace { order: OrderId, cl_ord_id: String, orig: Option<String> },
     Mass { cl_ord_id: String, request_type: String },
 }
 
 type Outcome = (Result<Receipt, SubmitError>, Pending);
+
+/// The orders a session has in flight under one ClOrdID: one, unless the
+/// client repeated the ClOrdID before the first was answered.
+struct InFlight {
+    /// When the read that completed the first of them returned.
+    read: Instant,
+    count: u32,
+}
+
+/// One of the orders in flight under `cl_ord_id` was answered: the entry goes
+/// with the last of them. Returns the first one's read time, if there was one
+/// (an accepted order's ack time is measured from it: exact, unless an earlier
+/// order under the same ClOrdID was refused while this one was in flight,
+/// when it errs long).
+fn answered(
+    entered: &mut HashMap<String, InFlight, foldhash::quality::RandomState>,
+    cl_ord_id: &str,
+) -> Option<Instant> {
+    let e = entered.get_mut(cl_ord_id)?;
+    let read = e.read;
+    e.count -= 1;
+    if e.count == 0 {
+        entered.remove(cl_ord_id);
+    }
+    Some(read)
+}
 
 /// Cancel-on-disconnect (tag 8013, as Coinbase): all the participant's orders,
 /// or those entered in this session.
@@ -360,9 +387,9 @@ struct Session {
     early: std::collections::BTreeMap<u64, Message>,
     cod: CancelOnDisconnect,
     orders: Orders,
-    /// ClOrdIDs entered here whose orders the feed has not shown yet, with
-    /// when the read that completed each order's message returned.
-    entered: HashMap<String, Instant, foldhash::quality::RandomState>,
+    /// ClOrdIDs entered here whose orders are in flight: neither shown by the
+    /// feed nor refused yet.
+    entered: HashMap<String, InFlight, foldhash::quality::RandomState>,
     /// Order-to-ack latency: from that read to the order's first report
     /// (new or rejected) queued for writing, which the same loop turn writes.
     ack_latency: metrics::Histogram,
@@ -1021,7 +1048,7 @@ impl Session {
             Some(p)
         };
         let reports = self.orders.on_batch(self.me, batch, &product, &mut |c| {
-            entered.remove(c).inspect(|read| acked.record(read.elapsed())).is_some()
+            answered(entered, c).inspect(|read| acked.record(read.elapsed())).is_some()
         });
         self.products = cache.into_inner();
         for r in reports {
@@ -1226,10 +1253,16 @@ impl Session {
         }
         match self.submit(Some(cl_ord_id.clone()), CommandKind::NewOrder(order)).await {
             Ok(ticket) => {
-                // A repeated ClOrdID while its first is in flight keeps the
-                // first's read time (its refusal takes the entry, as before).
-                self.entered.entry(cl_ord_id.clone()).or_insert(self.last_in);
-                let pending = Pending::New { cl_ord_id, order, symbol: product.symbol.clone() };
+                // A ClOrdID repeated while its first order is in flight is
+                // counted, not entered again: the repeat's refusal must not
+                // take the first's place (the first is still this session's
+                // own, to acknowledge and to cancel on disconnect).
+                self.entered
+                    .entry(cl_ord_id.clone())
+                    .or_insert(InFlight { read: self.last_in, count: 0 })
+                    .count += 1;
+                let pending =
+                    Pending::New { cl_ord_id, order, symbol: product.symbol.clone(), read: self.last_in };
                 if self.inflight.send((ticket, pending)).await.is_err() {
                     return Flow::Close;
                 }
@@ -1484,8 +1517,8 @@ impl Session {
             }
         };
         match pending {
-            Pending::New { cl_ord_id, order, symbol } => {
-                let read = self.entered.remove(&cl_ord_id);
+            Pending::New { cl_ord_id, order, symbol, read } => {
+                answered(&mut self.entered, &cl_ord_id);
                 let (code, text) = match &result {
                     Ok(r) if r.duplicate => (6, "duplicate ClOrdID".to_owned()),
                     other => refusal(other).unwrap_or((99, "refused".into())),
@@ -1515,9 +1548,7 @@ impl Session {
                     body[0].1 = id.0.to_string();
                 }
                 self.send("8", &body);
-                if let Some(read) = read {
-                    self.ack_latency.record(read.elapsed());
-                }
+                self.ack_latency.record(read.elapsed());
             }
             Pending::Cancel { order, cl_ord_id, orig } => {
                 if let Some((_, text)) = refusal(&result) {
