@@ -209,3 +209,36 @@ fn benchmark_options_beyond_their_limits_are_refused() {
         assert!(!String::from_utf8_lossy(&out.stdout).contains("atlas bench"), "{args:?} started a run");
     }
 }
+
+/// `atlas up` listens for SIGTERM before it prints the line that tells
+/// whoever started it where it listens: a SIGTERM sent the moment that line
+/// is read shuts it down cleanly (exit 0), each time. (The handler used to be
+/// installed after the line, so a prompt SIGTERM could kill the process by
+/// the signal's default action, as a supervisor stopping it early would.)
+///
+/// The old window was microseconds wide, so the test keeps both CPUs busy
+/// meanwhile (the server is then often preempted just after printing): without
+/// the fix it failed in about half its runs here; with it, it cannot.
+#[test]
+fn a_sigterm_right_after_start_shuts_down_cleanly() {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..8 {
+        let dir = tempfile::tempdir().unwrap();
+        // `stop` sends SIGTERM and requires a successful exit.
+        Server::start(dir.path(), None).stop();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+}

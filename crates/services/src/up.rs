@@ -290,6 +290,10 @@ pub async fn start(config: UpConfig) -> anyhow::Result<Running> {
 
 /// Runs the exchange until SIGINT or SIGTERM.
 pub async fn run(config: UpConfig) -> anyhow::Result<()> {
+    // Listening for the signals before the line below is printed: whoever
+    // reads it may send SIGTERM at once, which must shut the exchange down
+    // cleanly, not kill it by the signal's default action.
+    let shutdown = shutdown_signal()?;
     let running = start(config).await?;
     // Tests and scripts read the bound addresses from this line.
     let plain = running.fix_plain_addr.map(|a| format!(" fix-plain tcp://{a}")).unwrap_or_default();
@@ -300,20 +304,21 @@ pub async fn run(config: UpConfig) -> anyhow::Result<()> {
         running.fix_addr,
         running.pki.ca_cert.display()
     );
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(t) => { t.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
-    }
+/// Installs the SIGTERM and SIGINT handlers now; the future ends at the first
+/// of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
