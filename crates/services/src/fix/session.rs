@@ -96,13 +96,12 @@ fn answered(
     entered: &mut HashMap<String, InFlight, foldhash::quality::RandomState>,
     cl_ord_id: &str,
 ) -> Option<Instant> {
-    let e = entered.get_mut(cl_ord_id)?;
-    let read = e.read;
-    e.count -= 1;
-    if e.count == 0 {
-        entered.remove(cl_ord_id);
+    // One lookup in the usual case of one order per ClOrdID.
+    let e = entered.remove(cl_ord_id)?;
+    if e.count > 1 {
+        entered.insert(cl_ord_id.to_owned(), InFlight { read: e.read, count: e.count - 1 });
     }
-    Some(read)
+    Some(e.read)
 }
 
 /// Cancel-on-disconnect (tag 8013, as Coinbase): all the participant's orders,
@@ -1729,6 +1728,18 @@ mod tests {
         let now = now_ns();
         let back = parse_utc_timestamp(&exec::utc_timestamp(now)).unwrap();
         assert!((now - back).abs() < 1_000_000);
+    }
+
+    #[test]
+    fn a_clordid_stays_in_flight_until_its_last_order_is_answered() {
+        let mut entered = HashMap::default();
+        let first = Instant::now();
+        entered.insert("x".to_owned(), InFlight { read: first, count: 2 });
+        assert_eq!(answered(&mut entered, "x"), Some(first));
+        assert!(entered.contains_key("x"), "one order is still in flight");
+        assert_eq!(answered(&mut entered, "x"), Some(first));
+        assert!(entered.is_empty());
+        assert_eq!(answered(&mut entered, "x"), None);
     }
 
     #[test]
