@@ -580,6 +580,62 @@ fn a_clordid_repeated_in_flight_leaves_the_first_order_the_sessions() {
     s.stop();
 }
 
+/// A ClOrdID is used once a day, by a new order or by a replace: a
+/// NewOrderSingle repeating a replace's ClOrdID is refused (103=6, naming the
+/// order), and so is a replace repeating any used ClOrdID (OrderCancelReject
+/// 102=6), leaving the order as it was. (A replace's ClOrdID was not kept as
+/// used, so a new order could take it and the session's ClOrdID map then named
+/// the wrong order for later cancels.)
+#[test]
+fn a_replaces_clordid_is_in_use_like_a_new_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let new = |cl: &'static str| vec![(11, cl), (55, "ACME"), (54, "1"), (38, "5"), (40, "2"), (44, "1.00")];
+    let replace = |cl: &'static str, orig: &'static str, qty: &'static str| {
+        vec![(11, cl), (41, orig), (55, "ACME"), (54, "1"), (38, qty), (40, "2"), (44, "1.00")]
+    };
+    a.send("D", &new("first"));
+    let id = text(&report(&mut a), 37).to_owned();
+    a.send("G", &replace("second", "first", "4"));
+    let rep = report(&mut a);
+    assert_eq!((text(&rep, 150), text(&rep, 11), text(&rep, 38)), ("5", "second", "4"), "{}", show(&rep));
+
+    a.send("D", &new("second"));
+    let refused = report(&mut a);
+    assert_eq!(
+        (text(&refused, 150), text(&refused, 103), text(&refused, 37)),
+        ("8", "6", id.as_str()),
+        "{}",
+        show(&refused)
+    );
+    for (cl, orig) in [("first", "second"), ("second", "second")] {
+        a.send("G", &replace(cl, orig, "3"));
+        let (r, _) = a.recv_type("9");
+        assert_eq!(
+            (text(&r, 434), text(&r, 102), text(&r, 11), text(&r, 37)),
+            ("2", "6", cl, id.as_str()),
+            "{cl}: {}",
+            show(&r)
+        );
+    }
+    assert_eq!(
+        order(&alice, &id)["originalQuantity"].as_i64(),
+        Some(4),
+        "the refused replaces changed nothing"
+    );
+    // The order still answers to its replace's ClOrdID, and a new one works.
+    a.send("G", &replace("third", "second", "3"));
+    let rep = report(&mut a);
+    assert_eq!((text(&rep, 150), text(&rep, 11), text(&rep, 41)), ("5", "third", "second"), "{}", show(&rep));
+    a.send("F", &[(11, "fourth"), (41, "third"), (55, "ACME"), (54, "1")]);
+    let cxl = report(&mut a);
+    assert_eq!((text(&cxl, 150), text(&cxl, 37)), ("4", id.as_str()), "{}", show(&cxl));
+    s.stop();
+}
+
 /// A garbled Logon (a wrong CheckSum, a wrong BeginString) ends the
 /// connection at once and without an answer, as the specification says: a
 /// valid Logon right behind it in the same write is never read. (Dropped

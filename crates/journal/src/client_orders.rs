@@ -1,8 +1,10 @@
 //! Client order ids already used: what makes a retried new order idempotent.
 //!
 //! Keyed by (participant, client order id), remembering the order id and the
-//! sequence number of the accepted order. Only accepted orders are remembered (a
-//! rejected one changed nothing, so its id may be used again). Like FIX ClOrdID,
+//! sequence number of the accepted order. A replace (an amend that carries a
+//! client order id, as a FIX OrderCancelReplaceRequest's ClOrdID) uses its id
+//! the same way, for the order it changed. Only accepted commands are
+//! remembered (a rejected one changed nothing, so its id may be used again). Like FIX ClOrdID,
 //! uniqueness is per trading day: the all-products end of day clears the set. It
 //! is sequencer state, not engine state, so it travels in snapshots and is rebuilt
 //! by replay.

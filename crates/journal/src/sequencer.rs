@@ -453,10 +453,18 @@ fn engine_loop(
             // The journal's clock never goes backwards, whatever the wall clock does.
             let time = Timestamp(now().0.max(st.last_time.0));
             let mut command = r.command;
-            if let (CommandKind::NewOrder(o), Some(id)) = (&command, r.client_order_id.as_deref()) {
-                if let Some((order_id, seq)) = st.client_orders.get(o.participant, id) {
-                    // A retry: answer with the original, after this batch commits
-                    // (so never before the original itself is durable).
+            // A participant's client order ids name new orders and the
+            // replaces (amends) of its orders alike, as FIX ClOrdIDs do.
+            let client_id = match (&command, r.client_order_id.as_deref()) {
+                (CommandKind::NewOrder(o), Some(id)) => Some((o.participant, id)),
+                (CommandKind::Amend(a), Some(id)) => a.participant.map(|p| (p, id)),
+                _ => None,
+            };
+            if let Some((participant, id)) = client_id {
+                if let Some((order_id, seq)) = st.client_orders.get(participant, id) {
+                    // A retry, or an id in use: answer with the order that holds
+                    // it, after this batch commits (so never before that order's
+                    // own entry is durable).
                     let receipt =
                         Receipt { seq, time, order_id: Some(order_id), events: Vec::new(), duplicate: true };
                     answers.push(Answer::Receipt(r.reply, receipt));

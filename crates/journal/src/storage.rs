@@ -183,6 +183,12 @@ impl Recovered {
                     self.client_orders.insert(o.participant, id, o.order_id, entry.seq);
                 }
             }
+            atlas_engine::CommandKind::Amend(a) => {
+                // A replace's new client order id names the order from now on.
+                if accepted && let (Some(p), Some(id)) = (a.participant, entry.client_order_id) {
+                    self.client_orders.insert(p, id, a.order_id, entry.seq);
+                }
+            }
             atlas_engine::CommandKind::EndOfDay { product: None } if accepted => self.client_orders.clear(),
             _ => {}
         }

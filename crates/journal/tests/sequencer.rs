@@ -301,6 +301,45 @@ fn a_retried_client_order_id_returns_the_original_and_creates_nothing() {
     s.shutdown();
 }
 
+/// A replace's client order id (a FIX OrderCancelReplaceRequest's ClOrdID)
+/// is in use from then on, as a new order's is: a new order or another
+/// replace that repeats it is answered with the order that holds it, also
+/// after a restart; a refused replace uses nothing.
+#[test]
+fn a_replaces_client_order_id_is_in_use_like_a_new_orders() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let amend = |s: &Sequencer, id: &str, order: Option<OrderId>, quantity: i64| {
+        let amend = atlas_engine::Amend {
+            order_id: order.unwrap(),
+            participant: Some(ParticipantId(1)),
+            quantity: Some(Qty(quantity)),
+            price: None,
+            stop_price: None,
+        };
+        s.handle().submit_wait(trader(1), Some(id.to_owned()), CommandKind::Amend(amend)).unwrap()
+    };
+    let first = with_client_id(&s, 1, "new", 100);
+    let replaced = amend(&s, "replace-1", first.order_id, 9);
+    assert!(!replaced.duplicate && replaced.events.first() == Some(&Event::Accepted), "{replaced:?}");
+    let new_again = with_client_id(&s, 1, "replace-1", 100);
+    assert!(new_again.duplicate && new_again.order_id == first.order_id, "{new_again:?}");
+    let replace_again = amend(&s, "new", first.order_id, 8);
+    assert!(replace_again.duplicate && replace_again.order_id == first.order_id, "{replace_again:?}");
+    // A refused replace (of an order that does not exist) leaves its id free.
+    let refused = amend(&s, "replace-2", Some(OrderId(999)), 8);
+    assert!(matches!(refused.events[..], [Event::Rejected { .. }]), "{refused:?}");
+    assert!(!amend(&s, "replace-2", first.order_id, 8).duplicate);
+    // Another participant may use the id.
+    assert!(!with_client_id(&s, 2, "replace-1", 100).duplicate);
+    s.shutdown();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    let after_restart = with_client_id(&s, 1, "replace-2", 100);
+    assert!(after_restart.duplicate && after_restart.order_id == first.order_id, "{after_restart:?}");
+    s.shutdown();
+}
+
 #[test]
 fn concurrent_retries_create_exactly_one_order() {
     let storage = MemoryStorage::default();

@@ -1445,7 +1445,9 @@ impl Session {
             reply(self, Some(order), 3, &e.detail);
             return Flow::Go;
         }
-        match self.submit(None, CommandKind::Amend(amend)).await {
+        // The ClOrdID goes with the amend: the journal refuses one already in
+        // use (by a new order or a replace) and keeps this one as used.
+        match self.submit(Some(cl_ord_id.clone()), CommandKind::Amend(amend)).await {
             Ok(ticket) => {
                 self.orders
                     .replaces
@@ -1557,7 +1559,18 @@ impl Session {
                 }
             }
             Pending::Replace { order, cl_ord_id, orig } => {
-                if let Some((_, text)) = refusal(&result) {
+                if let Ok(r) = &result
+                    && r.duplicate
+                {
+                    // CxlRejReason 6: the ClOrdID names an order already
+                    // (possibly this one, by an earlier replace); nothing changed.
+                    self.orders.replaces.remove(&order);
+                    let text = match r.order_id {
+                        Some(holder) => format!("duplicate ClOrdID (in use by order {})", holder.0),
+                        None => "duplicate ClOrdID".to_owned(),
+                    };
+                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", 6, &text);
+                } else if let Some((_, text)) = refusal(&result) {
                     self.orders.replaces.remove(&order);
                     let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", reason, &text);
