@@ -583,9 +583,12 @@ fn a_clordid_repeated_in_flight_leaves_the_first_order_the_sessions() {
 /// A ClOrdID is used once a day, by a new order or by a replace: a
 /// NewOrderSingle repeating a replace's ClOrdID is refused (103=6, naming the
 /// order), and so is a replace repeating any used ClOrdID (OrderCancelReject
-/// 102=6), leaving the order as it was. (A replace's ClOrdID was not kept as
-/// used, so a new order could take it and the session's ClOrdID map then named
-/// the wrong order for later cancels.)
+/// 102=6), leaving the order as it was. A replace's ClOrdID names the order
+/// for a cancel right behind the replace and in a later session. (A replace's
+/// ClOrdID was not kept as used, so a new order could take it and the
+/// session's ClOrdID map then named the wrong order for later cancels; and
+/// only the session that made a replace could use its ClOrdID, once the
+/// replace was reported.)
 #[test]
 fn a_replaces_clordid_is_in_use_like_a_new_orders() {
     let dir = tempfile::tempdir().unwrap();
@@ -630,8 +633,30 @@ fn a_replaces_clordid_is_in_use_like_a_new_orders() {
     a.send("G", &replace("third", "second", "3"));
     let rep = report(&mut a);
     assert_eq!((text(&rep, 150), text(&rep, 11), text(&rep, 41)), ("5", "third", "second"), "{}", show(&rep));
-    a.send("F", &[(11, "fourth"), (41, "third"), (55, "ACME"), (54, "1")]);
-    let cxl = report(&mut a);
+
+    // A cancel right behind a replace (one write) names the replace's
+    // ClOrdID while the replace is in flight.
+    a.send("D", &new("other"));
+    let other = text(&report(&mut a), 37).to_owned();
+    let mut both = a.message("G", a.next_out, &replace("other-2", "other", "2"));
+    both.extend(a.message("F", a.next_out + 1, &[(11, "other-3"), (41, "other-2"), (55, "ACME"), (54, "1")]));
+    a.next_out += 2;
+    a.raw(&both);
+    let (rep, cxl) = (report(&mut a), report(&mut a));
+    assert_eq!((text(&rep, 150), text(&rep, 11)), ("5", "other-2"), "{}", show(&rep));
+    assert_eq!(
+        (text(&cxl, 150), text(&cxl, 11), text(&cxl, 37)),
+        ("4", "other-3", other.as_str()),
+        "{}",
+        show(&cxl)
+    );
+    drop(a);
+
+    // A later session finds the order by its replace's ClOrdID too.
+    let mut b = FixClient::plain(&s.fix_plain, &keys[0]);
+    b.logon(&[(141, "Y")]);
+    b.send("F", &[(11, "fourth"), (41, "third"), (55, "ACME"), (54, "1")]);
+    let cxl = report(&mut b);
     assert_eq!((text(&cxl, 150), text(&cxl, 37)), ("4", id.as_str()), "{}", show(&cxl));
     s.stop();
 }

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
 
+use crate::ClientOrders;
 use crate::risk::{RiskGate, RiskReject, RiskUpdate};
-use atlas_types::{OrderId, Seq, Timestamp};
+use atlas_types::{OrderId, ParticipantId, Seq, Timestamp};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -128,7 +129,7 @@ struct Request {
 /// thread at the end of the batch it arrived in (it sees every command queued
 /// before it, and possibly some after it in the same batch), and returns what
 /// to deliver once the batch is committed.
-type Query = Box<dyn FnOnce(&Engine, &MarketSeqs) -> Box<dyn FnOnce() + Send> + Send>;
+type Query = Box<dyn FnOnce(&Engine, &MarketSeqs, &ClientOrders) -> Box<dyn FnOnce() + Send> + Send>;
 
 /// What the request queue carries.
 enum Msg {
@@ -203,14 +204,32 @@ impl SequencerHandle {
         &self,
         read: impl FnOnce(&Engine, &MarketSeqs) -> R + Send + 'static,
     ) -> Result<oneshot::Receiver<R>, SubmitError> {
+        self.query_all(move |engine, seqs, _| read(engine, seqs))
+    }
+
+    /// The order a participant's client order id names today (given by a new
+    /// order or by a replace), as of every command queued before the call,
+    /// answered once they are committed; `None` if the id is not in use.
+    pub fn client_order(
+        &self,
+        participant: ParticipantId,
+        id: String,
+    ) -> Result<oneshot::Receiver<Option<OrderId>>, SubmitError> {
+        self.query_all(move |_, _, ids| ids.get(participant, &id).map(|(order, _)| order))
+    }
+
+    fn query_all<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine, &MarketSeqs, &ClientOrders) -> R + Send + 'static,
+    ) -> Result<oneshot::Receiver<R>, SubmitError> {
         match self.shared.health.load(Ordering::Acquire) {
             HEALTH_OK => {}
             HEALTH_FAILED => return Err(SubmitError::StorageUnavailable),
             _ => return Err(SubmitError::Stopped),
         }
         let (reply, answer) = oneshot::channel();
-        self.send(Msg::Query(Box::new(move |engine: &Engine, seqs: &MarketSeqs| {
-            let result = read(engine, seqs);
+        self.send(Msg::Query(Box::new(move |engine: &Engine, seqs: &MarketSeqs, ids: &ClientOrders| {
+            let result = read(engine, seqs, ids);
             Box::new(move || {
                 let _ = reply.send(result);
             }) as Box<dyn FnOnce() + Send>
@@ -504,7 +523,7 @@ fn engine_loop(
         }
         let market = market_seqs.finish(&mut market);
         for read in queries {
-            answers.push(Answer::Deliver(read(&st.engine, &market_seqs)));
+            answers.push(Answer::Deliver(read(&st.engine, &market_seqs, &st.client_orders)));
         }
         let batch = (!entries.is_empty()).then(|| Batch::encode(&entries, prev_hash));
         if let Some(b) = &batch {

@@ -333,6 +333,14 @@ fn a_replaces_client_order_id_is_in_use_like_a_new_orders() {
     assert!(!amend(&s, "replace-2", first.order_id, 8).duplicate);
     // Another participant may use the id.
     assert!(!with_client_id(&s, 2, "replace-1", 100).duplicate);
+    // Asked which order an id names: the replaced one, for either of its ids.
+    let named = |s: &Sequencer, p: u32, id: &str| {
+        s.handle().client_order(ParticipantId(p), id.to_owned()).unwrap().blocking_recv().unwrap()
+    };
+    assert_eq!(named(&s, 1, "replace-1"), first.order_id);
+    assert_eq!(named(&s, 1, "new"), first.order_id);
+    assert_eq!(named(&s, 1, "unused"), None);
+    assert_ne!(named(&s, 2, "replace-1"), first.order_id);
     s.shutdown();
     let s = Sequencer::start(storage.clone(), config()).unwrap();
     let after_restart = with_client_id(&s, 1, "replace-2", 100);
