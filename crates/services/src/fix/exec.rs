@@ -58,6 +58,52 @@ pub struct Orders {
     pub cancels: HashMap<OrderId, Request>,
     /// Replaces asked for, by order.
     pub replaces: HashMap<OrderId, Request>,
+    /// The ClOrdIDs of orders followed here until they finished.
+    pub finished: Finished,
+}
+
+/// The most finished orders a session remembers by ClOrdID (~100 bytes each).
+pub const FINISHED_MAX: usize = 16_384;
+
+/// ClOrdID → order for orders that finished while the session followed them,
+/// the newest [`FINISHED_MAX`]. A cancel that names one of them (a fill beat
+/// it, which is common) is answered "too late" without a round trip to the
+/// journal, which would hold up the session's next orders. Older ones are
+/// still found through the journal and the tables.
+#[derive(Default)]
+pub struct Finished {
+    ids: HashMap<String, OrderId>,
+    /// Oldest first, to forget in that order.
+    age: std::collections::VecDeque<(String, OrderId)>,
+}
+
+impl Finished {
+    /// Remembers that the order answering to `cl_ord_id` finished.
+    pub fn insert(&mut self, cl_ord_id: String, id: OrderId) {
+        if self.age.len() == FINISHED_MAX
+            && let Some((old, old_id)) = self.age.pop_front()
+            && self.ids.get(&old) == Some(&old_id)
+        {
+            self.ids.remove(&old);
+        }
+        self.ids.insert(cl_ord_id.clone(), id);
+        self.age.push_back((cl_ord_id, id));
+    }
+
+    /// The finished order that answered to `cl_ord_id`, if remembered.
+    pub fn get(&self, cl_ord_id: &str) -> Option<OrderId> {
+        self.ids.get(cl_ord_id).copied()
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
 /// FIX OrdStatus (39) of a row.
@@ -248,13 +294,16 @@ impl Orders {
         );
     }
 
-    /// Marks an order as entered through this session, once it is known.
+    /// Stops following an order that finished (its ClOrdID moves to
+    /// `finished`).
     pub fn forget(&mut self, id: OrderId) {
         if let Some(t) = self.open.remove(&id)
             && let Some(c) = t.cl_ord_id
-            && self.by_cl_ord_id.get(&c) == Some(&id)
         {
-            self.by_cl_ord_id.remove(&c);
+            if self.by_cl_ord_id.get(&c) == Some(&id) {
+                self.by_cl_ord_id.remove(&c);
+            }
+            self.finished.insert(c, id);
         }
         self.cancels.remove(&id);
         self.replaces.remove(&id);
@@ -448,6 +497,32 @@ mod tests {
             currency: "USD".into(),
             status: "ACTIVE".into(),
         }
+    }
+
+    #[test]
+    fn finished_orders_are_remembered_newest_first_within_the_bound() {
+        let mut f = Finished::default();
+        assert!(f.is_empty());
+        for i in 0..FINISHED_MAX as u64 + 10 {
+            f.insert(format!("c{i}"), OrderId(i));
+        }
+        assert_eq!(f.len(), FINISHED_MAX);
+        assert_eq!(f.get("c0"), None);
+        assert_eq!(f.get("c9"), None);
+        assert_eq!(f.get("c10"), Some(OrderId(10)));
+        let last = FINISHED_MAX as u64 + 9;
+        assert_eq!(f.get(&format!("c{last}")), Some(OrderId(last)));
+        // A ClOrdID used again (another day) names its newest order, which
+        // the older entry's eviction leaves in place.
+        let mut f = Finished::default();
+        f.insert("x".into(), OrderId(1));
+        f.insert("x".into(), OrderId(2));
+        for i in 0..FINISHED_MAX as u64 - 2 {
+            f.insert(format!("c{i}"), OrderId(100 + i));
+        }
+        f.insert("y".into(), OrderId(3));
+        assert_eq!(f.get("x"), Some(OrderId(2)));
+        assert!(f.len() <= FINISHED_MAX);
     }
 
     #[test]

@@ -1311,6 +1311,10 @@ impl Session {
         if let Some(id) = self.orders.by_cl_ord_id.get(orig) {
             return Some(*id);
         }
+        // Finished while this session followed it: the cancel is too late.
+        if let Some(id) = self.orders.finished.get(orig) {
+            return Some(id);
+        }
         // Not open here under that ClOrdID. The journal knows the day's
         // ClOrdIDs, a replace's included (one in flight from this session,
         // answered once committed, or an earlier session's).
