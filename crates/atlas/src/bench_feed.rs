@@ -373,6 +373,14 @@ pub fn run(args: FeedArgs) -> anyhow::Result<()> {
             totals.dropped.load(Ordering::Relaxed),
             totals.closed.load(Ordering::Relaxed)
         );
+        // Most of the growth is the day's state, not the feed: every order's
+        // ClOrdID is kept until the end of day (held by the engine thread and
+        // by the journal's copy for snapshots), up to its limit.
+        println!(
+            "  the day's client order ids: {} of at most {}",
+            running.client_order_ids(),
+            atlas_journal::CLIENT_ORDER_IDS_MAX
+        );
         Ok::<_, anyhow::Error>(())
     });
     server.block_on(running.shutdown())?;

@@ -451,6 +451,13 @@ fn trading(s: &Server) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(text.contains("route=\"/atlas/api/order\""), "requests are labelled by route, not by path");
+    // What grows with use, beside its bound: one client order id so far
+    // (bob-1), no feed connection, the process's memory.
+    assert_eq!(value(&text, "atlas_client_order_ids"), 1.0, "{text}");
+    assert_eq!(value(&text, "atlas_client_order_ids_max"), atlas_journal::CLIENT_ORDER_IDS_MAX as f64);
+    assert_eq!(value(&text, "atlas_feed_connections"), 0.0);
+    assert_eq!(value(&text, "atlas_feed_slow_consumers_total"), 0.0);
+    assert!(value(&text, "process_resident_memory_bytes") > 1e6, "{text}");
     assert_eq!(alice.get("/metrics").0, StatusCode::NOT_FOUND);
 
     // The internal level-3 book shows the resting orders and their owners.

@@ -522,6 +522,13 @@ fn a_subscriber_that_stops_reading_is_disconnected_with_a_reason() {
         }
         ws
     });
+    let metric = |name: &str| -> f64 {
+        let text = s.admin_client().get(format!("{}/metrics", s.internal)).send().unwrap().text().unwrap();
+        let line = text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')));
+        line.unwrap_or_else(|| panic!("/metrics lacks {name}")).parse().unwrap()
+    };
+    assert_eq!(metric("atlas_feed_connections"), 1.0);
+    assert_eq!(metric("atlas_feed_slow_consumers_total"), 0.0);
     // It stops reading. Each order rests at a price of its own: one level2
     // update apiece, spread over far more of the hub's 5 ms flushes than a
     // connection may have queued.
@@ -561,4 +568,16 @@ fn a_subscriber_that_stops_reading_is_disconnected_with_a_reason() {
     assert!(closed, "no close after {updates} updates");
     // It was cut off: it never got all the updates.
     assert!(updates < placed, "{updates} updates");
+    // The operator sees it: one slow consumer cut off, and its connection
+    // gone (the hub hears of it shortly after the close).
+    assert_eq!(metric("atlas_feed_slow_consumers_total"), 1.0);
+    let mut connections = metric("atlas_feed_connections");
+    for _ in 0..50 {
+        if connections == 0.0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        connections = metric("atlas_feed_connections");
+    }
+    assert_eq!(connections, 0.0);
 }

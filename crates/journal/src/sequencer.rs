@@ -155,6 +155,8 @@ struct Shared {
     /// Bumped when the state is rebuilt after a failure.
     epoch: AtomicU64,
     committed_seq: AtomicU64,
+    /// The day's client order ids in use, as of the last batch sequenced.
+    client_order_ids: AtomicU64,
 }
 
 /// A cheap, cloneable way to submit commands.
@@ -276,6 +278,13 @@ impl SequencerHandle {
         self.shared.committed_seq.load(Ordering::Acquire)
     }
 
+    /// How many client order ids the day has used (a new order's or a
+    /// replace's), of [`crate::CLIENT_ORDER_IDS_MAX`]: the idempotency
+    /// state that grows with the day's orders until the end of day clears it.
+    pub fn client_order_ids(&self) -> u64 {
+        self.shared.client_order_ids.load(Ordering::Relaxed)
+    }
+
     /// Subscribes to the market data of every batch committed from now on.
     pub fn market_feed(&self) -> MarketFeed {
         self.market.subscribe()
@@ -324,6 +333,7 @@ impl Sequencer {
             health: AtomicU8::new(HEALTH_OK),
             epoch: AtomicU64::new(0),
             committed_seq: AtomicU64::new(recovered.engine.last_seq()),
+            client_order_ids: AtomicU64::new(recovered.client_orders.len() as u64),
         });
         let (tx, rx) = sync_channel::<Msg>(config.queue_max.max(1));
         let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.saturating_sub(1));
@@ -410,6 +420,7 @@ fn engine_loop(
             // Take the rebuilt state when the writer has it; meanwhile refuse.
             if let Ok((new_epoch, state, rows)) = rebuilt_rx.try_recv() {
                 st = state;
+                shared.client_order_ids.store(st.client_orders.len() as u64, Ordering::Relaxed);
                 projection = rows;
                 epoch = new_epoch;
                 shared.health.store(HEALTH_OK, Ordering::Release);
@@ -529,6 +540,7 @@ fn engine_loop(
         if let Some(b) = &batch {
             st.chain_hash = b.hash;
         }
+        shared.client_order_ids.store(st.client_orders.len() as u64, Ordering::Relaxed);
         if work_tx.send(Work { epoch, batch, entries, effects, answers, market }).is_err() {
             return;
         }

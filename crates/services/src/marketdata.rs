@@ -178,6 +178,11 @@ impl MarketData {
             per_ip_max: usize::try_from(per_ip_max).unwrap_or(usize::MAX),
         }
     }
+
+    /// Feed connections open now (upgrades under way included).
+    pub fn connections(&self) -> usize {
+        self.per_ip.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().sum()
+    }
 }
 
 /// One product's book as the feed has built it.
@@ -362,8 +367,14 @@ impl Hub {
             return;
         }
         let batch = std::mem::take(&mut sub.outbox);
-        if sub.tx.try_send(batch).is_err() {
-            self.kick(conn);
+        match sub.tx.try_send(batch) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!(crate::metrics::FEED_SLOW_CONSUMERS).increment(1);
+                self.kick(conn);
+            }
+            // The connection ended; its goodbye is on the way.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.kick(conn),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Prometheus metrics: HTTP requests by listener, route and status with their
 //! latency, orders by outcome, trades, FIX order-to-ack latency, the
-//! journal's commit latency and batch sizes, and the shard's health, served at
+//! journal's commit latency and batch sizes, the shard's health, and what
+//! grows with use against its bound (the day's client order ids, feed
+//! connections, slow feed consumers cut off, resident memory), served at
 //! `GET /metrics` on the internal listener (mutual TLS, no token: it is for the
 //! monitoring system).
 
@@ -19,6 +21,9 @@ use crate::auth::Audience;
 /// FIX order-to-ack latency: the read that completed a NewOrderSingle to its
 /// ExecutionReport (new, or rejected) queued for writing.
 pub const FIX_ORDER_ACK: &str = "atlas_fix_order_ack_seconds";
+
+/// Feed connections closed because they fell too far behind.
+pub const FEED_SLOW_CONSUMERS: &str = "atlas_feed_slow_consumers_total";
 
 /// Its buckets, finer than the HTTP ones where a FIX ack's budget (2 ms at
 /// 20k orders/s) lies.
@@ -131,7 +136,31 @@ pub async fn render(State(ctx): St) -> impl IntoResponse {
     let app = &ctx.app;
     metrics::gauge!("atlas_sequencer_committed_seq").set(app.seq.committed_seq() as f64);
     metrics::gauge!("atlas_sequencer_available").set(if app.seq.available() { 1.0 } else { 0.0 });
+    // Shown from the start, not from the first one.
+    metrics::counter!(FEED_SLOW_CONSUMERS).increment(0);
+    metrics::gauge!("atlas_client_order_ids").set(app.seq.client_order_ids() as f64);
+    metrics::gauge!("atlas_client_order_ids_max").set(atlas_journal::CLIENT_ORDER_IDS_MAX as f64);
+    if let Some(md) = app.market.get() {
+        metrics::gauge!("atlas_feed_connections").set(md.connections() as f64);
+    }
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(bytes as f64);
+    }
     let mut r = text().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
+}
+
+/// The process's resident memory (Linux; `None` elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -144,6 +144,11 @@ impl Running {
         self.sequencer.handle().market_feed()
     }
 
+    /// The day's client order ids in use (what the idempotency state holds).
+    pub fn client_order_ids(&self) -> u64 {
+        self.sequencer.handle().client_order_ids()
+    }
+
     /// Stops the listeners (letting requests in flight finish) and the shard.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop_tx.send(true);
