@@ -1050,7 +1050,7 @@ async fn connection(
     let Some(md) = app.market.get() else { return };
     let conn = md.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(CONNECTION_BATCHES);
-    let mut write_buf = Vec::new();
+    let mut write_buf: Vec<Bytes> = Vec::new();
     let mut tx = Some(tx);
     let mut subscribed_once = false;
     loop {
@@ -1201,27 +1201,51 @@ async fn write_frames(
     socket: &mut Socket,
     first: Vec<Bytes>,
     rx: &mut mpsc::Receiver<Vec<Bytes>>,
-    out: &mut Vec<u8>,
+    frames: &mut Vec<Bytes>,
 ) -> std::io::Result<()> {
     socket.flush().await.map_err(std::io::Error::other)?;
     let io = socket.get_mut();
-    out.clear();
+    frames.clear();
+    let mut gathered = 0;
     let mut next = Some(first);
     while let Some(batch) = next.take() {
-        for frame in &batch {
-            out.extend_from_slice(frame);
-            if out.len() >= WRITE_CHUNK_BYTES {
-                io.write_all(out).await?;
-                out.clear();
+        for frame in batch {
+            gathered += frame.len();
+            frames.push(frame);
+            if gathered >= WRITE_CHUNK_BYTES {
+                write_all_vectored(io, frames).await?;
+                frames.clear();
+                gathered = 0;
             }
         }
         next = rx.try_recv().ok();
     }
-    io.write_all(out).await?;
+    write_all_vectored(io, frames).await?;
+    frames.clear();
     io.flush().await?;
-    // An idle connection keeps a small buffer, not its largest burst's.
-    if out.capacity() > 2 * WRITE_CHUNK_BYTES {
-        *out = Vec::new();
+    // An idle connection keeps a small list, not its largest burst's.
+    if frames.capacity() > WRITE_CHUNK_BYTES / 64 {
+        *frames = Vec::new();
+    }
+    Ok(())
+}
+
+/// Writes `frames` whole, handing them to the stream as they are (TLS
+/// copies them into its records anyway, so gathering them into one buffer
+/// first would copy every byte twice).
+async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(
+    io: &mut W,
+    frames: &[Bytes],
+) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        frames.iter().filter(|f| !f.is_empty()).map(|f| std::io::IoSlice::new(f)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = io.write_vectored(rest).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
 }
@@ -1444,6 +1468,75 @@ pub async fn candles(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream that takes at most `step` bytes per call, split anywhere
+    /// (across and inside the slices), and is not ready every other call.
+    struct Trickle {
+        taken: Vec<u8>,
+        step: usize,
+        calls: usize,
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+        }
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return std::task::Poll::Pending;
+            }
+            let mut n = 0;
+            for b in bufs {
+                let k = b.len().min(self.step - n);
+                self.taken.extend_from_slice(&b[..k]);
+                n += k;
+                if n == self.step {
+                    break;
+                }
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn frames_are_written_whole_and_in_order_through_partial_writes() {
+        let frames: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(format!("frame {i}:{}", "x".repeat((i as usize * 37) % 500))))
+            .chain([Bytes::new(), Bytes::from_static(b"last")])
+            .collect();
+        let whole: Vec<u8> = frames.iter().flat_map(|f| f.iter().copied()).collect();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for step in [1, 7, 100, 4096, 1 << 20] {
+            let mut w = Trickle { taken: Vec::new(), step, calls: 0 };
+            rt.block_on(write_all_vectored(&mut w, &frames)).unwrap();
+            assert!(w.taken == whole, "step {step}: {} of {} bytes", w.taken.len(), whole.len());
+        }
+    }
 
     #[test]
     fn candles_take_open_high_low_close_and_volume_per_interval() {
