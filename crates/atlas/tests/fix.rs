@@ -633,6 +633,14 @@ fn a_replaces_clordid_is_in_use_like_a_new_orders() {
     a.send("G", &replace("third", "second", "3"));
     let rep = report(&mut a);
     assert_eq!((text(&rep, 150), text(&rep, 11), text(&rep, 41)), ("5", "third", "second"), "{}", show(&rep));
+    // A ClOrdID the journal would not keep (over 64 characters) is refused
+    // like a new order's, and the order stays as it was.
+    let long: &'static str = Box::leak("x".repeat(65).into_boxed_str());
+    a.send("G", &replace(long, "third", "2"));
+    let (r, _) = a.recv_type("9");
+    assert_eq!((text(&r, 434), text(&r, 102), text(&r, 37)), ("2", "99", id.as_str()), "{}", show(&r));
+    assert!(text(&r, 58).contains("1 to 64 printable ASCII"), "{}", show(&r));
+    assert_eq!(order(&alice, &id)["originalQuantity"].as_i64(), Some(3));
 
     // A cancel right behind a replace (one write) names the replace's
     // ClOrdID while the replace is in flight.
