@@ -641,6 +641,18 @@ fn a_replaces_clordid_is_in_use_like_a_new_orders() {
     assert_eq!((text(&r, 434), text(&r, 102), text(&r, 37)), ("2", "99", id.as_str()), "{}", show(&r));
     assert!(text(&r, 58).contains("1 to 64 printable ASCII"), "{}", show(&r));
     assert_eq!(order(&alice, &id)["originalQuantity"].as_i64(), Some(3));
+    // REST finds it by its replace's ClOrdID as well (Coinbase's client:
+    // lookup), and cancels by one.
+    let (st, got) = alice.get("/coinbase/orders/client:third");
+    assert_eq!((st, got["id"].as_str()), (StatusCode::OK, Some(id.as_str())), "{got}");
+    a.send("D", &new("rest"));
+    let rest_id = text(&report(&mut a), 37).to_owned();
+    a.send("G", &replace("rest-2", "rest", "4"));
+    assert_eq!(text(&report(&mut a), 150), "5");
+    let (st, cancelled) = alice.delete("/coinbase/orders/client:rest-2");
+    assert_eq!((st, cancelled.as_str()), (StatusCode::OK, Some(rest_id.as_str())), "{cancelled}");
+    let cxl = report(&mut a);
+    assert_eq!((text(&cxl, 150), text(&cxl, 37)), ("4", rest_id.as_str()), "{}", show(&cxl));
 
     // A cancel right behind a replace (one write) names the replace's
     // ClOrdID while the replace is in flight.

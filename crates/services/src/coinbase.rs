@@ -489,7 +489,10 @@ pub async fn get_order(
     let me = caller.broker()?;
     let app = &ctx.app;
     let row = match id.strip_prefix("client:") {
-        Some(client) => app.db.order_by_client_id(me, client).await?.ok_or_else(order_not_found)?,
+        Some(client) => {
+            let id = orders::by_client_order_id(app, me, client).await?.ok_or_else(order_not_found)?;
+            orders::own_order(app, &caller, id.0).await?
+        }
         None => orders::own_order(app, &caller, id.parse().map_err(|_| order_not_found())?).await?,
     };
     Ok(axum::Json(order_out(app, &row).await?))
@@ -505,7 +508,7 @@ pub async fn cancel_order(
     let me = caller.broker()?;
     let app = &ctx.app;
     let order_id = match id.strip_prefix("client:") {
-        Some(client) => app.db.order_by_client_id(me, client).await?.ok_or_else(order_not_found)?.id.0,
+        Some(client) => orders::by_client_order_id(app, me, client).await?.ok_or_else(order_not_found)?.0,
         None => id.parse().map_err(|_| order_not_found())?,
     };
     let row = orders::cancel_one(app, &caller, order_id).await?;

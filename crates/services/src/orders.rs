@@ -74,6 +74,23 @@ pub(crate) async fn own_order(app: &App, caller: &Caller, id: u64) -> Result<Ord
     }
 }
 
+/// The order a participant's client order id names: the day's, as the
+/// journal keeps them (given by a new order or by a FIX replace, also one
+/// committed a moment ago), else the newest order entered with it (an
+/// earlier day's, from the tables).
+pub(crate) async fn by_client_order_id(
+    app: &App,
+    me: ParticipantId,
+    client: &str,
+) -> Result<Option<OrderId>, atlas_store::DbError> {
+    if let Ok(answer) = app.seq.client_order(me, client.to_owned())
+        && let Ok(Some(id)) = answer.await
+    {
+        return Ok(Some(id));
+    }
+    Ok(app.db.order_by_client_id(me, client).await?.map(|row| row.id))
+}
+
 /// Place an order
 ///
 /// Enters an order and answers after it has been matched and committed, with its

@@ -1317,18 +1317,9 @@ impl Session {
         }
         // Not open here under that ClOrdID. The journal knows the day's
         // ClOrdIDs, a replace's included (one in flight from this session,
-        // answered once committed, or an earlier session's).
-        if let Ok(answer) = self.app.seq.client_order(self.me, orig.to_owned())
-            && let Ok(Some(id)) = answer.await
-        {
-            return Some(id);
-        }
-        // Finished within the batch that entered it (the cancel is then too
-        // late), entered on an earlier day, or unknown.
-        match self.app.db.order_by_client_id(self.me, orig).await {
-            Ok(Some(row)) => Some(row.id),
-            _ => None,
-        }
+        // answered once committed, or an earlier session's); the tables an
+        // earlier day's.
+        crate::orders::by_client_order_id(&self.app, self.me, orig).await.ok().flatten()
     }
 
     async fn on_cancel(&mut self, m: &Message) -> Flow {
