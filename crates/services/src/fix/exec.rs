@@ -62,7 +62,13 @@ pub struct Orders {
     pub finished: Finished,
 }
 
-/// The most finished orders a session remembers by ClOrdID (~100 bytes each).
+/// The most finished orders a session remembers by ClOrdID. Each costs
+/// 140–210 bytes (measured with 8- and 36-character ClOrdIDs): 2.2–3.3 MiB
+/// for a session that has finished this many, and so up to ~3.4 GB with all
+/// of `fix::CONNECTIONS_MAX` sessions full. 16,384 covers about a second of
+/// `bench fix` at 20k orders/s, where cancels name orders placed a second
+/// earlier; a journal query that need not wait for the commit would make
+/// this cache unnecessary.
 pub const FINISHED_MAX: usize = 16_384;
 
 /// ClOrdID → order for orders that finished while the session followed them,
