@@ -169,6 +169,27 @@ impl Batch {
         Batch { first_seq: entries[0].seq, last_seq: entries[entries.len() - 1].seq, prev_hash, hash, blob }
     }
 
+    /// Appends `later`, the batch encoded right after this one (its chain starts
+    /// at this one's hash), as if both had been encoded at once: the result
+    /// decodes and verifies like one batch of all their entries.
+    ///
+    /// # Panics
+    /// If `later` does not follow this batch, or the two exceed
+    /// [`BATCH_ENTRIES_MAX`] entries together.
+    pub fn extend(&mut self, later: Batch) {
+        assert!(
+            later.prev_hash == self.hash && later.first_seq.0 == self.last_seq.0 + 1,
+            "a batch extends only with the one that follows it"
+        );
+        let count = |b: &Batch| b.blob.first_chunk::<4>().map_or(0, |c| u32::from_le_bytes(*c) as usize);
+        let total = count(self) + count(&later);
+        assert!(total <= BATCH_ENTRIES_MAX, "batch size out of range");
+        self.blob[..4].copy_from_slice(&(total as u32).to_le_bytes());
+        self.blob.extend_from_slice(&later.blob[4..]);
+        self.last_seq = later.last_seq;
+        self.hash = later.hash;
+    }
+
     /// Decodes and verifies the batch: framing, every entry, contiguous sequence
     /// numbers from `first_seq` to `last_seq`, and the hash chain from `prev_hash`
     /// to `hash`.

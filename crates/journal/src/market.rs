@@ -171,14 +171,52 @@ impl MarketSeqs {
     /// Ends the batch: one numbered level update per product it changed, after
     /// its trades.
     pub fn finish(&mut self, batch: &mut BatchBuilder) -> Vec<MarketEvent> {
-        let mut out = std::mem::take(&mut batch.events);
+        let mut out = Vec::new();
+        self.finish_onto(batch, &mut out);
+        out
+    }
+}
+
+impl MarketSeqs {
+    /// Ends a batch onto the market data of the work it joins (empty for a
+    /// batch of its own): its trades after those there, before the level
+    /// updates; its level changes into the update of their product there,
+    /// which keeps its number (a level changed again keeps its last total), or
+    /// else into a new update with the product's next number.
+    pub fn finish_onto(&mut self, batch: &mut BatchBuilder, onto: &mut Vec<MarketEvent>) {
+        let first_levels =
+            onto.iter().position(|e| matches!(e, MarketEvent::Levels(_))).unwrap_or(onto.len());
+        onto.splice(first_levels..first_levels, batch.events.drain(..));
         batch.seen.clear();
         for (product, seq, time, changes) in batch.levels.drain(..) {
-            let n = self.last.entry(product).or_insert(self.base);
-            *n += 1;
-            out.push(MarketEvent::Levels(LevelUpdate { product, sequence: *n, seq, time, changes }));
+            let existing = onto.iter_mut().find_map(|e| match e {
+                MarketEvent::Levels(u) if u.product == product => Some(u),
+                _ => None,
+            });
+            match existing {
+                Some(u) => {
+                    u.seq = seq;
+                    u.time = time;
+                    let at: HashMap<(Side, Price), usize> = u
+                        .changes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (side, price, _))| ((*side, *price), i))
+                        .collect();
+                    for (side, price, qty) in changes {
+                        match at.get(&(side, price)) {
+                            Some(&i) => u.changes[i].2 = qty,
+                            None => u.changes.push((side, price, qty)),
+                        }
+                    }
+                }
+                None => {
+                    let n = self.last.entry(product).or_insert(self.base);
+                    *n += 1;
+                    onto.push(MarketEvent::Levels(LevelUpdate { product, sequence: *n, seq, time, changes }));
+                }
+            }
         }
-        out
     }
 }
 

@@ -147,6 +147,22 @@ impl Effects {
         self.position.clear();
     }
 
+    /// Folds in the effects of the batch that followed, as if one batch had
+    /// made both: each order's final state once, trades and busts in order.
+    pub fn absorb(&mut self, later: Effects) {
+        for row in later.orders {
+            match self.position.get(&row.id) {
+                Some(&i) => self.orders[i] = row,
+                None => {
+                    self.position.insert(row.id, self.orders.len());
+                    self.orders.push(row);
+                }
+            }
+        }
+        self.trades.extend(later.trades);
+        self.busted.extend(later.busted);
+    }
+
     fn record(&mut self, row: &OrderRow) {
         match self.position.get(&row.id) {
             Some(&i) => self.orders[i] = row.clone(),

@@ -3,20 +3,20 @@
 //!
 //! Two threads. The engine thread drains the bounded request queue into a batch,
 //! gives each command its sequence number, time and (for new orders) order id,
-//! applies it, and hands the encoded batch to the writer thread through a channel
-//! of depth [`SequencerConfig::pipeline_batches`]: while batch k commits, batch
-//! k+1 is being matched. The writer commits each batch and only then answers the
-//! requests in it. If a commit fails, the shard stops accepting (submissions fail
-//! at once with [`SubmitError::StorageUnavailable`]), everything in flight is
-//! answered with that error and never acknowledged, and the writer keeps trying to
-//! rebuild the state from storage; when it succeeds, the engine thread continues
-//! from the rebuilt state. An epoch number on every batch makes sure nothing
+//! applies it, and leaves the encoded batch for the writer thread: while batch k
+//! commits, what arrives is matched, and every batch matched meanwhile is merged
+//! into batch k+1 (see `Handoff`). The writer commits each batch and only then
+//! answers the requests in it. If a commit fails, the shard stops accepting
+//! (submissions fail at once with [`SubmitError::StorageUnavailable`]),
+//! everything in flight is answered with that error and never acknowledged, and
+//! the writer keeps trying to rebuild the state from storage; when it succeeds,
+//! the engine thread continues from the rebuilt state. An epoch number on every batch makes sure nothing
 //! computed before the failure is ever committed after it: the engine never runs
 //! ahead of its journal.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,12 +43,6 @@ pub struct SequencerConfig {
     pub queue_max: usize,
     /// Commands per batch, at most.
     pub batch_max: usize,
-    /// Batches matched ahead of the one committing, at most (pipelining depth):
-    /// with 1, batch k+1 is matched while batch k commits. Deeper pipelines split
-    /// the same load into more, smaller batches, and each commit has a fixed cost
-    /// (the pages of working orders it rewrites): with 2, SQLite's p50 ack latency
-    /// at 100k commands/s was 71 ms against 37 ms with 1.
-    pub pipeline_batches: usize,
     /// Take a snapshot after this many committed commands (0: never).
     pub snapshot_every_commands: u64,
     /// Also take one when this much time has passed since the last and anything
@@ -66,7 +60,6 @@ impl Default for SequencerConfig {
             // Batches are whatever is queued, up to this: they grow only under
             // load, where more commands per commit means fewer pages written each.
             batch_max: BATCH_ENTRIES_MAX,
-            pipeline_batches: 1,
             snapshot_every_commands: 1_000_000,
             snapshot_every: Duration::from_secs(600),
             retry_every: Duration::from_millis(250),
@@ -310,6 +303,226 @@ struct Work {
     answers: Vec<Answer>,
     /// Its market data, broadcast once it is committed.
     market: Vec<MarketEvent>,
+    /// A query read at its end: nothing more may join it.
+    sealed: bool,
+}
+
+/// Batches merge into one of at most this many commands; beyond it the
+/// engine waits for the writer to take the waiting work before it matches
+/// more, as it waited for each batch before batches merged. Commits of a few
+/// hundred commands already spread their fixed cost thin. Without the bound,
+/// everything in flight merged into one commit and the engine sat idle while
+/// it was written (one pipelined FIX session: 131-135k orders/s, against
+/// 140-148k); with a bound on what is waited for but not on what merges, a
+/// full slot plus a matched batch held outside it made the pipeline a batch
+/// deeper (`atlas bench journal` at 200k commands/s: p50 up to 9 ms, against 5).
+const MERGE_MAX: usize = 256;
+
+/// What the engine thread matched from one drain of its queue, on its way to
+/// the writer (see [`Handoff`]).
+struct Matched {
+    epoch: u64,
+    batch: Option<Batch>,
+    entries: Vec<Entry>,
+    effects: Effects,
+    answers: Vec<Answer>,
+    /// Its market data, not yet numbered.
+    market: BatchBuilder,
+    /// Reads to answer at its end.
+    queries: Vec<Query>,
+}
+
+impl Work {
+    /// Can `later`, matched after this work on the same state, join it?
+    fn takes(&self, later: &Matched, max: usize) -> bool {
+        !self.sealed
+            && later.epoch == self.epoch
+            && self.entries.len() + later.entries.len() <= MERGE_MAX.min(max)
+    }
+
+    /// Folds in `later` as if one batch had held both: its entries onto the
+    /// chain, each order's final state once, its level changes into the
+    /// level updates (and level2 numbers) already given to this work.
+    fn absorb(&mut self, later: Matched, seqs: &mut MarketSeqs) {
+        match (&mut self.batch, later.batch) {
+            (Some(batch), Some(next)) => batch.extend(next),
+            (batch @ None, next) => *batch = next,
+            (Some(_), None) => {}
+        }
+        self.entries.extend(later.entries);
+        self.effects.absorb(later.effects);
+        self.answers.extend(later.answers);
+        let mut builder = later.market;
+        seqs.finish_onto(&mut builder, &mut self.market);
+    }
+}
+
+/// Where the engine thread leaves matched work for the writer thread: one
+/// slot. What the engine matches while the writer is still committing is
+/// merged into the work waiting there, so the writer's next commit takes
+/// everything matched since its last one, as one batch with one level2
+/// update per product.
+///
+/// Each commit has a fixed cost (SQLite rewrites every page it touches, about
+/// a dozen for a few orders, and syncs), so the number of commits, not of
+/// orders, sets the writer's work at moderate rates. A hand-over that waited
+/// for the writer to take each batch split the orders that arrived during one
+/// commit into a batch of the first alone, matched at once and committed
+/// next, and one of the rest, committed after it: those waited for two
+/// commits, and the writer paid for two.
+///
+/// Level2 numbers are given as work is left or merged, under the slot's lock,
+/// so a merged update keeps the number it had. A query reads at the end of
+/// the work it arrived with and seals it: nothing merged later may change
+/// what the number it reports stands for.
+struct Handoff {
+    slot: Mutex<Slot>,
+    /// Signalled when work is left in the empty slot, or a side goes.
+    filled: Condvar,
+    /// Signalled when the writer takes the work, or goes.
+    taken: Condvar,
+}
+
+#[derive(Default)]
+struct Slot {
+    work: Option<Work>,
+    engine_gone: bool,
+    writer_gone: bool,
+}
+
+impl Handoff {
+    fn pair() -> (HandoffTx, HandoffRx) {
+        let h = Arc::new(Handoff { slot: Mutex::default(), filled: Condvar::new(), taken: Condvar::new() });
+        (HandoffTx(h.clone()), HandoffRx(h))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
+        // A panic while holding the lock leaves the slot consistent (every
+        // change is made in full or not at all).
+        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The engine thread's side of the [`Handoff`].
+struct HandoffTx(Arc<Handoff>);
+
+impl HandoffTx {
+    /// How many more commands the next batch may hold, at most `max`: the
+    /// room left in the work waiting for the writer, waiting until the writer
+    /// takes it if it can take no more (so the engine never holds a matched
+    /// batch outside the slot while the slot is full, which would make the
+    /// pipeline one batch deeper: under load, each batch would wait for two
+    /// commits). `None` if the writer is gone.
+    fn room(&self, max: usize) -> Option<usize> {
+        let mut slot = self.0.lock();
+        loop {
+            if slot.writer_gone {
+                return None;
+            }
+            match &slot.work {
+                None => return Some(max),
+                Some(w) if !w.sealed && w.entries.len() < MERGE_MAX.min(max) => {
+                    return Some(MERGE_MAX.min(max) - w.entries.len());
+                }
+                Some(_) => slot = self.0.taken.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner),
+            }
+        }
+    }
+
+    /// Leaves what was matched for the writer, merged into the work waiting
+    /// there if it fits `max` commands; otherwise waits until the writer takes
+    /// that. Numbers its level updates, and answers its queries from `st` and
+    /// `seqs` as of its end. Fails if the writer is gone.
+    fn put(&self, mut m: Matched, seqs: &mut MarketSeqs, st: &Recovered, max: usize) -> Result<(), ()> {
+        let queries = std::mem::take(&mut m.queries);
+        let mut slot = self.0.lock();
+        loop {
+            if slot.writer_gone {
+                return Err(());
+            }
+            let work = match slot.work.as_mut() {
+                Some(waiting) if waiting.takes(&m, max) => {
+                    waiting.absorb(m, seqs);
+                    waiting
+                }
+                Some(_) => {
+                    slot = self.0.taken.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner);
+                    continue;
+                }
+                None => {
+                    let mut builder = m.market;
+                    let mut market = Vec::new();
+                    seqs.finish_onto(&mut builder, &mut market);
+                    self.0.filled.notify_one();
+                    slot.work.insert(Work {
+                        epoch: m.epoch,
+                        batch: m.batch,
+                        entries: m.entries,
+                        effects: m.effects,
+                        answers: m.answers,
+                        market,
+                        sealed: false,
+                    })
+                }
+            };
+            if !queries.is_empty() {
+                work.sealed = true;
+                for read in queries {
+                    work.answers.push(Answer::Deliver(read(&st.engine, seqs, &st.client_orders)));
+                }
+            }
+            return Ok(());
+        }
+    }
+}
+
+impl Drop for HandoffTx {
+    fn drop(&mut self) {
+        self.0.lock().engine_gone = true;
+        self.0.filled.notify_all();
+    }
+}
+
+/// The writer thread's side of the [`Handoff`].
+struct HandoffRx(Arc<Handoff>);
+
+impl HandoffRx {
+    /// Takes the waiting work, waiting for some until `until` (or for ever).
+    /// Fails with `Disconnected` once the engine thread is gone and nothing
+    /// is left.
+    fn take(&self, until: Option<Instant>) -> Result<Work, RecvTimeoutError> {
+        let mut slot = self.0.lock();
+        loop {
+            if let Some(work) = slot.work.take() {
+                self.0.taken.notify_one();
+                return Ok(work);
+            }
+            if slot.engine_gone {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            slot = match until {
+                None => self.0.filled.wait(slot).unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    self.0
+                        .filled
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+impl Drop for HandoffRx {
+    fn drop(&mut self) {
+        self.0.lock().writer_gone = true;
+        self.0.taken.notify_all();
+    }
 }
 
 impl Sequencer {
@@ -336,7 +549,7 @@ impl Sequencer {
             client_order_ids: AtomicU64::new(recovered.client_orders.len() as u64),
         });
         let (tx, rx) = sync_channel::<Msg>(config.queue_max.max(1));
-        let (work_tx, work_rx) = sync_channel::<Work>(config.pipeline_batches.saturating_sub(1));
+        let (work_tx, work_rx) = Handoff::pair();
         let (rebuilt_tx, rebuilt_rx) = sync_channel::<(u64, Recovered, Projection)>(1);
         let (market, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
         let snapshots = if config.snapshot_every_commands > 0 {
@@ -404,7 +617,7 @@ fn engine_loop(
     mut st: Recovered,
     mut projection: Projection,
     rx: Receiver<Msg>,
-    work_tx: SyncSender<Work>,
+    work_tx: HandoffTx,
     rebuilt_rx: Receiver<(u64, Recovered, Projection)>,
     shared: Arc<Shared>,
     config: SequencerConfig,
@@ -452,8 +665,9 @@ fn engine_loop(
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        let Some(room) = work_tx.room(batch_max) else { return };
         requests.push(first);
-        while requests.len() < batch_max {
+        while requests.len() < room {
             match rx.try_recv() {
                 Ok(r) => requests.push(r),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -532,16 +746,13 @@ fn engine_loop(
                 Receipt { seq, time, order_id, events: events.clone(), duplicate: false },
             ));
         }
-        let market = market_seqs.finish(&mut market);
-        for read in queries {
-            answers.push(Answer::Deliver(read(&st.engine, &market_seqs, &st.client_orders)));
-        }
         let batch = (!entries.is_empty()).then(|| Batch::encode(&entries, prev_hash));
         if let Some(b) = &batch {
             st.chain_hash = b.hash;
         }
         shared.client_order_ids.store(st.client_orders.len() as u64, Ordering::Relaxed);
-        if work_tx.send(Work { epoch, batch, entries, effects, answers, market }).is_err() {
+        let matched = Matched { epoch, batch, entries, effects, answers, market, queries };
+        if work_tx.put(matched, &mut market_seqs, &st, batch_max).is_err() {
             return;
         }
     }
@@ -645,7 +856,7 @@ pub const BATCH_COMMANDS: &str = "atlas_journal_batch_commands";
 
 fn writer_loop<S: Storage>(
     mut storage: S,
-    work_rx: Receiver<Work>,
+    work_rx: HandoffRx,
     rebuilt_tx: SyncSender<(u64, Recovered, Projection)>,
     snapshots: Option<SyncSender<SnapshotFeed>>,
     market: tokio::sync::broadcast::Sender<Arc<MarketBatch>>,
@@ -657,10 +868,7 @@ fn writer_loop<S: Storage>(
     let commit_seconds = metrics::histogram!(COMMIT_SECONDS);
     let batch_commands = metrics::histogram!(BATCH_COMMANDS);
     loop {
-        let received = match snapshots.as_ref().and_then(SnapshotLots::due) {
-            Some(due) => work_rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-            None => work_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-        };
+        let received = work_rx.take(snapshots.as_ref().and_then(SnapshotLots::due));
         let work = match received {
             Ok(work) => work,
             Err(e) => {
@@ -729,8 +937,8 @@ fn writer_loop<S: Storage>(
                 // may not have landed), refusing everything meanwhile.
                 let rebuilt = loop {
                     let deadline = Instant::now() + config.retry_every;
-                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-                        match work_rx.recv_timeout(left) {
+                    while Instant::now() < deadline {
+                        match work_rx.take(Some(deadline)) {
                             Ok(stale) => fail_all(stale.answers),
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => return,

@@ -113,6 +113,10 @@ proptest! {
             let first = Batch::encode(&es[..mid], ChainHash::GENESIS);
             let second = Batch::encode(&es[mid..], first.hash);
             prop_assert_eq!(second.hash, b.hash);
+            // And two batches extended into one are that one, byte for byte.
+            let mut joined = first;
+            joined.extend(second);
+            prop_assert_eq!(joined, b);
         }
     }
 

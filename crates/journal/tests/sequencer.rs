@@ -215,7 +215,7 @@ fn tampering_is_detected() {
 #[test]
 fn a_full_queue_is_refused_at_once() {
     let storage = MemoryStorage::default();
-    let cfg = SequencerConfig { queue_max: 4, batch_max: 1, pipeline_batches: 1, ..config() };
+    let cfg = SequencerConfig { queue_max: 4, batch_max: 1, ..config() };
     let s = Sequencer::start(storage.clone(), cfg).unwrap();
     list_product(&s);
     let h = s.handle();
@@ -381,6 +381,150 @@ fn a_query_answers_only_after_the_commands_before_it_commit() {
     let book = depth.blocking_recv().unwrap().unwrap();
     assert_eq!(book.bids.len(), 1);
     assert_eq!(book.bids[0].price, Price(90));
+    s.shutdown();
+}
+
+/// What is matched while a commit is under way goes to storage in the next
+/// commit, all of it: orders that arrive one by one during a slow commit are
+/// matched one by one, and then committed together, not the first alone and
+/// the rest a commit later. The merged batch verifies like any other, and the
+/// stored rows are each order's final state.
+#[test]
+fn batches_matched_during_a_commit_are_committed_together() {
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    let before = storage.batches().len();
+    let mut feed = h.market_feed();
+    storage.stalled.store(true, Ordering::Release);
+    let first = h.submit(trader(1), None, order(1, Side::Buy, 90)).unwrap();
+    // The writer holds the first order's commit; the rest arrive apart, so the
+    // engine matches each on its own.
+    std::thread::sleep(Duration::from_millis(20));
+    let mut tickets = Vec::new();
+    for (p, side, price) in
+        [(1, Side::Buy, 100), (2, Side::Sell, 100), (1, Side::Buy, 95), (2, Side::Sell, 94)]
+    {
+        tickets.push(h.submit(trader(p), None, order(p, side, price)).unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    storage.stalled.store(false, Ordering::Release);
+    first.blocking_recv().unwrap().unwrap();
+    let receipts: Vec<_> = tickets.into_iter().map(|t| t.blocking_recv().unwrap().unwrap()).collect();
+    let seqs: Vec<u64> = receipts.iter().map(|r| r.seq.0).collect();
+    assert_eq!(seqs, [3, 4, 5, 6], "contiguous, in arrival order");
+    let batches = storage.batches();
+    let firsts_and_lasts: Vec<_> = batches[before..].iter().map(|b| (b.first_seq.0, b.last_seq.0)).collect();
+    assert_eq!(firsts_and_lasts, [(2, 2), (3, 6)], "one commit for everything matched during the first");
+    s.shutdown();
+    let mut st = storage.clone();
+    let report = verify(&mut st, config().engine).unwrap();
+    assert_eq!(report.entries, 6);
+    // The merged commit's rows (as published): each order it changed once, in
+    // its final state, though orders 2 and 4 were entered by one engine batch
+    // and filled by the next.
+    let published = feed.blocking_recv().unwrap();
+    assert_eq!(published.commands, (2, 2));
+    let merged = feed.blocking_recv().unwrap();
+    assert_eq!(merged.commands, (3, 6));
+    let rows: Vec<_> = merged.orders.iter().map(|r| (r.id.0, r.open.0, r.traded.0)).collect();
+    assert_eq!(rows, [(2, 0, 10), (3, 0, 10), (4, 0, 10), (5, 0, 10)]);
+    assert_eq!(merged.trades.len(), 2);
+    let levels: Vec<u64> = [&published, &merged]
+        .iter()
+        .flat_map(|b| &b.events)
+        .filter_map(|e| match e {
+            atlas_journal::market::MarketEvent::Levels(u) => Some(u.sequence),
+            _ => None,
+        })
+        .collect();
+    assert!(levels.windows(2).all(|w| w[1] == w[0] + 1), "level2 numbers stay contiguous: {levels:?}");
+    let merged_levels =
+        merged.events.iter().filter(|e| matches!(e, atlas_journal::market::MarketEvent::Levels(_)));
+    assert_eq!(merged_levels.count(), 1, "one level2 update for the product, however many batches merged");
+    assert_eq!(storage.trades().len(), 2);
+}
+
+/// A query reads the book and its level2 number at one point while batches
+/// merge around it (commits are made slow on and off): the book rebuilt from
+/// the feed up to that number is the book the query read, every time. A
+/// batch merged after the query into the update it names would break this.
+#[test]
+fn queries_between_merged_batches_name_the_book_they_read() {
+    use atlas_journal::market::MarketEvent;
+    use std::collections::{BTreeMap, HashMap};
+    let storage = MemoryStorage::default();
+    let s = Sequencer::start(storage.clone(), config()).unwrap();
+    list_product(&s);
+    let h = s.handle();
+    let mut feed = h.market_feed();
+    let sender = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let tickets: Vec<_> = (0..3_000u32)
+                .map(|i| {
+                    if i % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+                    let price =
+                        if side == Side::Buy { 90 + i64::from(i % 13) } else { 97 + i64::from(i % 11) };
+                    h.submit(trader(1 + i % 3), None, order(1 + i % 3, side, price)).unwrap()
+                })
+                .collect();
+            for t in tickets {
+                t.blocking_recv().unwrap().unwrap();
+            }
+        })
+    };
+    let mut reads = Vec::new();
+    for i in 0..150 {
+        storage.stalled.store(i % 3 == 0, Ordering::Release);
+        reads.push(h.query_market(|e, m| (m.get(P), e.depth(P, usize::MAX).unwrap())).unwrap());
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    storage.stalled.store(false, Ordering::Release);
+    sender.join().unwrap();
+    type Book = BTreeMap<(bool, i64), i64>;
+    let mut wanted: HashMap<u64, Vec<Book>> = HashMap::new();
+    for r in reads {
+        let (seq, depth) = r.blocking_recv().unwrap();
+        let book: Book = depth
+            .bids
+            .iter()
+            .map(|l| ((true, l.price.0), l.quantity.0))
+            .chain(depth.asks.iter().map(|l| ((false, l.price.0), l.quantity.0)))
+            .collect();
+        wanted.entry(seq).or_default().push(book);
+    }
+    let last_wanted = *wanted.keys().max().unwrap();
+    let first_wanted = *wanted.keys().min().unwrap();
+    assert!(wanted.len() > 10, "the reads saw the book change: {} distinct numbers", wanted.len());
+    let mut book = Book::new();
+    let mut last = 0;
+    let mut checked = usize::from(first_wanted == 0);
+    while last < last_wanted {
+        for ev in &feed.blocking_recv().unwrap().events {
+            if let MarketEvent::Levels(u) = ev {
+                assert!(last == 0 || u.sequence == last + 1, "no gaps");
+                last = u.sequence;
+                for (side, price, qty) in &u.changes {
+                    let key = (*side == Side::Buy, price.0);
+                    if qty.0 == 0 {
+                        book.remove(&key);
+                    } else {
+                        book.insert(key, qty.0);
+                    }
+                }
+                for read in wanted.get(&last).into_iter().flatten() {
+                    assert_eq!(read, &book, "the book a query read at level2 number {last}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 100, "{checked} reads checked");
     s.shutdown();
 }
 
