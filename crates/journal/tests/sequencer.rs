@@ -54,6 +54,21 @@ fn list_product(s: &Sequencer) {
     assert_eq!(r.events[0], Event::Accepted);
 }
 
+/// A book as level2 updates describe it: (is a bid, price) → quantity.
+type LevelBook = std::collections::BTreeMap<(bool, i64), i64>;
+
+/// Applies one level2 update's changes (a zero quantity removes the level).
+fn apply_levels(book: &mut LevelBook, changes: &[(Side, Price, Qty)]) {
+    for (side, price, qty) in changes {
+        let key = (*side == Side::Buy, price.0);
+        if qty.0 == 0 {
+            book.remove(&key);
+        } else {
+            book.insert(key, qty.0);
+        }
+    }
+}
+
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
@@ -453,7 +468,7 @@ fn batches_matched_during_a_commit_are_committed_together() {
 #[test]
 fn queries_between_merged_batches_name_the_book_they_read() {
     use atlas_journal::market::MarketEvent;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
     let storage = MemoryStorage::default();
     let s = Sequencer::start(storage.clone(), config()).unwrap();
     list_product(&s);
@@ -486,11 +501,10 @@ fn queries_between_merged_batches_name_the_book_they_read() {
     }
     storage.stalled.store(false, Ordering::Release);
     sender.join().unwrap();
-    type Book = BTreeMap<(bool, i64), i64>;
-    let mut wanted: HashMap<u64, Vec<Book>> = HashMap::new();
+    let mut wanted: HashMap<u64, Vec<LevelBook>> = HashMap::new();
     for r in reads {
         let (seq, depth) = r.blocking_recv().unwrap();
-        let book: Book = depth
+        let book: LevelBook = depth
             .bids
             .iter()
             .map(|l| ((true, l.price.0), l.quantity.0))
@@ -501,7 +515,7 @@ fn queries_between_merged_batches_name_the_book_they_read() {
     let last_wanted = *wanted.keys().max().unwrap();
     let first_wanted = *wanted.keys().min().unwrap();
     assert!(wanted.len() > 10, "the reads saw the book change: {} distinct numbers", wanted.len());
-    let mut book = Book::new();
+    let mut book = LevelBook::new();
     let mut last = 0;
     let mut checked = usize::from(first_wanted == 0);
     while last < last_wanted {
@@ -509,14 +523,7 @@ fn queries_between_merged_batches_name_the_book_they_read() {
             if let MarketEvent::Levels(u) = ev {
                 assert!(last == 0 || u.sequence == last + 1, "no gaps");
                 last = u.sequence;
-                for (side, price, qty) in &u.changes {
-                    let key = (*side == Side::Buy, price.0);
-                    if qty.0 == 0 {
-                        book.remove(&key);
-                    } else {
-                        book.insert(key, qty.0);
-                    }
-                }
+                apply_levels(&mut book, &u.changes);
                 for read in wanted.get(&last).into_iter().flatten() {
                     assert_eq!(read, &book, "the book a query read at level2 number {last}");
                     checked += 1;
@@ -683,7 +690,6 @@ fn each_batch_names_its_commands_so_each_order_is_entered_once() {
 #[test]
 fn coalesced_level_updates_rebuild_the_book() {
     use atlas_journal::market::MarketEvent;
-    use std::collections::BTreeMap;
     let s = Sequencer::start(MemoryStorage::default(), config()).unwrap();
     list_product(&s);
     let h = s.handle();
@@ -700,7 +706,7 @@ fn coalesced_level_updates_rebuild_the_book() {
     }
     let (seq, depth) =
         h.query_market(|e, m| (m.get(P), e.depth(P, usize::MAX).unwrap())).unwrap().blocking_recv().unwrap();
-    let mut book: BTreeMap<(bool, i64), i64> = BTreeMap::new();
+    let mut book = LevelBook::new();
     let mut last = 0;
     let mut updates = 0;
     while last < seq {
@@ -709,20 +715,13 @@ fn coalesced_level_updates_rebuild_the_book() {
                 assert_eq!(u.sequence, last + 1, "no gaps");
                 last = u.sequence;
                 updates += 1;
-                for (side, price, qty) in &u.changes {
-                    let key = (*side == Side::Buy, price.0);
-                    if qty.0 == 0 {
-                        book.remove(&key);
-                    } else {
-                        book.insert(key, qty.0);
-                    }
-                }
+                apply_levels(&mut book, &u.changes);
             }
         }
     }
     assert_eq!(last, seq);
     assert!(updates >= 1);
-    let mut engine: BTreeMap<(bool, i64), i64> = BTreeMap::new();
+    let mut engine = LevelBook::new();
     for l in &depth.bids {
         engine.insert((true, l.price.0), l.quantity.0);
     }
