@@ -44,12 +44,12 @@ mod server;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use atlas_wire::fix::{Message, length_tag_of};
 use reqwest::StatusCode;
 use serde_json::json;
-use server::fix::{Credentials, FixClient, now, now_offset, show, sign};
+use server::fix::{Credentials, FixClient, show, sign, time_offset};
 use server::{Server, admin};
 
 /// The scripts Atlas passes (the rest are listed, with reasons, in the report).
@@ -203,20 +203,27 @@ fn pieces(m: &str) -> Vec<(String, String)> {
     out
 }
 
-fn time_with_offset(spec: &str) -> Option<String> {
+fn time_with_offset(spec: &str, at: SystemTime) -> Option<String> {
     let inner = spec.strip_prefix("<TIME")?.strip_suffix('>')?;
     let offset: i64 = if inner.is_empty() { 0 } else { inner.parse().ok()? };
-    Some(now_offset(offset))
+    Some(time_offset(at, offset))
 }
 
 /// The bytes to send for a script's message.
 fn outgoing(m: &str, c: &Credentials) -> Vec<u8> {
     let mut f = pieces(m);
+    // One clock reading for the whole message: read per field, SendingTime
+    // and OrigSendingTime (both `<TIME>`) could fall in different
+    // milliseconds, OrigSendingTime the later, which the acceptor rightly
+    // rejects (a flake of `RejectResentMessage` on a loaded machine).
+    let at = SystemTime::now();
     for (t, v) in f.iter_mut() {
         match (t.as_str(), v.as_str()) {
             ("49", "TW") => *v = c.key.clone(),
             ("56", "ISLD") => *v = "ATLAS".into(),
-            (_, x) if x.starts_with("<TIME") => *v = time_with_offset(x).unwrap_or_else(now),
+            (_, x) if x.starts_with("<TIME") => {
+                *v = time_with_offset(x, at).unwrap_or_else(|| time_offset(at, 0))
+            }
             _ => {}
         }
     }

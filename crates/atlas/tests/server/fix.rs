@@ -49,7 +49,12 @@ pub fn now() -> String {
 
 /// The current time shifted by `offset` seconds, as a FIX UTCTimestamp.
 pub fn now_offset(offset: i64) -> String {
-    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    time_offset(std::time::SystemTime::now(), offset)
+}
+
+/// `at` shifted by `offset` seconds, as a FIX UTCTimestamp.
+pub fn time_offset(at: std::time::SystemTime, offset: i64) -> String {
+    let ns = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let secs = (ns / 1_000_000_000) as i64 + offset;
     let ms = (ns / 1_000_000 % 1000) as u32;
     let days = secs.div_euclid(86_400);
