@@ -86,7 +86,10 @@ fn survives_restart_and_verifies(open: Open, target: &str) {
     let report = verify(&mut store, config().engine).unwrap();
     assert_eq!(report.entries, 1_001);
     assert_eq!(report.state_hash, first.engine.state_hash());
-    assert!(report.snapshots_checked >= 3);
+    // A snapshot is taken once 250 commands were handed to the snapshot
+    // thread since the last, and they go in lots that close at 250 or after
+    // 50 ms: so every 250 to 500 commands, fewer the faster the run.
+    assert!(report.snapshots_checked >= 2, "{} snapshots", report.snapshots_checked);
     drop(store);
     // Start again on the same database: the sequence continues.
     run(&open, 400, false);
