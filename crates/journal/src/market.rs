@@ -177,6 +177,10 @@ impl MarketSeqs {
     }
 }
 
+/// Merging level changes into an update scans it while that costs at most
+/// this many comparisons, and indexes it beyond.
+const MERGE_SCAN_MAX: usize = 256;
+
 impl MarketSeqs {
     /// Ends a batch onto the market data of the work it joins (empty for a
     /// batch of its own): its trades after those there, before the level
@@ -197,16 +201,27 @@ impl MarketSeqs {
                 Some(u) => {
                     u.seq = seq;
                     u.time = time;
-                    let at: HashMap<(Side, Price), usize> = u
-                        .changes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (side, price, _))| ((*side, *price), i))
-                        .collect();
-                    for (side, price, qty) in changes {
-                        match at.get(&(side, price)) {
-                            Some(&i) => u.changes[i].2 = qty,
-                            None => u.changes.push((side, price, qty)),
+                    if changes.len().saturating_mul(u.changes.len()) <= MERGE_SCAN_MAX {
+                        // A few changes (the usual merge: a drain of one or
+                        // two orders): a scan beats building an index.
+                        for (side, price, qty) in changes {
+                            match u.changes.iter_mut().find(|c| c.0 == side && c.1 == price) {
+                                Some(c) => c.2 = qty,
+                                None => u.changes.push((side, price, qty)),
+                            }
+                        }
+                    } else {
+                        let at: HashMap<(Side, Price), usize> = u
+                            .changes
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (side, price, _))| ((*side, *price), i))
+                            .collect();
+                        for (side, price, qty) in changes {
+                            match at.get(&(side, price)) {
+                                Some(&i) => u.changes[i].2 = qty,
+                                None => u.changes.push((side, price, qty)),
+                            }
                         }
                     }
                 }
@@ -233,3 +248,44 @@ pub struct BatchBuilder {
 
 /// A level's side, price and new total.
 pub type LevelTotal = (Side, Price, Qty);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn levels(changes: &[(i64, i64)]) -> Vec<Event> {
+        changes
+            .iter()
+            .map(|&(price, qty)| Event::Level {
+                product: ProductId(1),
+                side: if price < 100 { Side::Buy } else { Side::Sell },
+                price: Price(price),
+                quantity: Qty(qty),
+            })
+            .collect()
+    }
+
+    /// Two batches finished one onto the other give the update one batch of
+    /// both would: one number, each level's last total, in first-change
+    /// order; whether the merge scans (few changes) or indexes (many).
+    #[test]
+    fn a_batch_finished_onto_another_is_one_update() {
+        let first: Vec<(i64, i64)> = (0..40).map(|i| (60 + i, i + 1)).collect();
+        for second in
+            [vec![(61, 7), (150, 3)], (0..30).map(|i| (50 + 2 * i, 100 + i)).chain([(150, 3)]).collect()]
+        {
+            let (mut split, mut whole) = (MarketSeqs::starting_at(10), MarketSeqs::starting_at(10));
+            let (mut a, mut b, mut both) =
+                (BatchBuilder::default(), BatchBuilder::default(), BatchBuilder::default());
+            split.collect(Seq(1), Timestamp(1), &levels(&first), &mut a);
+            split.collect(Seq(2), Timestamp(2), &levels(&second), &mut b);
+            whole.collect(Seq(1), Timestamp(1), &levels(&first), &mut both);
+            whole.collect(Seq(2), Timestamp(2), &levels(&second), &mut both);
+            let mut merged = Vec::new();
+            split.finish_onto(&mut a, &mut merged);
+            split.finish_onto(&mut b, &mut merged);
+            assert_eq!(merged, whole.finish(&mut both));
+            assert_eq!((split.get(ProductId(1)), whole.get(ProductId(1))), (11, 11));
+        }
+    }
+}
