@@ -540,6 +540,48 @@ fn cancel_on_disconnect_cancels_the_sessions_orders() {
     s.stop();
 }
 
+/// Orders still in flight when the connection drops are the session's too:
+/// cancel-on-disconnect cancels them once they are committed. The client
+/// writes its orders and hangs up without reading an answer, so the session
+/// sees the end of the stream before the orders' commits. (Only the orders
+/// already reported to the session were cancelled, so these stayed booked.)
+#[test]
+fn cancel_on_disconnect_cancels_orders_still_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y"), (8013, "S")]);
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        let cl = format!("cod-{i}");
+        let body = [(11, cl.as_str()), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")];
+        burst.extend(a.message("D", a.next_out, &body));
+        a.next_out += 1;
+    }
+    a.raw(&burst);
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, b) = alice.get("/atlas/api/order?status=ALL&limit=500");
+        assert_eq!(st, StatusCode::OK, "{b}");
+        let orders = b["orders"].as_array().unwrap();
+        let open: Vec<&Value> = orders.iter().filter(|o| o["status"] != "CANCELLED").collect();
+        if orders.len() == 200 && open.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} orders not cancelled on disconnect, e.g. {:?}",
+            open.len(),
+            orders.len(),
+            open.first()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.stop();
+}
+
 /// A ClOrdID repeated while its first order is still in flight (both in one
 /// write, so the repeat is refused before the first is committed) leaves the
 /// first order the session's own: it is acknowledged, cancelled when the

@@ -6,12 +6,13 @@
 //! (NewOrderSingle, OrderCancelRequest, OrderCancelReplaceRequest,
 //! OrderMassCancelRequest) through the same checks and sequencer as REST.
 //!
-//! Order entry is pipelined: a message is checked and submitted, and its outcome
-//! is awaited by a second task in submission order, so a client may have
-//! thousands in flight. Execution reports come from the committed batches on
-//! the market feed (`exec.rs`); only refusals come from the outcomes.
+//! Order entry is pipelined: a message is checked and submitted, and the
+//! session goes on reading; the outcomes are taken in submission order as they
+//! come, so a client may have thousands in flight. Execution reports come from
+//! the committed batches on the market feed (`exec.rs`); only refusals come
+//! from the outcomes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use atlas_engine::{Amend, CommandKind, Event, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
 use atlas_journal::{Actor, Receipt, SubmitError, Ticket};
@@ -76,8 +77,6 @@ enum Pending {
     Replace { order: OrderId, cl_ord_id: String, orig: Option<String> },
     Mass { cl_ord_id: String, request_type: String },
 }
-
-type Outcome = (Result<Receipt, SubmitError>, Pending);
 
 /// The orders a session has in flight under one ClOrdID: one, unless the
 /// client repeated the ClOrdID before the first was answered.
@@ -293,10 +292,6 @@ where
             return;
         }
     };
-    let (outcome_tx, outcome_rx) = mpsc::channel::<Outcome>(IN_FLIGHT_MAX);
-    let (inflight_tx, inflight_rx) = mpsc::channel::<(Ticket, Pending)>(IN_FLIGHT_MAX);
-    // The outcomes, awaited in submission order.
-    let waiter = tokio::spawn(wait_outcomes(inflight_rx, outcome_tx));
     let mut s = Session {
         app: acc.app.clone(),
         ip,
@@ -315,8 +310,7 @@ where
         orders: Orders::default(),
         entered: HashMap::default(),
         ack_latency: crate::metrics::fix_order_ack(),
-        inflight: inflight_tx,
-        outcomes: outcome_rx,
+        in_flight: VecDeque::new(),
         feed: acc.app.seq.market_feed(),
         feed_lost: None,
         logout_sent: false,
@@ -332,9 +326,7 @@ where
     } else {
         let _ = s.write_out(&mut wr).await;
     }
-    s.cancel_on_disconnect();
-    drop(s);
-    waiter.abort();
+    s.cancel_on_disconnect().await;
 }
 
 /// Runs `f` when dropped.
@@ -350,21 +342,17 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     Guard(Some(f))
 }
 
-async fn wait_outcomes(mut rx: mpsc::Receiver<(Ticket, Pending)>, tx: mpsc::Sender<Outcome>) {
-    while let Some((ticket, pending)) = rx.recv().await {
-        let result = ticket.await.unwrap_or(Err(SubmitError::Stopped));
-        // Accepted new orders are reported from the feed: only refusals matter.
-        let accepted_new = matches!(
-            (&result, &pending),
-            (Ok(r), Pending::New { .. }) if !r.duplicate && !matches!(r.events.first(), Some(Event::Rejected { .. }))
-        );
-        if accepted_new {
-            continue;
+/// The outcome of the oldest command in flight, once it is there (never, while
+/// none is in flight). The caller then takes that command off the queue.
+fn oldest_outcome(
+    in_flight: &mut VecDeque<(Ticket, Pending)>,
+) -> impl Future<Output = Result<Receipt, SubmitError>> + '_ {
+    std::future::poll_fn(move |cx| match in_flight.front_mut() {
+        Some((ticket, _)) => {
+            std::pin::Pin::new(ticket).poll(cx).map(|r| r.unwrap_or(Err(SubmitError::Stopped)))
         }
-        if tx.send((result, pending)).await.is_err() {
-            return;
-        }
-    }
+        None => std::task::Poll::Pending,
+    })
 }
 
 struct Session {
@@ -392,10 +380,12 @@ struct Session {
     /// Order-to-ack latency: from that read to the order's first report
     /// (new or rejected) queued for writing, which the same loop turn writes.
     ack_latency: metrics::Histogram,
-    inflight: mpsc::Sender<(Ticket, Pending)>,
-    /// Refusals of what was submitted, in submission order (accepted new
-    /// orders are reported from the feed).
-    outcomes: mpsc::Receiver<Outcome>,
+    /// What was submitted and not answered yet, in submission order (at most
+    /// `IN_FLIGHT_MAX`). Refusals are reported from here; accepted new orders
+    /// from the feed. Awaited in the session's own task: the commit that
+    /// answers them also publishes the batch that reports them, so one wake
+    /// serves both.
+    in_flight: VecDeque<(Ticket, Pending)>,
     /// The committed batches: this session's orders' reports come from them.
     feed: atlas_journal::market::MarketFeed,
     /// Why the feed ended, if it did (the session then ends too).
@@ -633,10 +623,8 @@ impl Session {
                     let _ = self.write_out(wr).await;
                     return;
                 }
-                o = self.outcomes.recv() => {
-                    if let Some((result, pending)) = o {
-                        self.on_outcome(result, pending);
-                    }
+                result = oldest_outcome(&mut self.in_flight) => {
+                    self.take_outcomes(result);
                     reading = false;
                 }
                 b = self.feed.recv() => {
@@ -1262,9 +1250,7 @@ impl Session {
                     .count += 1;
                 let pending =
                     Pending::New { cl_ord_id, order, symbol: product.symbol.clone(), read: self.last_in };
-                if self.inflight.send((ticket, pending)).await.is_err() {
-                    return Flow::Close;
-                }
+                self.follow(ticket, pending).await;
             }
             Err(e) => self.reject_order(m, 99, &ApiError::from(e).detail),
         }
@@ -1297,10 +1283,7 @@ impl Session {
         while self.entered.contains_key(orig) && self.feed_lost.is_none() {
             tokio::select! {
                 biased;
-                o = self.outcomes.recv() => match o {
-                    Some((result, pending)) => self.on_outcome(result, pending),
-                    None => break,
-                },
+                result = oldest_outcome(&mut self.in_flight) => self.take_outcomes(result),
                 b = self.feed.recv() => match b {
                     Ok(batch) => self.on_batch(&batch),
                     Err(e) => self.feed_lost = Some(e),
@@ -1356,9 +1339,7 @@ impl Session {
                 self.orders
                     .cancels
                     .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
-                if self.inflight.send((ticket, Pending::Cancel { order, cl_ord_id, orig })).await.is_err() {
-                    return Flow::Close;
-                }
+                self.follow(ticket, Pending::Cancel { order, cl_ord_id, orig }).await;
             }
             Err(e) => self.cancel_reject(
                 Some(order),
@@ -1456,9 +1437,7 @@ impl Session {
                     .replaces
                     .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
                 let pending = Pending::Replace { order, cl_ord_id: cl_ord_id.clone(), orig: orig.clone() };
-                if self.inflight.send((ticket, pending)).await.is_err() {
-                    return Flow::Close;
-                }
+                self.follow(ticket, pending).await;
             }
             Err(e) => reply(self, Some(order), 99, &ApiError::from(e).detail),
         }
@@ -1501,13 +1480,48 @@ impl Session {
         }
         match self.submit(None, CommandKind::MassCancel { participant: self.me, product }).await {
             Ok(ticket) => {
-                if self.inflight.send((ticket, Pending::Mass { cl_ord_id, request_type })).await.is_err() {
-                    return Flow::Close;
-                }
+                self.follow(ticket, Pending::Mass { cl_ord_id, request_type }).await;
             }
             Err(e) => refuse(self, 99, &ApiError::from(e).detail),
         }
         Flow::Go
+    }
+
+    /// Follows a submitted command to its outcome. With `IN_FLIGHT_MAX` in
+    /// flight, the oldest is awaited first (the session reads nothing
+    /// meanwhile, which is the back-pressure a pipelining client feels).
+    async fn follow(&mut self, ticket: Ticket, pending: Pending) {
+        while self.in_flight.len() >= IN_FLIGHT_MAX {
+            let result = oldest_outcome(&mut self.in_flight).await;
+            self.take_outcomes(result);
+        }
+        self.in_flight.push_back((ticket, pending));
+    }
+
+    /// Takes the oldest command's outcome, `result`, and every later one
+    /// already there, in submission order.
+    fn take_outcomes(&mut self, result: Result<Receipt, SubmitError>) {
+        let mut result = Some(result);
+        loop {
+            let result = match result.take() {
+                Some(r) => r,
+                None => match self.in_flight.front_mut().map(|(t, _)| t.try_recv()) {
+                    Some(Ok(r)) => r,
+                    Some(Err(oneshot::error::TryRecvError::Closed)) => Err(SubmitError::Stopped),
+                    Some(Err(oneshot::error::TryRecvError::Empty)) | None => return,
+                },
+            };
+            let Some((_, pending)) = self.in_flight.pop_front() else { return };
+            // Accepted new orders are reported from the feed: only refusals
+            // matter here.
+            let accepted_new = matches!(
+                (&result, &pending),
+                (Ok(r), Pending::New { .. }) if !r.duplicate && !matches!(r.events.first(), Some(Event::Rejected { .. }))
+            );
+            if !accepted_new {
+                self.on_outcome(result, pending);
+            }
+        }
     }
 
     fn on_outcome(&mut self, result: Result<Receipt, SubmitError>, pending: Pending) {
@@ -1606,9 +1620,11 @@ impl Session {
     }
 
     /// Cancels what the session asked to be cancelled when it ends.
-    fn cancel_on_disconnect(&mut self) {
-        let commands: Vec<CommandKind> = match self.cod {
+    async fn cancel_on_disconnect(&mut self) {
+        let mut commands: Vec<CommandKind> = match self.cod {
             CancelOnDisconnect::No => return,
+            // Submitted behind everything this session entered, so the
+            // orders in flight are cancelled too.
             CancelOnDisconnect::All => vec![CommandKind::MassCancel { participant: self.me, product: None }],
             CancelOnDisconnect::Session => self
                 .orders
@@ -1618,6 +1634,36 @@ impl Session {
                 .map(|(id, _)| CommandKind::Cancel { order_id: *id, participant: Some(self.me) })
                 .collect(),
         };
+        if self.cod == CancelOnDisconnect::Session {
+            // The orders entered here and not yet reported are the session's
+            // too: their ids come with their commits, the next few.
+            let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+            while let Some((ticket, pending)) = self.in_flight.pop_front() {
+                if !matches!(pending, Pending::New { .. }) {
+                    continue;
+                }
+                match tokio::time::timeout_at(deadline, ticket).await {
+                    Ok(Ok(Ok(r))) => {
+                        let id = r.order_id.filter(|id| {
+                            // One already reported is among the open ones above.
+                            !r.duplicate && !finished(*id, &r.events) && !self.orders.open.contains_key(id)
+                        });
+                        if let Some(id) = id {
+                            commands.push(CommandKind::Cancel { order_id: id, participant: Some(self.me) });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        tracing::error!(
+                            participant = self.me.0,
+                            orders = self.in_flight.len() + 1,
+                            "cancel on disconnect: orders in flight were not answered in time and stay"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
         for c in commands {
             // Journaled like any cancel; nobody waits for the answer.
             if self.app.seq.submit(self.actor(), None, c).is_err() {
@@ -1625,6 +1671,17 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether a new order's own events leave it done (refused, or its
+/// remainder cancelled), so there is nothing left to cancel. A filled
+/// order is not told apart here: its cancel is refused as too late.
+fn finished(id: OrderId, events: &[Event]) -> bool {
+    events.iter().any(|e| match e {
+        Event::Rejected { .. } => true,
+        Event::Cancelled { order_id, open, .. } => *order_id == id && open.0 == 0,
+        _ => false,
+    })
 }
 
 /// A whole number of units: `10`, or `10.000`.
