@@ -582,6 +582,62 @@ fn cancel_on_disconnect_cancels_orders_still_in_flight() {
     s.stop();
 }
 
+/// A client that logs out right behind its orders hears of each of them
+/// before the Logout answering its own: the acknowledgements, the fills and
+/// the cancels it asked for, a mass cancel's included. (The Logout was answered at once and the session
+/// ended, so the reports of the orders still in flight were never sent.)
+#[test]
+fn a_logout_is_answered_after_the_reports_of_what_came_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y")]);
+    // An order already acknowledged, below the others' price: the cancel
+    // below names it, so the session does not wait for anything to resolve it.
+    a.send("D", &[(11, "early"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "0.50")]);
+    assert_eq!(text(&report(&mut a), 150), "0");
+    let mut burst = Vec::new();
+    let mut add = |a: &mut FixClient, msg_type: &str, body: &[(u32, &str)]| {
+        burst.extend(a.message(msg_type, a.next_out, body));
+        a.next_out += 1;
+    };
+    for i in 0..100 {
+        let cl = format!("lo-{i}");
+        add(&mut a, "D", &[(11, &cl), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+    }
+    add(&mut a, "D", &[(11, "hit"), (55, "ACME"), (54, "2"), (38, "5"), (40, "2"), (44, "1.00")]);
+    add(&mut a, "F", &[(11, "early-cancel"), (41, "early"), (55, "ACME"), (54, "1"), (38, "1")]);
+    add(&mut a, "5", &[]);
+    a.raw(&burst);
+    let (_, before) = a.recv_type("5");
+    let shown = || before.iter().map(show).collect::<Vec<_>>();
+    let of =
+        |exec_type: &str| before.iter().filter(|m| m.msg_type() == b"8" && text(m, 150) == exec_type).count();
+    assert_eq!(of("0"), 101, "{:?}", shown());
+    // The sell filled five buys, each trade reported to both sides (the
+    // session's own orders).
+    assert_eq!(of("F"), 10, "{:?}", shown());
+    let cancelled: Vec<_> = before.iter().filter(|m| m.msg_type() == b"8" && text(m, 150) == "4").collect();
+    assert_eq!(cancelled.len(), 1, "{:?}", shown());
+    assert_eq!((text(cancelled[0], 11), text(cancelled[0], 41)), ("early-cancel", "early"));
+    drop(a);
+
+    // A mass cancel right before the Logout: its report comes from its
+    // answer, the orders it cancelled from the feed's next batch.
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y")]);
+    let mut burst = a.message("q", a.next_out, &[(11, "mass"), (530, "7")]);
+    burst.extend(a.message("5", a.next_out + 1, &[]));
+    a.next_out += 2;
+    a.raw(&burst);
+    let (_, before) = a.recv_type("5");
+    let shown = || before.iter().map(show).collect::<Vec<_>>();
+    let cancelled = before.iter().filter(|m| m.msg_type() == b"8" && text(m, 150) == "4").count();
+    assert_eq!(cancelled, 95, "{:?}", shown());
+    assert_eq!(before.iter().filter(|m| m.msg_type() == b"r").count(), 1, "{:?}", shown());
+    s.stop();
+}
+
 /// A ClOrdID repeated while its first order is still in flight (both in one
 /// write, so the repeat is refused before the first is committed) leaves the
 /// first order the session's own: it is acknowledged, cancelled when the

@@ -311,6 +311,8 @@ where
         entered: HashMap::default(),
         ack_latency: crate::metrics::fix_order_ack(),
         in_flight: VecDeque::new(),
+        feed_seen: 0,
+        feed_due: 0,
         feed: acc.app.seq.market_feed(),
         feed_lost: None,
         logout_sent: false,
@@ -386,6 +388,11 @@ struct Session {
     /// answers them also publishes the batch that reports them, so one wake
     /// serves both.
     in_flight: VecDeque<(Ticket, Pending)>,
+    /// The last command of the newest committed batch the feed brought.
+    feed_seen: u64,
+    /// The newest command answered here whose changes the feed is still to
+    /// report (0: none).
+    feed_due: u64,
     /// The committed batches: this session's orders' reports come from them.
     feed: atlas_journal::market::MarketFeed,
     /// Why the feed ended, if it did (the session then ends too).
@@ -619,6 +626,7 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => {
+                    self.settle().await;
                     self.logout("the exchange is shutting down");
                     let _ = self.write_out(wr).await;
                     return;
@@ -820,6 +828,7 @@ impl Session {
             if msg_type == b"2" {
                 self.on_resend_request(m);
             } else if !self.logout_sent {
+                self.settle().await;
                 self.logout("");
             }
             if seq > expected && msg_type == b"2" {
@@ -902,6 +911,7 @@ impl Session {
             }
             b"5" => {
                 if !self.logout_sent {
+                    self.settle().await;
                     self.logout("");
                 }
                 Flow::Close
@@ -1021,6 +1031,7 @@ impl Session {
     }
 
     fn on_batch(&mut self, batch: &atlas_journal::market::MarketBatch) {
+        self.feed_seen = self.feed_seen.max(batch.commands.1);
         let app = self.app.clone();
         let entered = &mut self.entered;
         let acked = &self.ack_latency;
@@ -1487,6 +1498,36 @@ impl Session {
         Flow::Go
     }
 
+    /// Whether the client has heard of everything it sent: no command is
+    /// waiting for its outcome, and every order, cancel and replace answered
+    /// has been reported.
+    fn settled(&self) -> bool {
+        self.in_flight.is_empty()
+            && self.entered.is_empty()
+            && self.orders.cancels.is_empty()
+            && self.orders.replaces.is_empty()
+            && self.feed_seen >= self.feed_due
+    }
+
+    /// Before a Logout: reports what the client sent and has not heard of yet
+    /// (refusals, acknowledgements, fills), waiting at most `IN_FLIGHT_WAIT`
+    /// for the commits. A client that logs out right behind its orders thus
+    /// learns their fate in this session, not from a later query.
+    async fn settle(&mut self) {
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        while !self.settled() && self.feed_lost.is_none() {
+            tokio::select! {
+                biased;
+                result = oldest_outcome(&mut self.in_flight) => self.take_outcomes(result),
+                b = self.feed.recv() => match b {
+                    Ok(batch) => self.on_batch(&batch),
+                    Err(e) => self.feed_lost = Some(e),
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+    }
+
     /// Follows a submitted command to its outcome. With `IN_FLIGHT_MAX` in
     /// flight, the oldest is awaited first (the session reads nothing
     /// meanwhile, which is the back-pressure a pipelining client feels).
@@ -1512,6 +1553,13 @@ impl Session {
                 },
             };
             let Some((_, pending)) = self.in_flight.pop_front() else { return };
+            // Its changes (fills, cancels) come on the feed, in a batch
+            // published after this answer.
+            if let Ok(r) = &result
+                && r.events.iter().any(|e| !matches!(e, Event::Accepted | Event::Rejected { .. }))
+            {
+                self.feed_due = self.feed_due.max(r.seq.0);
+            }
             // Accepted new orders are reported from the feed: only refusals
             // matter here.
             let accepted_new = matches!(
