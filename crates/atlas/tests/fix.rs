@@ -638,6 +638,121 @@ fn a_logout_is_answered_after_the_reports_of_what_came_before_it() {
     s.stop();
 }
 
+/// OrderStatusRequest (H) and OrderMassStatusRequest (AF) report orders as
+/// committed, whoever entered them, in ExecutionReports 150=I: by ClOrdID or
+/// OrderID, one product's or all open orders, one side's; another
+/// participant's order is as unknown as a made-up one.
+#[test]
+fn status_requests_report_the_participants_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let (alice, bob) = (broker(&s, "alice"), broker(&s, "bob"));
+    let (st, b) = bob.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "BUY", "type": "LIMIT", "quantity": 1, "price": "0.50"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let bobs = b["id"].as_u64().unwrap().to_string();
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    a.send("D", &[(11, "st-1"), (55, "ACME"), (54, "1"), (38, "3"), (40, "2"), (44, "1.00")]);
+    let first = text(&report(&mut a), 37).to_owned();
+    // Alice's sell fills one of her buy's three: its New and both fills.
+    a.send("D", &[(11, "st-2"), (55, "ACME"), (54, "2"), (38, "1"), (40, "2"), (44, "1.00")]);
+    let reports: Vec<_> = (0..3).map(|_| report(&mut a)).collect();
+    let second = text(&reports[0], 37).to_owned();
+    // An order entered over REST is the participant's too.
+    let (st, b) = alice.post(
+        "/atlas/api/order",
+        json!({"productId": 1, "side": "SELL", "type": "LIMIT", "quantity": 4, "price": "5.00"}),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    let third = b["id"].as_u64().unwrap().to_string();
+    let m = report(&mut a);
+    assert_eq!((text(&m, 37), text(&m, 150)), (third.as_str(), "0"), "{}", show(&m));
+    let status = |a: &mut FixClient| {
+        let m = report(a);
+        assert_eq!((text(&m, 150), text(&m, 17)), ("I", "0"), "{}", show(&m));
+        m
+    };
+
+    a.send("H", &[(11, "st-1"), (55, "ACME"), (54, "1"), (790, "q1")]);
+    let m = status(&mut a);
+    assert_eq!(
+        (text(&m, 37), text(&m, 11), text(&m, 39), text(&m, 14), text(&m, 151), text(&m, 6), text(&m, 790)),
+        (first.as_str(), "st-1", "1", "1", "2", "1.00", "q1"),
+        "{}",
+        show(&m)
+    );
+    a.send("H", &[(37, &second), (11, "st-2"), (55, "ACME"), (54, "2")]);
+    let m = status(&mut a);
+    assert_eq!((text(&m, 37), text(&m, 39), text(&m, 151)), (second.as_str(), "2", "0"), "{}", show(&m));
+    a.send("H", &[(37, &third), (11, "whatever"), (55, "ACME"), (54, "2")]);
+    let m = status(&mut a);
+    assert_eq!((text(&m, 37), text(&m, 39), text(&m, 38)), (third.as_str(), "0", "4"), "{}", show(&m));
+    for unknown in [
+        vec![(11, "nope"), (55, "ACME"), (54, "1")],
+        vec![(37, bobs.as_str()), (11, "x"), (55, "ACME"), (54, "1")],
+    ] {
+        a.send("H", &unknown);
+        let m = status(&mut a);
+        assert_eq!((text(&m, 39), text(&m, 103)), ("8", "5"), "{}", show(&m));
+    }
+
+    let mass = |a: &mut FixClient, body: &[(u32, &str)]| -> Vec<atlas_wire::fix::Message> {
+        a.send("AF", body);
+        let mut got = Vec::new();
+        loop {
+            let m = status(a);
+            let last = text(&m, 912) == "Y";
+            got.push(m);
+            if last {
+                return got;
+            }
+        }
+    };
+    let open = |ms: &[atlas_wire::fix::Message]| {
+        let mut ids: Vec<String> = ms.iter().map(|m| text(m, 37).to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    let all = mass(&mut a, &[(584, "m1"), (585, "7")]);
+    let mut both = vec![first.clone(), third.clone()];
+    both.sort();
+    assert_eq!(open(&all), both);
+    assert!(
+        all.iter().all(|m| text(m, 584) == "m1" && text(m, 911) == "2"),
+        "{:?}",
+        all.iter().map(show).collect::<Vec<_>>()
+    );
+    let sells = mass(&mut a, &[(584, "m2"), (585, "7"), (54, "2")]);
+    assert_eq!(open(&sells), vec![third.clone()]);
+    let acme = mass(&mut a, &[(584, "m3"), (585, "1"), (55, "ACME")]);
+    assert_eq!(open(&acme), both);
+
+    // Refused: a product request without its symbol, a kind Atlas does not do.
+    a.send("AF", &[(584, "m4"), (585, "1")]);
+    let (j, _) = a.recv_type("j");
+    assert_eq!(text(&j, 380), "5", "{}", show(&j));
+    a.send("AF", &[(584, "m5"), (585, "3")]);
+    let (j, _) = a.recv_type("j");
+    assert_eq!(text(&j, 380), "0", "{}", show(&j));
+
+    // None open: one report says so.
+    let (st, b) = alice.delete("/atlas/api/order?productId=1");
+    assert_eq!(st, StatusCode::OK, "{b}");
+    for _ in 0..2 {
+        let m = report(&mut a);
+        assert_eq!(text(&m, 150), "4", "{}", show(&m));
+    }
+    let none = mass(&mut a, &[(584, "m6"), (585, "7")]);
+    assert_eq!(
+        (none.len(), text(&none[0], 37), text(&none[0], 911), text(&none[0], 39)),
+        (1, "NONE", "0", "8")
+    );
+    s.stop();
+}
+
 /// A ClOrdID repeated while its first order is still in flight (both in one
 /// write, so the repeat is refused before the first is committed) leaves the
 /// first order the session's own: it is acknowledged, cancelled when the

@@ -147,6 +147,7 @@ fn spec(tag: u32) -> Option<(Format, &'static [&'static str])> {
         460 => (Int, &["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13"]),
         167 => (Text, SECURITY_TYPES),
         530 => (Char, &["1", "2", "3", "4", "5", "6", "7"]),
+        585 => (Int, &["1", "2", "3", "4", "5", "6", "7", "8"]),
         7928 => (Char, &["D", "O", "N", "B"]),
         _ => return None,
     })
@@ -319,6 +320,8 @@ fn body(msg_type: &[u8]) -> Option<&'static [Entry]> {
         b"F" => &[F(41), F(37), REQUEST, INSTRUMENT, F(54), F(60), F(38), TEXT],
         b"G" => &[F(37), F(41), REQUEST, ORDER_TERMS],
         b"q" => &[F(11), F(526), F(530), F(336), F(625), INSTRUMENT, F(54), F(60), TEXT],
+        b"H" => &[F(37), F(11), F(526), PARTIES, F(790), F(1), INSTRUMENT, F(54)],
+        b"AF" => &[F(584), F(585), PARTIES, F(1), INSTRUMENT, F(54)],
         _ => return None,
     })
 }

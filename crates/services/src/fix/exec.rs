@@ -276,6 +276,28 @@ fn report(
     f
 }
 
+/// An order status report (ExecType I, ExecID 0 as FIX 4.4 has it) about
+/// `row` as committed, answering an OrderStatusRequest or an
+/// OrderMassStatusRequest. `cl_ord_id` is the ClOrdID the request named, else
+/// the order's own.
+pub fn status_report(row: &OrderRow, product: &ProductRow, cl_ord_id: Option<&str>, now_ns: i64) -> Body {
+    let leaves = if done(row.status) { 0 } else { row.open.0 };
+    report(
+        row,
+        product,
+        |v: &mut Vec<u8>| v.push(b'0'),
+        "I",
+        ord_status(row.status),
+        cl_ord_id.or(row.client_order_id.as_deref()),
+        None,
+        row.traded.0,
+        row.notional,
+        leaves,
+        row.original.0,
+        now_ns,
+    )
+}
+
 impl Orders {
     /// Starts following an order already open when the session began.
     pub fn track_existing(&mut self, row: &OrderRow) {

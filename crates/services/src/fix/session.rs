@@ -51,6 +51,8 @@ const IN_FLIGHT_MAX: usize = 16_384;
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 /// Open orders loaded at logon to follow, at most.
 const OPEN_ORDERS_LOADED_MAX: usize = 100_000;
+/// Orders reported for one OrderMassStatusRequest, at most.
+const MASS_STATUS_REPORTS_MAX: usize = 10_000;
 /// Bytes read at once.
 const READ_CHUNK: usize = 64 * 1024;
 /// How long a second logon of a session waits for the first connection to end.
@@ -924,6 +926,8 @@ impl Session {
             b"F" => self.on_cancel(m).await,
             b"G" => self.on_replace(m).await,
             b"q" => self.on_mass_cancel(m).await,
+            b"H" => self.on_status_request(m).await,
+            b"AF" => self.on_mass_status_request(m).await,
             _ => {
                 self.business_reject(m, 3, "unsupported message type");
                 Flow::Go
@@ -1570,6 +1574,141 @@ impl Session {
                 self.on_outcome(result, pending);
             }
         }
+    }
+
+    /// OrderStatusRequest (H): the order named by OrderID (37), else by
+    /// ClOrdID (11, any of the day's, or an earlier day's first), as
+    /// committed, in an ExecutionReport 150=I; an unknown order (or another
+    /// participant's) gets 150=I, 39=8, OrdRejReason 5.
+    async fn on_status_request(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[11, 55, 54]) else { return Flow::Go };
+        let (cl_ord_id, symbol, side) = (v[0].to_owned(), v[1].to_owned(), v[2].to_owned());
+        let id = match m.uint(37) {
+            Some(id) => Some(OrderId(id)),
+            None => match self.orders.by_cl_ord_id.get(&cl_ord_id).copied() {
+                Some(id) => Some(id),
+                None => {
+                    crate::orders::by_client_order_id(&self.app, self.me, &cl_ord_id).await.ok().flatten()
+                }
+            },
+        };
+        let row = match id {
+            Some(id) => self.app.db.order(id).await.ok().flatten().filter(|r| r.participant == self.me),
+            None => None,
+        };
+        let product = row.as_ref().and_then(|r| self.app.product_any(r.product));
+        let mut body = match (&row, &product) {
+            (Some(row), Some(product)) => exec::status_report(row, product, Some(&cl_ord_id), now_ns()),
+            _ => {
+                let mut b = fix::Body::with_capacity(200);
+                b.push_str(37, m.text(37).unwrap_or("NONE")).push_str(11, &cl_ord_id).push_str(17, "0");
+                b.push_str(150, "I").push_str(39, "8").push_str(55, &symbol).push_str(54, &side);
+                b.push_str(151, "0").push_str(14, "0").push_str(6, "0").push_str(103, "5");
+                b.push_str(58, "unknown order").push_str(60, &exec::utc_timestamp(now_ns()));
+                b
+            }
+        };
+        if let Some(req) = m.text(790) {
+            body.push_str(790, req);
+        }
+        self.send_body("8", &body);
+        Flow::Go
+    }
+
+    /// OrderMassStatusRequest (AF): the participant's open orders (585=7), or
+    /// those of one product (585=1, by Symbol), optionally of one side, each
+    /// in an ExecutionReport 150=I carrying the request's id (584), their
+    /// count (911) and, on the last, 912=Y. With none, one report says so
+    /// (37=NONE, 39=8, 911=0). At most `MASS_STATUS_REPORTS_MAX`.
+    async fn on_mass_status_request(&mut self, m: &Message) -> Flow {
+        let Some(v) = self.required(m, &[584, 585]) else { return Flow::Go };
+        let (req_id, kind) = (v[0].to_owned(), v[1]);
+        let product = match kind {
+            "7" => None,
+            "1" => {
+                let Some(symbol) = m.text(55) else {
+                    self.business_reject(m, 5, "Symbol (55) is required with MassStatusReqType 1");
+                    return Flow::Go;
+                };
+                let Some(p) = self.product(symbol) else {
+                    self.business_reject(m, 2, "unknown symbol");
+                    return Flow::Go;
+                };
+                Some(p.id)
+            }
+            _ => {
+                self.business_reject(m, 0, "MassStatusReqType not supported: use 1 (a symbol) or 7 (all)");
+                return Flow::Go;
+            }
+        };
+        let side = match m.text(54) {
+            None => None,
+            Some(s) => match side_of(s) {
+                Some(side) => Some(side),
+                None => {
+                    self.business_reject(m, 0, "Side not supported: use 1 (buy) or 2 (sell)");
+                    return Flow::Go;
+                }
+            },
+        };
+        let mut rows = Vec::new();
+        let mut before = None;
+        let mut more = false;
+        'pages: loop {
+            let page = match self
+                .app
+                .db
+                .orders(self.me, OrderFilter::Open, product, before, atlas_store::PAGE_ROWS_MAX)
+                .await
+            {
+                Ok(p) => p,
+                Err(_) => {
+                    self.business_reject(m, 4, "order status is unavailable; retry later");
+                    return Flow::Go;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            for row in page {
+                if side.is_some_and(|s| s != row.side) {
+                    continue;
+                }
+                if rows.len() == MASS_STATUS_REPORTS_MAX {
+                    more = true;
+                    break 'pages;
+                }
+                rows.push(row);
+            }
+        }
+        let now = now_ns();
+        let total = rows.len().to_string();
+        if rows.is_empty() {
+            let mut b = fix::Body::with_capacity(200);
+            b.push_str(37, "NONE").push_str(17, "0").push_str(150, "I").push_str(39, "8");
+            b.push_str(55, m.text(55).unwrap_or("NONE")).push_str(54, m.text(54).unwrap_or("1"));
+            b.push_str(151, "0").push_str(14, "0").push_str(6, "0").push_str(58, "no open orders match");
+            b.push_str(60, &exec::utc_timestamp(now)).push_str(584, &req_id).push_str(911, "0");
+            b.push_str(912, "Y");
+            self.send_body("8", &b);
+            return Flow::Go;
+        }
+        let count = rows.len();
+        for (i, row) in rows.iter().enumerate() {
+            let Some(p) = self.app.product_any(row.product) else { continue };
+            let mut b = exec::status_report(row, &p, None, now);
+            b.push_str(584, &req_id).push_str(911, &total);
+            if i + 1 == count {
+                b.push_str(912, "Y");
+                if more {
+                    b.push_str(
+                        58,
+                        &format!("the first {MASS_STATUS_REPORTS_MAX} orders only: ask by symbol or side"),
+                    );
+                }
+            }
+            self.send_body("8", &b);
+        }
+        Flow::Go
     }
 
     fn on_outcome(&mut self, result: Result<Receipt, SubmitError>, pending: Pending) {
