@@ -5,8 +5,9 @@
 // Logs on with the Coinbase-style signed Logon (553/554/95/96, signed in
 // toAdmin over the SendingTime QuickFIX put in the header), then: a limit buy
 // (expects ExecType New), a replace of it (Replaced), a cancel (Canceled), a
-// market sell against an order the test rests (Trade, Filled), an unknown
-// symbol (Rejected); logs out. Prints one line per report, "quickfix: all
+// market sell against an order the test rests (Trade, Filled), its status
+// (OrderStatusRequest: Filled), the open orders (OrderMassStatusRequest:
+// none), an unknown symbol (Rejected); logs out. Prints one line per report, "quickfix: all
 // checks passed" at the end, and exits non-zero on any surprise or timeout.
 
 #include <quickfix/Application.h>
@@ -21,6 +22,8 @@
 #include <quickfix/fix44/OrderCancelReject.h>
 #include <quickfix/fix44/OrderCancelReplaceRequest.h>
 #include <quickfix/fix44/OrderCancelRequest.h>
+#include <quickfix/fix44/OrderMassStatusRequest.h>
+#include <quickfix/fix44/OrderStatusRequest.h>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -203,6 +206,27 @@ static bool run(App& app) {
   if (!app.expect("qf-4", "F", &fill)) return false;
   if (fill.ordStatus != "2") {
     std::cout << "the market sell should be filled, got 39=" << fill.ordStatus << std::endl;
+    return false;
+  }
+
+  // Its status, asked for: filled. Then the open orders: none.
+  FIX44::OrderStatusRequest status(FIX::ClOrdID("qf-4"), FIX::Side(FIX::Side_SELL));
+  status.set(FIX::Symbol("ACME"));
+  FIX::Session::sendToTarget(status, s);
+  Report st;
+  if (!app.expect("qf-4", "I", &st)) return false;
+  if (st.ordStatus != "2" || st.orderId != fill.orderId) {
+    std::cout << "the status should be the filled order's, got 39=" << st.ordStatus << " 37=" << st.orderId
+              << std::endl;
+    return false;
+  }
+  FIX44::OrderMassStatusRequest mass(FIX::MassStatusReqID("qf-mass"),
+                                     FIX::MassStatusReqType(FIX::MassStatusReqType_STATUS_FOR_ALL_ORDERS));
+  FIX::Session::sendToTarget(mass, s);
+  Report none;
+  if (!app.expect("", "I", &none)) return false;
+  if (none.orderId != "NONE") {
+    std::cout << "no order should be open, got 37=" << none.orderId << std::endl;
     return false;
   }
 

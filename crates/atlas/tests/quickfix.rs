@@ -1,7 +1,8 @@
 //! A stock QuickFIX initiator (the C++ library, Debian's `libquickfix-dev`)
 //! trades on Atlas over the loopback plaintext FIX listener: signed logon, a
 //! limit order, a replace, a cancel, a market order that fills against an order
-//! entered over REST, a refused order, logout (`tests/quickfix/initiator.cpp`,
+//! entered over REST, its status and the open orders (OrderStatusRequest,
+//! OrderMassStatusRequest), a refused order, logout (`tests/quickfix/initiator.cpp`,
 //! compiled here with g++). REST then shows what the session did.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
