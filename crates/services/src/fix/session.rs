@@ -1294,18 +1294,7 @@ impl Session {
         // answer to the cancel) and the refusals until the order shows up or
         // is refused; it reads no other message meanwhile, so its messages
         // keep their order.
-        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-        while self.entered.contains_key(orig) && self.feed_lost.is_none() {
-            tokio::select! {
-                biased;
-                result = oldest_outcome(&mut self.in_flight) => self.take_outcomes(result),
-                b = self.feed.recv() => match b {
-                    Ok(batch) => self.on_batch(&batch),
-                    Err(e) => self.feed_lost = Some(e),
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
-            }
-        }
+        self.take_in_until(|s| !s.entered.contains_key(orig)).await;
         if let Some(id) = self.orders.by_cl_ord_id.get(orig) {
             return Some(*id);
         }
@@ -1518,8 +1507,15 @@ impl Session {
     /// for the commits. A client that logs out right behind its orders thus
     /// learns their fate in this session, not from a later query.
     async fn settle(&mut self) {
+        self.take_in_until(Self::settled).await;
+    }
+
+    /// Takes in the outcomes and the committed batches (reporting them), and
+    /// reads no message meanwhile, until `done`, the loss of the feed, or
+    /// `IN_FLIGHT_WAIT`.
+    async fn take_in_until(&mut self, done: impl Fn(&Self) -> bool) {
         let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-        while !self.settled() && self.feed_lost.is_none() {
+        while !done(self) && self.feed_lost.is_none() {
             tokio::select! {
                 biased;
                 result = oldest_outcome(&mut self.in_flight) => self.take_outcomes(result),
