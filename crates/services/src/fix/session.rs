@@ -1809,17 +1809,28 @@ impl Session {
             // Submitted behind everything this session entered, so the
             // orders in flight are cancelled too.
             CancelOnDisconnect::All => vec![CommandKind::MassCancel { participant: self.me, product: None }],
-            CancelOnDisconnect::Session => self
-                .orders
-                .open
-                .iter()
-                .filter(|(_, t)| t.mine)
-                .map(|(id, _)| CommandKind::Cancel { order_id: *id, participant: Some(self.me) })
-                .collect(),
+            CancelOnDisconnect::Session => {
+                // The orders entered here and not reported yet are the
+                // session's too: their commits (the next few) are taken in
+                // first, so they are among the open ones.
+                self.settle().await;
+                self.orders
+                    .open
+                    .iter()
+                    .filter(|(_, t)| t.mine)
+                    .map(|(id, _)| CommandKind::Cancel { order_id: *id, participant: Some(self.me) })
+                    .collect()
+            }
         };
-        if self.cod == CancelOnDisconnect::Session {
-            // The orders entered here and not yet reported are the session's
-            // too: their ids come with their commits, the next few.
+        if self.cod == CancelOnDisconnect::Session && !self.settled() {
+            // The feed was lost or the wait ran out: the answers still in
+            // flight name the rest (answered orders the feed has not
+            // reported yet stay unknown here).
+            tracing::error!(
+                participant = self.me.0,
+                unreported = self.entered.len(),
+                "cancel on disconnect: not every order in flight was reported in time"
+            );
             let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
             while let Some((ticket, pending)) = self.in_flight.pop_front() {
                 if !matches!(pending, Pending::New { .. }) {
@@ -1836,14 +1847,7 @@ impl Session {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => {
-                        tracing::error!(
-                            participant = self.me.0,
-                            orders = self.in_flight.len() + 1,
-                            "cancel on disconnect: orders in flight were not answered in time and stay"
-                        );
-                        break;
-                    }
+                    Err(_) => break,
                 }
             }
         }
