@@ -750,6 +750,48 @@ fn status_requests_report_the_participants_orders() {
         (none.len(), text(&none[0], 37), text(&none[0], 911), text(&none[0], 39)),
         (1, "NONE", "0", "8")
     );
+
+    s.stop();
+}
+
+/// Status requests are queries, under the query rate limit like REST reads
+/// (the default here: 50/s with a burst of 100): of 300 in one write, the
+/// excess gets BusinessMessageRejects (at least 100 of them unless answering
+/// took 2 s), and a later one is answered again.
+#[test]
+fn status_requests_are_rate_limited_as_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        dir.path(),
+        None,
+        &[("ATLAS_RATE_LIMIT_ORDERS", "0"), ("ATLAS_LOGIN_FAILURES_PER_IP", "0")],
+    );
+    let keys = seed(&s);
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let mut burst = Vec::new();
+    for _ in 0..300 {
+        burst.extend(a.message("AF", a.next_out, &[(584, "flood"), (585, "7")]));
+        a.next_out += 1;
+    }
+    a.raw(&burst);
+    let (mut answered, mut refused) = (0, 0);
+    while answered + refused < 300 {
+        let m = a.recv();
+        match m.msg_type() {
+            b"8" => answered += 1,
+            b"j" => {
+                assert!(text(&m, 58).starts_with("rate limit"), "{}", show(&m));
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(answered >= 1 && refused >= 100, "{answered} answered, {refused} refused");
+    std::thread::sleep(Duration::from_millis(1_100));
+    a.send("AF", &[(584, "later"), (585, "7")]);
+    let m = report(&mut a);
+    assert_eq!(text(&m, 584), "later", "{}", show(&m));
     s.stop();
 }
 

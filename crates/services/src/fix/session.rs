@@ -1147,6 +1147,17 @@ impl Session {
         self.app.rate_limits.check(crate::limits::Kind::Orders, self.ip, self.caller.principal).is_err()
     }
 
+    /// Status requests count as queries, like REST reads: a refused one gets
+    /// a BusinessMessageReject.
+    fn status_rate_limited(&mut self, m: &Message) -> bool {
+        let limited =
+            self.app.rate_limits.check(crate::limits::Kind::Queries, self.ip, self.caller.principal).is_err();
+        if limited {
+            self.business_reject(m, 0, "rate limit: too many status requests per second");
+        }
+        limited
+    }
+
     /// Submits, waiting out a full queue (the session stops reading meanwhile).
     async fn submit(
         &mut self,
@@ -1579,6 +1590,9 @@ impl Session {
     async fn on_status_request(&mut self, m: &Message) -> Flow {
         let Some(v) = self.required(m, &[11, 55, 54]) else { return Flow::Go };
         let (cl_ord_id, symbol, side) = (v[0].to_owned(), v[1].to_owned(), v[2].to_owned());
+        if self.status_rate_limited(m) {
+            return Flow::Go;
+        }
         let id = match m.uint(37) {
             Some(id) => Some(OrderId(id)),
             None => match self.orders.by_cl_ord_id.get(&cl_ord_id).copied() {
@@ -1619,6 +1633,9 @@ impl Session {
     async fn on_mass_status_request(&mut self, m: &Message) -> Flow {
         let Some(v) = self.required(m, &[584, 585]) else { return Flow::Go };
         let (req_id, kind) = (v[0].to_owned(), v[1]);
+        if self.status_rate_limited(m) {
+            return Flow::Go;
+        }
         let product = match kind {
             "7" => None,
             "1" => {
