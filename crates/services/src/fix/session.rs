@@ -1667,6 +1667,7 @@ impl Session {
         let mut rows = Vec::new();
         let mut before = None;
         let mut more = false;
+        let mut read = 0usize;
         'pages: loop {
             let page = match self
                 .app
@@ -1682,6 +1683,7 @@ impl Session {
             };
             let Some(last) = page.last() else { break };
             before = Some(last.id);
+            read += page.len();
             for row in page {
                 if side.is_some_and(|s| s != row.side) {
                     continue;
@@ -1691,6 +1693,11 @@ impl Session {
                     break 'pages;
                 }
                 rows.push(row);
+            }
+            // The other side's orders are read too: bounded all the same.
+            if read >= OPEN_ORDERS_LOADED_MAX {
+                more = true;
+                break;
             }
         }
         let now = now_ns();
@@ -1715,7 +1722,9 @@ impl Session {
                 if more {
                     b.push_str(
                         58,
-                        &format!("the first {MASS_STATUS_REPORTS_MAX} orders only: ask by symbol or side"),
+                        &format!(
+                            "possibly not every open order is reported (at most {MASS_STATUS_REPORTS_MAX} of the first {OPEN_ORDERS_LOADED_MAX} read): ask by symbol"
+                        ),
                     );
                 }
             }
