@@ -285,11 +285,15 @@ impl Storage for SqliteStore {
     }
 }
 
-/// One page of journal rows after `cursor`, in order.
+/// One page of journal rows after `cursor`, in order: from the batch that
+/// holds command `cursor + 1` (the last one to start at or before it; batches
+/// never overlap), found and read on the key alone.
 async fn read_page(pool: &SqlitePool, shard: i64, cursor: i64) -> Result<Vec<Batch>, StorageError> {
     let rows = sqlx::query(
         "SELECT first_seq, last_seq, prev_hash, hash, entries FROM journal \
-         WHERE shard = ? AND last_seq > ? ORDER BY first_seq LIMIT ?",
+         WHERE shard = ?1 AND last_seq > ?2 AND first_seq >= coalesce( \
+             (SELECT max(first_seq) FROM journal WHERE shard = ?1 AND first_seq <= ?2 + 1), 0) \
+         ORDER BY first_seq LIMIT ?3",
     )
     .bind(shard)
     .bind(cursor)

@@ -142,6 +142,40 @@ fn tampering_is_detected(open: Open, tamper: impl FnOnce()) {
     }
 }
 
+/// Replay reads every batch holding a command after its cursor, in order and
+/// across pages, whether the cursor ends a batch or falls inside one.
+fn batches_are_read_from_the_one_holding_the_next_command(open: Open) {
+    use atlas_journal::{Batch, ChainHash, projection::Effects};
+    use atlas_types::Seq;
+    const BATCHES: u64 = 100;
+    let mut store = open();
+    store.claim_writer().unwrap();
+    for k in 0..BATCHES {
+        let batch = Batch {
+            first_seq: Seq(3 * k + 1),
+            last_seq: Seq(3 * k + 3),
+            prev_hash: ChainHash([0; 32]),
+            hash: ChainHash([0; 32]),
+            blob: vec![u8::try_from(k).unwrap(); 10],
+        };
+        store.append(&batch, &Effects::default()).unwrap();
+    }
+    for after in [0, 1, 2, 3, 4, 150, 151, 298, 299, 300, 1_000] {
+        let mut read = Vec::new();
+        store
+            .for_each_batch(Seq(after), &mut |b| {
+                read.push((b.first_seq.0, b.last_seq.0, b.blob[0]));
+                Ok(())
+            })
+            .unwrap();
+        let want: Vec<_> = (0..BATCHES)
+            .filter(|k| 3 * k + 3 > after)
+            .map(|k| (3 * k + 1, 3 * k + 3, u8::try_from(k).unwrap()))
+            .collect();
+        assert_eq!(read, want, "after {after}");
+    }
+}
+
 fn sqlite() -> (tempfile::TempDir, Open) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("atlas.db");
@@ -251,6 +285,64 @@ fn sqlite_engine_limits_are_recorded_with_the_journal() {
 }
 
 #[test]
+fn sqlite_batches_are_read_from_the_one_holding_the_next_command() {
+    let (_dir, open) = sqlite();
+    batches_are_read_from_the_one_holding_the_next_command(open);
+}
+
+/// A journal written under the first schema (a rowid table and two indexes)
+/// is rebuilt by migration 0011 as one keyed b-tree and replays the same.
+#[test]
+fn sqlite_journal_of_the_first_schema_is_replayed_after_0011() {
+    use atlas_types::Seq;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atlas.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let mut before = sqlx::migrate!("migrations/sqlite");
+        let at = before.migrations.iter().position(|m| m.version == 11).unwrap();
+        before.migrations = before.migrations[..at].to_vec().into();
+        before.run(&pool).await.unwrap();
+        for k in 0..5i64 {
+            sqlx::query("INSERT INTO journal VALUES (0, ?, ?, zeroblob(32), zeroblob(32), ?)")
+                .bind(2 * k + 1)
+                .bind(2 * k + 2)
+                .bind(vec![u8::try_from(k).unwrap(); 3])
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        pool.close().await;
+    });
+    let mut store = SqliteStore::open(&path).unwrap();
+    let mut read = Vec::new();
+    store
+        .for_each_batch(Seq(3), &mut |b| {
+            read.push((b.first_seq.0, b.last_seq.0, b.blob));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(read, vec![(3, 4, vec![1; 3]), (5, 6, vec![2; 3]), (7, 8, vec![3; 3]), (9, 10, vec![4; 3])]);
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let (sql,): (String,) = sqlx::query_as("SELECT sql FROM sqlite_schema WHERE name = 'journal'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        let (indexes,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'journal'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(indexes, 0, "the journal's only b-tree is its own");
+    });
+}
+
+#[test]
 fn sqlite_single_writer() {
     let (_dir, open) = sqlite();
     single_writer(open, true);
@@ -270,6 +362,7 @@ fn postgres_suite() {
     client_order_ids_survive_restart(postgres(&cluster, "client_ids"));
     empty_database_is_genesis(postgres(&cluster, "empty"));
     single_writer(postgres(&cluster, "writers"), false);
+    batches_are_read_from_the_one_holding_the_next_command(postgres(&cluster, "reads"));
     let url = cluster.database("tamper");
     let open: Open = {
         let url = url.clone();
