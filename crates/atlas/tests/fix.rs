@@ -936,6 +936,81 @@ fn a_replaces_clordid_is_in_use_like_a_new_orders() {
     s.stop();
 }
 
+/// A cancel's ClOrdID is used up like an order's: a cancel that reuses one
+/// gets OrderCancelReject 102=6 and cancels nothing; an accepted cancel's
+/// ClOrdID refuses a later order or cancel, names the order it cancelled (a
+/// status request finds it), and stays used after a restart.
+#[test]
+fn a_cancels_clordid_is_in_use_like_a_new_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let new = |cl: &'static str| vec![(11, cl), (55, "ACME"), (54, "1"), (38, "5"), (40, "2"), (44, "1.00")];
+    let cancel = |cl: &'static str, orig: &'static str| vec![(11, cl), (41, orig), (55, "ACME"), (54, "1")];
+    a.send("D", &new("a"));
+    let first = text(&report(&mut a), 37).to_owned();
+    a.send("D", &new("b"));
+    let second = text(&report(&mut a), 37).to_owned();
+
+    // Reusing an order's ClOrdID: refused, nothing cancelled.
+    a.send("F", &cancel("b", "a"));
+    let (r, _) = a.recv_type("9");
+    assert_eq!(
+        (text(&r, 434), text(&r, 102), text(&r, 11), text(&r, 37)),
+        ("1", "6", "b", first.as_str()),
+        "{}",
+        show(&r)
+    );
+    assert!(text(&r, 58).contains(&format!("in use by order {second}")), "{}", show(&r));
+    assert_eq!(
+        order(&alice, &first)["status"].as_str(),
+        Some("BOOKED"),
+        "the refused cancel changed nothing"
+    );
+
+    // An accepted cancel uses its ClOrdID up.
+    a.send("F", &cancel("x", "a"));
+    let cxl = report(&mut a);
+    assert_eq!((text(&cxl, 150), text(&cxl, 11), text(&cxl, 41)), ("4", "x", "a"), "{}", show(&cxl));
+    a.send("D", &new("x"));
+    let refused = report(&mut a);
+    assert_eq!(
+        (text(&refused, 150), text(&refused, 103), text(&refused, 37)),
+        ("8", "6", first.as_str()),
+        "{}",
+        show(&refused)
+    );
+    a.send("F", &cancel("x", "b"));
+    let (r, _) = a.recv_type("9");
+    assert_eq!((text(&r, 102), text(&r, 37)), ("6", second.as_str()), "{}", show(&r));
+    assert_eq!(order(&alice, &second)["status"].as_str(), Some("BOOKED"));
+    // It names the order it cancelled.
+    a.send("H", &[(11, "x"), (55, "ACME"), (54, "1")]);
+    let st = report(&mut a);
+    assert_eq!((text(&st, 150), text(&st, 39), text(&st, 37)), ("I", "4", first.as_str()), "{}", show(&st));
+    drop(a);
+
+    // Rebuilt from the journal, the ClOrdID is still used; another works.
+    let (data, _) = s.stop();
+    let s = Server::start(&data, None);
+    let mut b = FixClient::plain(&s.fix_plain, &keys[0]);
+    b.logon(&[(141, "Y")]);
+    b.send("F", &cancel("x", "b"));
+    let (r, _) = b.recv_type("9");
+    assert_eq!((text(&r, 102), text(&r, 37)), ("6", second.as_str()), "{}", show(&r));
+    b.send("F", &cancel("y", "b"));
+    let cxl = report(&mut b);
+    assert_eq!(
+        (text(&cxl, 150), text(&cxl, 11), text(&cxl, 37)),
+        ("4", "y", second.as_str()),
+        "{}",
+        show(&cxl)
+    );
+    s.stop();
+}
+
 /// A garbled Logon (a wrong CheckSum, a wrong BeginString) ends the
 /// connection at once and without an answer, as the specification says: a
 /// valid Logon right behind it in the same write is never read. (Dropped

@@ -3,7 +3,8 @@
 //! Keyed by (participant, client order id), remembering the order id and the
 //! sequence number of the accepted order. A replace (an amend that carries a
 //! client order id, as a FIX OrderCancelReplaceRequest's ClOrdID) uses its id
-//! the same way, for the order it changed. Only accepted commands are
+//! the same way, for the order it changed, and so does a cancel that carries
+//! one (an OrderCancelRequest's ClOrdID), for the order it cancelled. Only accepted commands are
 //! remembered (a rejected one changed nothing, so its id may be used again). Like FIX ClOrdID,
 //! uniqueness is per trading day: the all-products end of day clears the set. It
 //! is sequencer state, not engine state, so it travels in snapshots and is rebuilt

@@ -52,7 +52,8 @@ pub struct Entry {
     pub time: Timestamp,
     /// Who sent it.
     pub actor: Actor,
-    /// The client's own id for a new order (unique per participant), if given.
+    /// The client's own id for a new order, a replace or a cancel (each used
+    /// once a day per participant), if given.
     pub client_order_id: Option<String>,
     /// What to do.
     pub command: CommandKind,

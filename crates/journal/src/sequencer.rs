@@ -697,13 +697,16 @@ fn engine_loop(
             // The journal's clock never goes backwards, whatever the wall clock does.
             let time = Timestamp(now().0.max(st.last_time.0));
             let mut command = r.command;
-            // A participant's client order ids name new orders and the
-            // replaces (amends) of its orders alike, as FIX ClOrdIDs do.
+            // A participant's client order ids name new orders, and the
+            // replaces (amends) and cancels of its orders alike, as FIX
+            // ClOrdIDs do: each is used once a day.
             let client_id = match (&command, r.client_order_id.as_deref()) {
                 (CommandKind::NewOrder(o), Some(id)) => Some((o.participant, id)),
                 (CommandKind::Amend(a), Some(id)) => a.participant.map(|p| (p, id)),
+                (CommandKind::Cancel { participant, .. }, Some(id)) => participant.map(|p| (p, id)),
                 _ => None,
             };
+            let cancel = matches!(command, CommandKind::Cancel { .. });
             if let Some((participant, id)) = client_id {
                 if let Some((order_id, seq)) = st.client_orders.get(participant, id) {
                     // A retry, or an id in use: answer with the order that holds
@@ -714,7 +717,9 @@ fn engine_loop(
                     answers.push(Answer::Receipt(r.reply, receipt));
                     continue;
                 }
-                if st.client_orders.is_full() {
+                // A cancel only lowers risk: it goes ahead without its id
+                // remembered rather than be refused.
+                if st.client_orders.is_full() && !cancel {
                     let _ = r.reply.send(Err(SubmitError::ClientOrderIdsExhausted));
                     continue;
                 }

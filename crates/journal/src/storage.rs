@@ -189,6 +189,15 @@ impl Recovered {
                     self.client_orders.insert(p, id, a.order_id, entry.seq);
                 }
             }
+            atlas_engine::CommandKind::Cancel { order_id, participant: Some(p) } => {
+                // A cancel's own client order id (FIX ClOrdID on an
+                // OrderCancelRequest) is used up too, and names the order it
+                // cancelled. When the set is full the cancel went ahead
+                // without it (cancels are never refused for that).
+                if accepted && let Some(id) = entry.client_order_id {
+                    self.client_orders.insert(*p, id, *order_id, entry.seq);
+                }
+            }
             atlas_engine::CommandKind::EndOfDay { product: None } if accepted => self.client_orders.clear(),
             _ => {}
         }

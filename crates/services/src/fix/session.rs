@@ -1349,7 +1349,9 @@ impl Session {
             return Flow::Go;
         };
         let command = CommandKind::Cancel { order_id: order, participant: Some(self.me) };
-        match self.submit(None, command).await {
+        // The cancel's ClOrdID is used up like an order's (the journal
+        // refuses one already used today).
+        match self.submit(Some(cl_ord_id.clone()), command).await {
             Ok(ticket) => {
                 self.orders
                     .cancels
@@ -1778,7 +1780,13 @@ impl Session {
                 self.ack_latency.record(read.elapsed());
             }
             Pending::Cancel { order, cl_ord_id, orig } => {
-                if let Some((_, text)) = refusal(&result) {
+                if let Ok(r) = &result
+                    && r.duplicate
+                {
+                    // CxlRejReason 6: nothing was cancelled.
+                    self.orders.cancels.remove(&order);
+                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", 6, &duplicate_text(r));
+                } else if let Some((_, text)) = refusal(&result) {
                     self.orders.cancels.remove(&order);
                     let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", reason, &text);
@@ -1791,11 +1799,7 @@ impl Session {
                     // CxlRejReason 6: the ClOrdID names an order already
                     // (possibly this one, by an earlier replace); nothing changed.
                     self.orders.replaces.remove(&order);
-                    let text = match r.order_id {
-                        Some(holder) => format!("duplicate ClOrdID (in use by order {})", holder.0),
-                        None => "duplicate ClOrdID".to_owned(),
-                    };
-                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", 6, &text);
+                    self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", 6, &duplicate_text(r));
                 } else if let Some((_, text)) = refusal(&result) {
                     self.orders.replaces.remove(&order);
                     let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
@@ -1988,6 +1992,14 @@ fn gap_fill(from: u64, to: u64, key: &str, now: &str) -> Vec<u8> {
 }
 
 /// A kept message sent again: PossDupFlag, OrigSendingTime, a new SendingTime.
+/// The text of a refusal for a ClOrdID already used today.
+fn duplicate_text(r: &Receipt) -> String {
+    match r.order_id {
+        Some(holder) => format!("duplicate ClOrdID (in use by order {})", holder.0),
+        None => "duplicate ClOrdID".to_owned(),
+    }
+}
+
 fn possible_duplicate(m: &Message, now: &str) -> Vec<u8> {
     let orig = m.get(52).unwrap_or_default().to_vec();
     let mut fields: Vec<(u32, &[u8])> = Vec::new();
