@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use atlas_types::{OrderId, ParticipantId, Seq};
+use sha2::{Digest as _, Sha256};
 
 use crate::DecodeError;
 
 /// The most remembered client order ids per shard and trading day. Beyond it,
 /// new orders that carry one are refused until the next end of day (orders
-/// without one are unaffected). Each costs ~100 bytes (key, string, map slot):
-/// at most ~0.5 GB, and the set also travels in every snapshot.
+/// without one are unaffected). Each costs a 32-byte map slot, ~40-70 bytes
+/// at the maps' load: at most ~0.35 GB, and 32 bytes in every snapshot.
 pub const CLIENT_ORDER_IDS_MAX: usize = 5_000_000;
 
 /// Sub-maps the set is split into. A hash map grows by rehashing every entry
@@ -52,15 +53,35 @@ fn bounds() -> &'static [u64; PARTS] {
     })
 }
 
-type Key = (ParticipantId, String);
+/// What the set keeps of a (participant, client order id): the first 128
+/// bits of SHA-256 over the participant and the id. Two pairs share one only
+/// by a collision of SHA-256's first half, which takes about 2^64 tries to
+/// find on purpose, so it stands for the pair. It is 16 bytes in the map's
+/// slot, where the id was a heap string (with its allocation, the set took
+/// ~120 bytes per id), and a lookup allocates nothing.
+type Key = [u8; 16];
+
+fn key(participant: ParticipantId, id: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(participant.0.to_le_bytes());
+    h.update(id.as_bytes());
+    let digest = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&digest[..16]);
+    k
+}
+
+/// One of the maps the set is split into.
+type Part = HashMap<Key, (OrderId, Seq), foldhash::quality::RandomState>;
 
 /// The set of (participant, client order id) → (order id, seq) of the day.
 #[derive(Clone)]
 pub struct ClientOrders {
-    /// Picks a key's part; seeded apart from the parts' own hashers, so the
-    /// keys of one part still spread over its buckets.
+    /// Picks a key's part. Seeded, as are the parts' own hashers: anyone can
+    /// compute a key, so where keys land must not be predictable, whatever
+    /// ids a client chooses.
     pick: foldhash::quality::RandomState,
-    parts: Box<[HashMap<Key, (OrderId, Seq)>]>,
+    parts: Box<[Part]>,
     len: usize,
 }
 
@@ -68,7 +89,7 @@ impl Default for ClientOrders {
     fn default() -> ClientOrders {
         ClientOrders {
             pick: foldhash::quality::RandomState::default(),
-            parts: (0..PARTS).map(|_| HashMap::new()).collect(),
+            parts: (0..PARTS).map(|_| HashMap::default()).collect(),
             len: 0,
         }
     }
@@ -76,7 +97,7 @@ impl Default for ClientOrders {
 
 impl PartialEq for ClientOrders {
     fn eq(&self, other: &ClientOrders) -> bool {
-        self.len == other.len && self.iter().all(|(k, v)| other.get(k.0, &k.1) == Some(*v))
+        self.len == other.len && self.iter().all(|(k, v)| other.get_key(k) == Some(*v))
     }
 }
 
@@ -89,9 +110,9 @@ impl std::fmt::Debug for ClientOrders {
 }
 
 impl ClientOrders {
-    fn part(&self, participant: ParticipantId, id: &str) -> usize {
+    fn part(&self, key: &Key) -> usize {
         // The top bits: the parts' maps use the low ones of their own hash.
-        let h = self.pick.hash_one((participant, id)) >> 32;
+        let h = self.pick.hash_one(key) >> 32;
         bounds().partition_point(|b| *b <= h)
     }
 
@@ -99,19 +120,26 @@ impl ClientOrders {
         self.parts.iter().flat_map(|m| m.iter())
     }
 
+    fn get_key(&self, key: &Key) -> Option<(OrderId, Seq)> {
+        self.parts[self.part(key)].get(key).copied()
+    }
+
     /// The accepted order that already used this id, if any.
     pub fn get(&self, participant: ParticipantId, id: &str) -> Option<(OrderId, Seq)> {
-        // A borrowed-key lookup would need a custom key type; the ids are short.
-        self.parts[self.part(participant, id)].get(&(participant, id.to_owned())).copied()
+        self.get_key(&key(participant, id))
     }
 
     /// Remembers an accepted order's id. Returns false when the set is full.
-    pub fn insert(&mut self, participant: ParticipantId, id: String, order: OrderId, seq: Seq) -> bool {
+    pub fn insert(&mut self, participant: ParticipantId, id: &str, order: OrderId, seq: Seq) -> bool {
+        self.insert_key(key(participant, id), order, seq)
+    }
+
+    fn insert_key(&mut self, key: Key, order: OrderId, seq: Seq) -> bool {
         if self.len >= CLIENT_ORDER_IDS_MAX {
             return false;
         }
-        let part = self.part(participant, &id);
-        if self.parts[part].insert((participant, id), (order, seq)).is_none() {
+        let part = self.part(&key);
+        if self.parts[part].insert(key, (order, seq)).is_none() {
             self.len += 1;
         }
         true
@@ -140,24 +168,25 @@ impl ClientOrders {
         self.len == 0
     }
 
-    /// A canonical encoding (sorted), for snapshots.
+    /// A canonical encoding (sorted by key), for snapshots: [`FORMAT_MARK`],
+    /// the format, the count, then each key, order id and seq.
     pub fn encode(&self) -> Vec<u8> {
         let mut items: Vec<_> = self.iter().collect();
-        items.sort();
-        let mut out = Vec::with_capacity(4 + items.len() * 40);
+        items.sort_unstable();
+        let mut out = Vec::with_capacity(9 + items.len() * 32);
+        out.extend_from_slice(&FORMAT_MARK.to_le_bytes());
+        out.push(FORMAT_KEYS);
         out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-        for ((participant, id), (order, seq)) in items {
-            out.extend_from_slice(&participant.0.to_le_bytes());
-            // Ids are at most 64 bytes (validated on submission).
-            out.push(id.len() as u8);
-            out.extend_from_slice(id.as_bytes());
+        for (key, (order, seq)) in items {
+            out.extend_from_slice(key);
             out.extend_from_slice(&order.0.to_le_bytes());
             out.extend_from_slice(&seq.0.to_le_bytes());
         }
         out
     }
 
-    /// Decodes [`ClientOrders::encode`] output.
+    /// Decodes [`ClientOrders::encode`] output, or the first format (the ids
+    /// themselves), which snapshots taken before held.
     pub fn decode(mut bytes: &[u8]) -> Result<ClientOrders, DecodeError> {
         fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
             if bytes.len() < n {
@@ -169,26 +198,44 @@ impl ClientOrders {
         }
         let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
         let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        let count = u32_of(take(&mut bytes, 4)?) as usize;
+        let first = u32_of(take(&mut bytes, 4)?);
+        let keyed = first == FORMAT_MARK;
+        if keyed && take(&mut bytes, 1)?[0] != FORMAT_KEYS {
+            return Err(DecodeError::Invalid("client order id format"));
+        }
+        let count = if keyed { u32_of(take(&mut bytes, 4)?) } else { first } as usize;
         if count > CLIENT_ORDER_IDS_MAX {
             return Err(DecodeError::Invalid("client order id count"));
         }
         let mut set = ClientOrders::default();
+        let mut last: Option<Key> = None;
         for _ in 0..count {
-            let participant = ParticipantId(u32_of(take(&mut bytes, 4)?));
-            let len = usize::from(take(&mut bytes, 1)?[0]);
-            let id = std::str::from_utf8(take(&mut bytes, len)?)
-                .map_err(|_| DecodeError::Invalid("client order id"))?
-                .to_owned();
-            if !crate::valid_client_order_id(&id) {
-                return Err(DecodeError::Invalid("client order id"));
-            }
+            let key = if keyed {
+                let mut k: Key = [0; 16];
+                k.copy_from_slice(take(&mut bytes, 16)?);
+                // Strictly increasing: canonical, and no key twice.
+                if last.is_some_and(|l| l >= k) {
+                    return Err(DecodeError::Invalid("client order ids out of order"));
+                }
+                last = Some(k);
+                k
+            } else {
+                let participant = ParticipantId(u32_of(take(&mut bytes, 4)?));
+                let len = usize::from(take(&mut bytes, 1)?[0]);
+                let id = std::str::from_utf8(take(&mut bytes, len)?)
+                    .map_err(|_| DecodeError::Invalid("client order id"))?;
+                if !crate::valid_client_order_id(id) {
+                    return Err(DecodeError::Invalid("client order id"));
+                }
+                let k = key(participant, id);
+                if set.get_key(&k).is_some() {
+                    return Err(DecodeError::Invalid("duplicate client order id"));
+                }
+                k
+            };
             let order = OrderId(u64_of(take(&mut bytes, 8)?));
             let seq = Seq(u64_of(take(&mut bytes, 8)?));
-            if set.get(participant, &id).is_some() {
-                return Err(DecodeError::Invalid("duplicate client order id"));
-            }
-            set.insert(participant, id, order, seq);
+            set.insert_key(key, order, seq);
         }
         if !bytes.is_empty() {
             return Err(DecodeError::Trailing);
@@ -197,6 +244,12 @@ impl ClientOrders {
     }
 }
 
+/// Opens the keyed encoding. No count of the first format reaches it (they
+/// are at most [`CLIENT_ORDER_IDS_MAX`]).
+const FORMAT_MARK: u32 = u32::MAX;
+/// The keyed encoding's format number.
+const FORMAT_KEYS: u8 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,8 +257,8 @@ mod tests {
     #[test]
     fn encode_decode_round_trip_is_canonical() {
         let mut c = ClientOrders::default();
-        c.insert(ParticipantId(2), "b".into(), OrderId(7), Seq(9));
-        c.insert(ParticipantId(1), "a-1".into(), OrderId(3), Seq(4));
+        c.insert(ParticipantId(2), "b", OrderId(7), Seq(9));
+        c.insert(ParticipantId(1), "a-1", OrderId(3), Seq(4));
         let bytes = c.encode();
         let back = ClientOrders::decode(&bytes).unwrap();
         assert_eq!(back, c);
@@ -213,6 +266,66 @@ mod tests {
         assert_eq!(back.get(ParticipantId(1), "a-1"), Some((OrderId(3), Seq(4))));
         assert_eq!(back.get(ParticipantId(2), "a-1"), None);
         assert!(ClientOrders::decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(bytes.len(), 9 + 2 * 32, "a key, an order id and a seq per id");
+    }
+
+    /// The first encoding, of the ids themselves, as snapshots taken before
+    /// the keyed one hold it: it decodes to the same set.
+    #[test]
+    fn snapshots_of_the_first_encoding_decode() {
+        let mut old = Vec::new();
+        old.extend_from_slice(&2u32.to_le_bytes());
+        for (participant, id, order, seq) in [(1u32, "a-1", 3u64, 4u64), (2, "b", 7, 9)] {
+            old.extend_from_slice(&participant.to_le_bytes());
+            old.push(id.len() as u8);
+            old.extend_from_slice(id.as_bytes());
+            old.extend_from_slice(&order.to_le_bytes());
+            old.extend_from_slice(&seq.to_le_bytes());
+        }
+        let back = ClientOrders::decode(&old).unwrap();
+        let mut c = ClientOrders::default();
+        c.insert(ParticipantId(2), "b", OrderId(7), Seq(9));
+        c.insert(ParticipantId(1), "a-1", OrderId(3), Seq(4));
+        assert_eq!(back, c);
+        assert_eq!(back.get(ParticipantId(1), "a-1"), Some((OrderId(3), Seq(4))));
+        assert_eq!(back.get(ParticipantId(2), "a-1"), None);
+        // An id twice, or one that is not valid, is refused as before.
+        let mut twice = old.clone();
+        twice[..4].copy_from_slice(&3u32.to_le_bytes());
+        twice.extend_from_slice(&old[4..4 + 4 + 1 + 3 + 16]);
+        assert_eq!(ClientOrders::decode(&twice), Err(DecodeError::Invalid("duplicate client order id")));
+        let mut invalid = old.clone();
+        invalid[9] = b'\n';
+        assert!(ClientOrders::decode(&invalid).is_err());
+    }
+
+    /// The keyed encoding is canonical: keys strictly increasing, so none
+    /// twice; an unknown format or a count beyond the cap is refused.
+    #[test]
+    fn keyed_encodings_out_of_order_are_refused() {
+        let mut c = ClientOrders::default();
+        c.insert(ParticipantId(1), "x", OrderId(1), Seq(1));
+        c.insert(ParticipantId(1), "y", OrderId(2), Seq(2));
+        let bytes = c.encode();
+        let mut swapped = bytes[..9].to_vec();
+        swapped.extend_from_slice(&bytes[9 + 32..]);
+        swapped.extend_from_slice(&bytes[9..9 + 32]);
+        assert_eq!(
+            ClientOrders::decode(&swapped),
+            Err(DecodeError::Invalid("client order ids out of order"))
+        );
+        let mut doubled = bytes[..9 + 32].to_vec();
+        doubled.extend_from_slice(&bytes[9..9 + 32]);
+        assert_eq!(
+            ClientOrders::decode(&doubled),
+            Err(DecodeError::Invalid("client order ids out of order"))
+        );
+        let mut format = bytes.clone();
+        format[4] = 3;
+        assert_eq!(ClientOrders::decode(&format), Err(DecodeError::Invalid("client order id format")));
+        let mut count = bytes.clone();
+        count[5..9].copy_from_slice(&(CLIENT_ORDER_IDS_MAX as u32 + 1).to_le_bytes());
+        assert_eq!(ClientOrders::decode(&count), Err(DecodeError::Invalid("client order id count")));
     }
 
     #[test]
@@ -221,10 +334,10 @@ mod tests {
         let n = 64 * PARTS;
         for i in 0..n {
             let p = ParticipantId(u32::try_from(i % 3).unwrap());
-            assert!(c.insert(p, format!("o{i}"), OrderId(i as u64 + 1), Seq(i as u64)));
+            assert!(c.insert(p, &format!("o{i}"), OrderId(i as u64 + 1), Seq(i as u64)));
         }
         // Entering an id again replaces it and counts once.
-        assert!(c.insert(ParticipantId(0), "o0".into(), OrderId(99), Seq(99)));
+        assert!(c.insert(ParticipantId(0), "o0", OrderId(99), Seq(99)));
         assert_eq!(c.len(), n);
         // No part holds the bulk: each rehash moves a small share of the set.
         let largest = c.parts.iter().map(HashMap::len).max().unwrap();
@@ -240,7 +353,7 @@ mod tests {
         assert_eq!(back, c);
         assert_eq!(back.encode(), c.encode());
         let mut other = back.clone();
-        other.insert(ParticipantId(1), "o1".into(), OrderId(5), Seq(5));
+        other.insert(ParticipantId(1), "o1", OrderId(5), Seq(5));
         assert_ne!(other, c);
         c.clear();
         assert!(c.is_empty());
@@ -259,8 +372,8 @@ mod tests {
         let mut capacity: Vec<usize> = c.parts.iter().map(HashMap::capacity).collect();
         let mut grew_at = Vec::new();
         for i in 0..300_000usize {
-            let part = c.part(ParticipantId(1), &format!("id-{i}"));
-            c.insert(ParticipantId(1), format!("id-{i}"), OrderId(i as u64), Seq(i as u64));
+            let part = c.part(&key(ParticipantId(1), &format!("id-{i}")));
+            c.insert(ParticipantId(1), &format!("id-{i}"), OrderId(i as u64), Seq(i as u64));
             if c.parts[part].capacity() != capacity[part] {
                 capacity[part] = c.parts[part].capacity();
                 grew_at.push(i + 1);

@@ -180,13 +180,13 @@ impl Recovered {
                 self.next_order_id = self.next_order_id.max(o.order_id.0 + 1);
                 if accepted && let Some(id) = entry.client_order_id {
                     // Full means refused at submission; replay sees no such entry.
-                    self.client_orders.insert(o.participant, id, o.order_id, entry.seq);
+                    self.client_orders.insert(o.participant, &id, o.order_id, entry.seq);
                 }
             }
             atlas_engine::CommandKind::Amend(a) => {
                 // A replace's new client order id names the order from now on.
                 if accepted && let (Some(p), Some(id)) = (a.participant, entry.client_order_id) {
-                    self.client_orders.insert(p, id, a.order_id, entry.seq);
+                    self.client_orders.insert(p, &id, a.order_id, entry.seq);
                 }
             }
             atlas_engine::CommandKind::Cancel { order_id, participant: Some(p) } => {
@@ -195,7 +195,7 @@ impl Recovered {
                 // cancelled. When the set is full the cancel went ahead
                 // without it (cancels are never refused for that).
                 if accepted && let Some(id) = entry.client_order_id {
-                    self.client_orders.insert(*p, id, *order_id, entry.seq);
+                    self.client_orders.insert(*p, &id, *order_id, entry.seq);
                 }
             }
             atlas_engine::CommandKind::EndOfDay { product: None } if accepted => self.client_orders.clear(),
