@@ -1991,7 +1991,6 @@ fn gap_fill(from: u64, to: u64, key: &str, now: &str) -> Vec<u8> {
     ])
 }
 
-/// A kept message sent again: PossDupFlag, OrigSendingTime, a new SendingTime.
 /// The text of a refusal for a ClOrdID already used today.
 fn duplicate_text(r: &Receipt) -> String {
     match r.order_id {
@@ -2000,6 +1999,7 @@ fn duplicate_text(r: &Receipt) -> String {
     }
 }
 
+/// A kept message sent again: PossDupFlag, OrigSendingTime, a new SendingTime.
 fn possible_duplicate(m: &Message, now: &str) -> Vec<u8> {
     let orig = m.get(52).unwrap_or_default().to_vec();
     let mut fields: Vec<(u32, &[u8])> = Vec::new();
