@@ -83,6 +83,8 @@ pub struct ClientOrders {
     pick: foldhash::quality::RandomState,
     parts: Box<[Part]>,
     len: usize,
+    /// [`CLIENT_ORDER_IDS_MAX`], but in tests.
+    limit: usize,
 }
 
 impl Default for ClientOrders {
@@ -91,8 +93,20 @@ impl Default for ClientOrders {
             pick: foldhash::quality::RandomState::default(),
             parts: (0..PARTS).map(|_| HashMap::default()).collect(),
             len: 0,
+            limit: CLIENT_ORDER_IDS_MAX,
         }
     }
+}
+
+/// What a command's client order id means for it (see [`ClientOrders::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdCheck {
+    /// Not used today: the command goes ahead.
+    Free,
+    /// Used today by this order's command at this seq: a retry, or a reuse.
+    Used(OrderId, Seq),
+    /// Not used, but no more ids can be remembered today: refused.
+    Exhausted,
 }
 
 impl PartialEq for ClientOrders {
@@ -134,8 +148,19 @@ impl ClientOrders {
         self.insert_key(key(participant, id), order, seq)
     }
 
+    /// Whether a command carrying client order id `id` may go ahead. A cancel
+    /// (`cancel`) only lowers risk: when the day's ids are exhausted it still
+    /// goes ahead, and its id is not remembered.
+    pub(crate) fn check(&self, participant: ParticipantId, id: &str, cancel: bool) -> IdCheck {
+        match self.get(participant, id) {
+            Some((order, seq)) => IdCheck::Used(order, seq),
+            None if self.is_full() && !cancel => IdCheck::Exhausted,
+            None => IdCheck::Free,
+        }
+    }
+
     fn insert_key(&mut self, key: Key, order: OrderId, seq: Seq) -> bool {
-        if self.len >= CLIENT_ORDER_IDS_MAX {
+        if self.len >= self.limit {
             return false;
         }
         let part = self.part(&key);
@@ -147,7 +172,7 @@ impl ClientOrders {
 
     /// True when no more ids can be remembered today.
     pub fn is_full(&self) -> bool {
-        self.len >= CLIENT_ORDER_IDS_MAX
+        self.len >= self.limit
     }
 
     /// Forgets everything (end of the trading day).
@@ -253,6 +278,27 @@ const FORMAT_KEYS: u8 = 2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At the day's limit, new orders and replaces carrying an unused id are
+    /// refused and a cancel goes ahead (its id not remembered); a used id is
+    /// reported as used, limit or not.
+    #[test]
+    fn at_the_limit_only_cancels_go_ahead() {
+        let mut c = ClientOrders { limit: 2, ..ClientOrders::default() };
+        let p = ParticipantId(1);
+        assert!(c.insert(p, "a", OrderId(1), Seq(1)));
+        assert_eq!(c.check(p, "b", false), IdCheck::Free);
+        assert!(c.insert(p, "b", OrderId(2), Seq(2)));
+        assert!(c.is_full());
+        assert_eq!(c.check(p, "c", false), IdCheck::Exhausted);
+        assert_eq!(c.check(p, "c", true), IdCheck::Free);
+        assert_eq!(c.check(p, "a", true), IdCheck::Used(OrderId(1), Seq(1)));
+        assert_eq!(c.check(p, "b", false), IdCheck::Used(OrderId(2), Seq(2)));
+        // The cancel's id is not remembered: the set stays as it was.
+        assert!(!c.insert(p, "c", OrderId(1), Seq(3)));
+        assert_eq!((c.len(), c.get(p, "c")), (2, None));
+        assert_eq!(c.check(ParticipantId(2), "a", false), IdCheck::Exhausted);
+    }
 
     #[test]
     fn encode_decode_round_trip_is_canonical() {

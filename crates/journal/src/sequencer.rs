@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use atlas_engine::{CommandKind, Engine, EngineConfig, Event};
 
 use crate::ClientOrders;
+use crate::client_orders::IdCheck;
 use crate::risk::{RiskGate, RiskReject, RiskUpdate};
 use atlas_types::{OrderId, ParticipantId, Seq, Timestamp};
 use thiserror::Error;
@@ -708,20 +709,26 @@ fn engine_loop(
             };
             let cancel = matches!(command, CommandKind::Cancel { .. });
             if let Some((participant, id)) = client_id {
-                if let Some((order_id, seq)) = st.client_orders.get(participant, id) {
-                    // A retry, or an id in use: answer with the order that holds
-                    // it, after this batch commits (so never before that order's
-                    // own entry is durable).
-                    let receipt =
-                        Receipt { seq, time, order_id: Some(order_id), events: Vec::new(), duplicate: true };
-                    answers.push(Answer::Receipt(r.reply, receipt));
-                    continue;
-                }
-                // A cancel only lowers risk: it goes ahead without its id
-                // remembered rather than be refused.
-                if st.client_orders.is_full() && !cancel {
-                    let _ = r.reply.send(Err(SubmitError::ClientOrderIdsExhausted));
-                    continue;
+                match st.client_orders.check(participant, id, cancel) {
+                    IdCheck::Used(order_id, seq) => {
+                        // A retry, or an id in use: answer with the order that
+                        // holds it, after this batch commits (so never before
+                        // that order's own entry is durable).
+                        let receipt = Receipt {
+                            seq,
+                            time,
+                            order_id: Some(order_id),
+                            events: Vec::new(),
+                            duplicate: true,
+                        };
+                        answers.push(Answer::Receipt(r.reply, receipt));
+                        continue;
+                    }
+                    IdCheck::Exhausted => {
+                        let _ = r.reply.send(Err(SubmitError::ClientOrderIdsExhausted));
+                        continue;
+                    }
+                    IdCheck::Free => {}
                 }
             }
             let checked = match &command {
