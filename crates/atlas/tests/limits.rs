@@ -249,6 +249,12 @@ fn a_client_over_its_limit_is_refused_before_its_body_is_read() {
     let mut answers = vec![Vec::new(); conns.len()];
     let read_all = |conns: &mut [rustls::StreamOwned<_, _>], answers: &mut [Vec<u8>]| {
         for (tls, answer) in conns.iter_mut().zip(answers.iter_mut()) {
+            // A connection with its status line is done: what the server
+            // does with it next (closing it, with or without a TLS
+            // close_notify) is not this test's matter.
+            if answer.len() >= 12 {
+                continue;
+            }
             let mut buf = [0u8; 64];
             match tls.read(&mut buf) {
                 Ok(n) => answer.extend_from_slice(&buf[..n]),
