@@ -11,6 +11,7 @@
 
 mod server;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -1008,6 +1009,113 @@ fn a_cancels_clordid_is_in_use_like_a_new_orders() {
         "{}",
         show(&cxl)
     );
+    s.stop();
+}
+
+/// Sends `messages` in one write, so the session reads them all before any
+/// is committed.
+fn send_together(c: &mut FixClient, messages: &[(&str, Vec<(u32, &str)>)]) {
+    let mut bytes = Vec::new();
+    for (msg_type, body) in messages {
+        bytes.extend(c.message(msg_type, c.next_out, body));
+        c.next_out += 1;
+    }
+    c.raw(&bytes);
+}
+
+/// The answers (ExecutionReports and OrderCancelRejects) to the requests
+/// `ids` name, by ClOrdID, once each has one; then anything else that comes
+/// within half a second, which must not answer any of them again.
+fn answers(c: &mut FixClient, ids: &[&str]) -> HashMap<String, atlas_wire::fix::Message> {
+    let mut got: HashMap<String, atlas_wire::fix::Message> = HashMap::new();
+    while got.len() < ids.len() {
+        let m = c.recv();
+        let cl = text(&m, 11).to_owned();
+        if matches!(m.msg_type(), b"8" | b"9") && ids.contains(&cl.as_str()) {
+            assert!(got.insert(cl, m.clone()).is_none(), "answered twice: {}", show(&m));
+        }
+    }
+    while let Some(m) = c.try_recv(Duration::from_millis(500)) {
+        assert!(!ids.contains(&text(&m, 11)), "answered twice: {}", show(&m));
+    }
+    got
+}
+
+/// Cancels and replaces a client sends for one order without waiting for the
+/// answers (pipelined, as a market maker does) are each answered once, under
+/// their own ClOrdID and, for a replace, with its own terms; and a replace
+/// sets the terms it carries, whatever the one ahead of it changed.
+#[test]
+fn requests_in_flight_for_one_order_are_each_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let alice = broker(&s, "alice");
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let new = |cl: &'static str| vec![(11, cl), (55, "ACME"), (54, "1"), (38, "5"), (40, "2"), (44, "1.00")];
+    let cancel = |cl: &'static str| vec![(11, cl), (41, "a"), (55, "ACME"), (54, "1")];
+    let replace = |cl: &'static str, orig: &'static str, qty: &'static str, px: &'static str| {
+        vec![(11, cl), (41, orig), (55, "ACME"), (54, "1"), (38, qty), (40, "2"), (44, px)]
+    };
+
+    // Two cancels: the first cancels, the second is too late.
+    a.send("D", &new("a"));
+    let first = text(&report(&mut a), 37).to_owned();
+    send_together(&mut a, &[("F", cancel("c1")), ("F", cancel("c2"))]);
+    let got = answers(&mut a, &["c1", "c2"]);
+    let (c1, c2) = (&got["c1"], &got["c2"]);
+    assert_eq!(
+        (c1.msg_type(), text(c1, 150), text(c1, 41), text(c1, 37)),
+        (&b"8"[..], "4", "a", first.as_str()),
+        "{}",
+        show(c1)
+    );
+    assert_eq!(
+        (c2.msg_type(), text(c2, 434), text(c2, 37)),
+        (&b"9"[..], "1", first.as_str()),
+        "{}",
+        show(c2)
+    );
+    assert_eq!(order(&alice, &first)["status"], "CANCELLED");
+
+    // Three replaces naming the order by its first ClOrdID: each is answered
+    // with its own terms, and the last one's stand (its price back where the
+    // first took it from, which the committed order still had when the
+    // session read it).
+    a.send("D", &new("b"));
+    let second = text(&report(&mut a), 37).to_owned();
+    send_together(
+        &mut a,
+        &[
+            ("G", replace("r1", "b", "4", "0.99")),
+            ("G", replace("r2", "b", "3", "0.99")),
+            ("G", replace("r3", "b", "3", "1.00")),
+        ],
+    );
+    let got = answers(&mut a, &["r1", "r2", "r3"]);
+    for (cl, orig, qty, px) in [("r1", "b", "4", "0.99"), ("r2", "b", "3", "0.99"), ("r3", "b", "3", "1.00")]
+    {
+        let r = &got[cl];
+        assert_eq!(
+            (r.msg_type(), text(r, 150), text(r, 41), text(r, 38), text(r, 44), text(r, 151)),
+            (&b"8"[..], "5", orig, qty, px, qty),
+            "{cl}: {}",
+            show(r)
+        );
+    }
+    let row = order(&alice, &second);
+    assert_eq!((row["originalQuantity"].as_i64(), row["price"].as_str()), (Some(3), Some("1.00")), "{row}");
+
+    // A replace back to terms the committed order still has (the one ahead
+    // of it in flight changed them) is not "nothing to change".
+    send_together(
+        &mut a,
+        &[("G", replace("r4", "r3", "2", "1.00")), ("G", replace("r5", "r3", "3", "1.00"))],
+    );
+    let got = answers(&mut a, &["r4", "r5"]);
+    assert_eq!((text(&got["r4"], 150), text(&got["r4"], 38)), ("5", "2"), "{}", show(&got["r4"]));
+    assert_eq!((text(&got["r5"], 150), text(&got["r5"], 38)), ("5", "3"), "{}", show(&got["r5"]));
+    assert_eq!(order(&alice, &second)["originalQuantity"].as_i64(), Some(3));
     s.stop();
 }
 

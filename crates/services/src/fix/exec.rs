@@ -7,6 +7,8 @@
 /// Maps keyed by what clients choose (ClOrdIDs): a fast hash, randomly seeded.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
+use std::collections::BTreeMap;
+
 use atlas_engine::{OrderType, TimeInForce};
 use atlas_journal::market::MarketBatch;
 use atlas_journal::projection::{OrderRow, OrderStatus};
@@ -38,13 +40,43 @@ pub struct Tracked {
     as_of: u64,
 }
 
-/// A cancel or replace this session asked for and has not seen the outcome of.
+/// A cancel or replace this session asked for and the journal accepted, kept
+/// by its sequence number until the committed batch that holds it is
+/// reported: its report carries its own ClOrdID (and, for a replace, its own
+/// terms) even when another request for the same order is in flight behind
+/// it, or lands in the same batch.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// The order it names.
+    pub order: OrderId,
     /// The request's ClOrdID.
     pub cl_ord_id: String,
     /// The ClOrdID it referred to.
     pub orig_cl_ord_id: Option<String>,
+    /// What it asked for.
+    pub asked: Asked,
+    /// When it was committed (Unix nanoseconds).
+    pub time_ns: i64,
+}
+
+/// What a [`Request`] asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// Cancel what is open.
+    Cancel,
+    /// New terms: the engine's `Amended` event (`None` if it had none).
+    Replace(Option<Terms>),
+}
+
+/// An order's terms after a replace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terms {
+    /// Total quantity.
+    pub quantity: i64,
+    /// Limit price.
+    pub price: Option<i64>,
+    /// Stop price.
+    pub stop: Option<i64>,
 }
 
 /// The orders a session follows.
@@ -54,10 +86,8 @@ pub struct Orders {
     pub open: HashMap<OrderId, Tracked>,
     /// ClOrdID → order, for cancels and replaces that name the ClOrdID.
     pub by_cl_ord_id: HashMap<String, OrderId>,
-    /// Cancels asked for, by order.
-    pub cancels: HashMap<OrderId, Request>,
-    /// Replaces asked for, by order.
-    pub replaces: HashMap<OrderId, Request>,
+    /// Cancels and replaces accepted and not yet reported, by sequence number.
+    pub requests: BTreeMap<u64, Request>,
     /// The ClOrdIDs of orders followed here until they finished.
     pub finished: Finished,
 }
@@ -298,6 +328,55 @@ pub fn status_report(row: &OrderRow, product: &ProductRow, cl_ord_id: Option<&st
     )
 }
 
+/// The Replaced report (ExecType 5) of `row` taking `terms` at `(seq, time)`,
+/// under `cl_ord_id` (which it answers to from then on); `t` takes the terms.
+#[allow(clippy::too_many_arguments)]
+fn replaced(
+    by_cl_ord_id: &mut HashMap<String, OrderId>,
+    t: &mut Tracked,
+    row: &OrderRow,
+    product: &ProductRow,
+    (seq, time_ns): (u64, i64),
+    cl_ord_id: Option<String>,
+    orig_cl_ord_id: Option<String>,
+    terms: Terms,
+) -> Body {
+    if let Some(c) = &cl_ord_id {
+        // The order answers to its new ClOrdID now (the map stays one entry
+        // per open order; the original id is still found in the tables).
+        if let Some(old) = &t.cl_ord_id
+            && old != c
+            && by_cl_ord_id.get(old) == Some(&row.id)
+        {
+            by_cl_ord_id.remove(old);
+        }
+        by_cl_ord_id.insert(c.clone(), row.id);
+    }
+    t.cl_ord_id = cl_ord_id;
+    (t.original, t.price, t.stop) = (terms.quantity, terms.price, terms.stop);
+    // The report shows the terms as of this replace, which a later one in the
+    // same batch may have changed again.
+    let mut at = row.clone();
+    at.original = atlas_types::Qty(terms.quantity);
+    at.price = terms.price.map(atlas_types::Price);
+    at.stop_price = terms.stop.map(atlas_types::Price);
+    let status = if t.traded > 0 { "1" } else { "0" };
+    report(
+        &at,
+        product,
+        exec_id(seq, row.id, b'R', None),
+        "5",
+        status,
+        t.cl_ord_id.as_deref(),
+        orig_cl_ord_id.as_deref(),
+        t.traded,
+        t.notional,
+        t.original - t.traded,
+        t.original,
+        time_ns,
+    )
+}
+
 impl Orders {
     /// Starts following an order already open when the session began.
     pub fn track_existing(&mut self, row: &OrderRow) {
@@ -333,8 +412,6 @@ impl Orders {
             }
             self.finished.insert(c, id);
         }
-        self.cancels.remove(&id);
-        self.replaces.remove(&id);
     }
 
     /// The execution reports for `me` in one committed batch, in order.
@@ -347,6 +424,24 @@ impl Orders {
         entered_here: &mut dyn FnMut(&str) -> bool,
     ) -> Vec<Body> {
         let mut out = Vec::new();
+        // The requests this batch holds (all of them: each was answered
+        // before the batch was published).
+        let later = match batch.commands.1.checked_add(1) {
+            Some(next) => self.requests.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let asked = std::mem::replace(&mut self.requests, later);
+        let mut replaces: HashMap<OrderId, Vec<(u64, Request)>> = HashMap::default();
+        let mut cancels: HashMap<OrderId, Request> = HashMap::default();
+        for (seq, r) in asked {
+            match r.asked {
+                Asked::Cancel => {
+                    // An accepted cancel finishes the order: one per order.
+                    cancels.insert(r.order, r);
+                }
+                Asked::Replace(_) => replaces.entry(r.order).or_default().push((seq, r)),
+            }
+        }
         let mine: Vec<&OrderRow> = batch.orders.iter().filter(|r| r.participant == me).collect();
         if mine.is_empty() {
             return out;
@@ -391,43 +486,40 @@ impl Orders {
                 continue;
             }
             let Some(t) = self.open.get_mut(&row.id) else { continue };
-            let (price, stop) = (row.price.map(|p| p.0), row.stop_price.map(|p| p.0));
-            if t.original != row.original.0 || t.price != price || t.stop != stop {
-                let req = self.replaces.remove(&row.id);
-                let (cl, orig) = match &req {
-                    Some(r) => (Some(r.cl_ord_id.clone()), r.orig_cl_ord_id.clone().or(t.cl_ord_id.clone())),
-                    None => (t.cl_ord_id.clone(), None),
-                };
-                t.original = row.original.0;
-                t.price = price;
-                t.stop = stop;
-                if let Some(c) = &cl {
-                    // The order answers to its new ClOrdID now (the map stays
-                    // one entry per open order; the original id is still found
-                    // in the tables).
-                    if let Some(old) = &t.cl_ord_id
-                        && old != c
-                        && self.by_cl_ord_id.get(old) == Some(&row.id)
-                    {
-                        self.by_cl_ord_id.remove(old);
-                    }
-                    self.by_cl_ord_id.insert(c.clone(), row.id);
-                }
-                t.cl_ord_id = cl.clone();
-                let status = if t.traded > 0 { "1" } else { "0" };
-                out.push(report(
+            // Each replace asked here, in the order committed, with its own
+            // ClOrdID and terms; then a change nobody here asked for (REST,
+            // another session), as the order's own.
+            for (seq, r) in replaces.remove(&row.id).unwrap_or_default() {
+                let Asked::Replace(terms) = r.asked else { continue };
+                let terms = terms.unwrap_or(Terms { quantity: t.original, price: t.price, stop: t.stop });
+                let orig = r.orig_cl_ord_id.or(t.cl_ord_id.clone());
+                out.push(replaced(
+                    &mut self.by_cl_ord_id,
+                    t,
                     row,
                     &p,
-                    exec_id(row.update_seq.0, row.id, b'R', None),
-                    "5",
-                    status,
-                    cl.as_deref(),
-                    orig.as_deref(),
-                    t.traded,
-                    t.notional,
-                    t.original - t.traded,
-                    t.original,
-                    row.update_time.0,
+                    (seq, r.time_ns),
+                    Some(r.cl_ord_id),
+                    orig,
+                    terms,
+                ));
+            }
+            let terms = Terms {
+                quantity: row.original.0,
+                price: row.price.map(|p| p.0),
+                stop: row.stop_price.map(|p| p.0),
+            };
+            if (t.original, t.price, t.stop) != (terms.quantity, terms.price, terms.stop) {
+                let cl = t.cl_ord_id.clone();
+                out.push(replaced(
+                    &mut self.by_cl_ord_id,
+                    t,
+                    row,
+                    &p,
+                    (row.update_seq.0, row.update_time.0),
+                    cl,
+                    None,
+                    terms,
                 ));
             }
         }
@@ -482,7 +574,7 @@ impl Orders {
             let Some(p) = product(row.product) else { continue };
             let Some(t) = self.open.get(&row.id).cloned() else { continue };
             if row.status != OrderStatus::Filled {
-                let req = self.cancels.remove(&row.id);
+                let req = cancels.remove(&row.id);
                 let (cl, orig) = match &req {
                     Some(r) => (Some(r.cl_ord_id.clone()), r.orig_cl_ord_id.clone().or(t.cl_ord_id.clone())),
                     None => (t.cl_ord_id.clone(), None),

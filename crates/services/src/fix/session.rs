@@ -29,7 +29,7 @@ use atlas_store::{OrderFilter, ProductRow};
 use atlas_types::{OrderId, ParticipantId, Qty, Side};
 use atlas_wire::fix::{self, Frame, Message};
 
-use super::exec::{self, Fields, Orders, Request};
+use super::exec::{self, Asked, Fields, Orders, Request, Terms};
 use super::store::SessionStore;
 use super::{Acceptor, COMP_ID};
 use crate::auth::{Audience, Caller, Principal, Role};
@@ -1352,12 +1352,7 @@ impl Session {
         // The cancel's ClOrdID is used up like an order's (the journal
         // refuses one already used today).
         match self.submit(Some(cl_ord_id.clone()), command).await {
-            Ok(ticket) => {
-                self.orders
-                    .cancels
-                    .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
-                self.follow(ticket, Pending::Cancel { order, cl_ord_id, orig }).await;
-            }
+            Ok(ticket) => self.follow(ticket, Pending::Cancel { order, cl_ord_id, orig }).await,
             Err(e) => self.cancel_reject(
                 Some(order),
                 &cl_ord_id,
@@ -1437,9 +1432,11 @@ impl Session {
         let amend = Amend {
             order_id: order,
             participant: Some(self.me),
-            quantity: (quantity != row.original.0).then_some(Qty(quantity)),
-            price: price.filter(|p| Some(*p) != row.price),
-            stop_price: stop.filter(|p| Some(*p) != row.stop_price),
+            // The terms in full, not as changes from `row`: a replace in
+            // flight ahead of this one may have changed them since.
+            quantity: Some(Qty(quantity)),
+            price,
+            stop_price: stop,
         };
         let after = crate::orders::after_amend(&row, &amend);
         if let Err(e) = crate::risk::check_order(&self.app, &after, &product).await {
@@ -1450,9 +1447,6 @@ impl Session {
         // use (by a new order or a replace) and keeps this one as used.
         match self.submit(Some(cl_ord_id.clone()), CommandKind::Amend(amend)).await {
             Ok(ticket) => {
-                self.orders
-                    .replaces
-                    .insert(order, Request { cl_ord_id: cl_ord_id.clone(), orig_cl_ord_id: orig.clone() });
                 let pending = Pending::Replace { order, cl_ord_id: cl_ord_id.clone(), orig: orig.clone() };
                 self.follow(ticket, pending).await;
             }
@@ -1510,8 +1504,7 @@ impl Session {
     fn settled(&self) -> bool {
         self.in_flight.is_empty()
             && self.entered.is_empty()
-            && self.orders.cancels.is_empty()
-            && self.orders.replaces.is_empty()
+            && self.orders.requests.is_empty()
             && self.feed_seen >= self.feed_due
     }
 
@@ -1784,12 +1777,20 @@ impl Session {
                     && r.duplicate
                 {
                     // CxlRejReason 6: nothing was cancelled.
-                    self.orders.cancels.remove(&order);
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", 6, &duplicate_text(r));
                 } else if let Some((_, text)) = refusal(&result) {
-                    self.orders.cancels.remove(&order);
                     let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", reason, &text);
+                } else if let Ok(r) = &result {
+                    // Reported from the batch that holds it.
+                    let request = Request {
+                        order,
+                        cl_ord_id,
+                        orig_cl_ord_id: orig,
+                        asked: Asked::Cancel,
+                        time_ns: r.time.0,
+                    };
+                    self.orders.requests.insert(r.seq.0, request);
                 }
             }
             Pending::Replace { order, cl_ord_id, orig } => {
@@ -1798,12 +1799,31 @@ impl Session {
                 {
                     // CxlRejReason 6: the ClOrdID names an order already
                     // (possibly this one, by an earlier replace); nothing changed.
-                    self.orders.replaces.remove(&order);
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", 6, &duplicate_text(r));
                 } else if let Some((_, text)) = refusal(&result) {
-                    self.orders.replaces.remove(&order);
                     let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", reason, &text);
+                } else if let Ok(r) = &result {
+                    let terms = r.events.iter().find_map(|e| match e {
+                        Event::Amended { order_id, quantity, price, stop_price, .. }
+                            if *order_id == order =>
+                        {
+                            Some(Terms {
+                                quantity: quantity.0,
+                                price: price.map(|p| p.0),
+                                stop: stop_price.map(|p| p.0),
+                            })
+                        }
+                        _ => None,
+                    });
+                    let request = Request {
+                        order,
+                        cl_ord_id,
+                        orig_cl_ord_id: orig,
+                        asked: Asked::Replace(terms),
+                        time_ns: r.time.0,
+                    };
+                    self.orders.requests.insert(r.seq.0, request);
                 }
             }
             Pending::Mass { cl_ord_id, request_type } => {
