@@ -1035,6 +1035,11 @@ impl Session {
     }
 
     fn on_batch(&mut self, batch: &atlas_journal::market::MarketBatch) {
+        // The outcomes of the batch's commands were sent before it was
+        // published, but a select that found the oldest outcome not there yet
+        // may have found the batch there a moment later: take them first, so
+        // that the cancels and replaces the batch reports are known.
+        self.take_ready_outcomes(None);
         self.feed_seen = self.feed_seen.max(batch.commands.1);
         let app = self.app.clone();
         let entered = &mut self.entered;
@@ -1548,7 +1553,13 @@ impl Session {
     /// Takes the oldest command's outcome, `result`, and every later one
     /// already there, in submission order.
     fn take_outcomes(&mut self, result: Result<Receipt, SubmitError>) {
-        let mut result = Some(result);
+        self.take_ready_outcomes(Some(result));
+    }
+
+    /// Takes `result` (the oldest command's outcome, if given) and every
+    /// outcome already there after it, in submission order.
+    fn take_ready_outcomes(&mut self, result: Option<Result<Receipt, SubmitError>>) {
+        let mut result = result;
         loop {
             let result = match result.take() {
                 Some(r) => r,
