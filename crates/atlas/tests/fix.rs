@@ -1071,9 +1071,9 @@ fn requests_in_flight_for_one_order_are_each_answered() {
         show(c1)
     );
     assert_eq!(
-        (c2.msg_type(), text(c2, 434), text(c2, 37)),
-        (&b"9"[..], "1", first.as_str()),
-        "{}",
+        (c2.msg_type(), text(c2, 434), text(c2, 102), text(c2, 37)),
+        (&b"9"[..], "1", "0", first.as_str()),
+        "too late: {}",
         show(c2)
     );
     assert_eq!(order(&alice, &first)["status"], "CANCELLED");

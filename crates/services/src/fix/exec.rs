@@ -401,6 +401,14 @@ impl Orders {
         );
     }
 
+    /// Whether a cancel or replace of `order` comes too late (CxlRejReason
+    /// 0): the order finished, or a cancel of it was accepted and is not
+    /// reported yet.
+    pub fn too_late(&self, order: OrderId) -> bool {
+        !self.open.contains_key(&order)
+            || self.requests.values().any(|r| r.order == order && r.asked == Asked::Cancel)
+    }
+
     /// Stops following an order that finished (its ClOrdID moves to
     /// `finished`).
     pub fn forget(&mut self, id: OrderId) {
@@ -738,6 +746,54 @@ mod tests {
                 "1", "ACME"
             ]
         );
+    }
+
+    fn request(cl: &str, orig: &str, asked: Asked) -> Request {
+        Request {
+            order: OrderId(7),
+            cl_ord_id: cl.into(),
+            orig_cl_ord_id: Some(orig.into()),
+            asked,
+            time_ns: 0,
+        }
+    }
+
+    /// Two replaces and a cancel of one order, committed in one batch (whose
+    /// row is the order's final state): a report for each, in order, under
+    /// its own ClOrdID and with its own terms.
+    #[test]
+    fn requests_that_commit_together_are_each_reported() {
+        let p = std::sync::Arc::new(product(2));
+        let products = |_| Some(p.clone());
+        let mut orders = Orders::default();
+        orders.track_existing(&row(0, 10));
+        let terms =
+            |quantity, price| Asked::Replace(Some(Terms { quantity, price: Some(price), stop: None }));
+        orders.requests.insert(11, request("r1", "c7", terms(8, 990)));
+        orders.requests.insert(12, request("r2", "r1", terms(9, 1000)));
+        assert!(!orders.too_late(OrderId(7)));
+        orders.requests.insert(13, request("x", "r2", Asked::Cancel));
+        assert!(orders.too_late(OrderId(7)), "a second cancel behind an accepted one is too late");
+        // One left for a later batch.
+        orders.requests.insert(14, request("late", "x", Asked::Cancel));
+        let mut last = row(0, 13);
+        (last.original, last.cancelled, last.open) =
+            (atlas_types::Qty(9), atlas_types::Qty(9), atlas_types::Qty(0));
+        last.status = OrderStatus::Cancelled;
+        let batch = MarketBatch { orders: vec![last], commands: (11, 13), ..Default::default() };
+        let reports = orders.on_batch(ParticipantId(1), &batch, &products, &mut |_| false);
+        let fields = [150, 11, 41, 38, 44, 151, 17];
+        let got: Vec<_> = reports.iter().map(|f| fields.map(|t| f.text(t).unwrap_or("-"))).collect();
+        assert_eq!(
+            got,
+            [
+                ["5", "r1", "c7", "8", "9.90", "8", "11-7-R"],
+                ["5", "r2", "r1", "9", "10.00", "9", "12-7-R"],
+                ["4", "x", "r2", "9", "10.00", "0", "13-7-C"],
+            ]
+        );
+        assert_eq!(orders.requests.keys().collect::<Vec<_>>(), [&14]);
+        assert!(orders.open.is_empty());
     }
 
     #[test]

@@ -1790,7 +1790,7 @@ impl Session {
                     // CxlRejReason 6: nothing was cancelled.
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", 6, &duplicate_text(r));
                 } else if let Some((_, text)) = refusal(&result) {
-                    let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
+                    let reason = if self.orders.too_late(order) { 0 } else { 99 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "1", reason, &text);
                 } else if let Ok(r) = &result {
                     // Reported from the batch that holds it.
@@ -1812,7 +1812,7 @@ impl Session {
                     // (possibly this one, by an earlier replace); nothing changed.
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", 6, &duplicate_text(r));
                 } else if let Some((_, text)) = refusal(&result) {
-                    let reason = if self.orders.open.contains_key(&order) { 99 } else { 0 };
+                    let reason = if self.orders.too_late(order) { 0 } else { 99 };
                     self.cancel_reject(Some(order), &cl_ord_id, orig.as_deref(), "2", reason, &text);
                 } else if let Ok(r) = &result {
                     let terms = r.events.iter().find_map(|e| match e {
