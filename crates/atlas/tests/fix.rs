@@ -991,6 +991,12 @@ fn a_cancels_clordid_is_in_use_like_a_new_orders() {
     a.send("H", &[(11, "x"), (55, "ACME"), (54, "1")]);
     let st = report(&mut a);
     assert_eq!((text(&st, 150), text(&st, 39), text(&st, 37)), ("I", "4", first.as_str()), "{}", show(&st));
+    // So do REST's client: lookup and a replace that names it (too late).
+    let (code, got) = alice.get("/coinbase/orders/client:x");
+    assert_eq!((code, got["id"].as_str()), (StatusCode::OK, Some(first.as_str())), "{got}");
+    a.send("G", &[(11, "y2"), (41, "x"), (55, "ACME"), (54, "1"), (38, "4"), (40, "2"), (44, "1.00")]);
+    let (r, _) = a.recv_type("9");
+    assert_eq!((text(&r, 434), text(&r, 102), text(&r, 37)), ("2", "0", first.as_str()), "{}", show(&r));
     drop(a);
 
     // Rebuilt from the journal, the ClOrdID is still used; another works.
