@@ -164,7 +164,19 @@ async fn reader<R: AsyncRead + Unpin>(
         let m = read_message(&mut rd, &mut buf).await?;
         let kind = m.msg_type();
         if kind == b"5" {
-            bail!("the exchange logged the session out: {}", m.text(58).unwrap_or(""));
+            // Most likely after a message went unanswered for the heartbeat
+            // interval (this client answers no TestRequest): name them.
+            let waiting: Vec<usize> = (book.sent_ns.iter().enumerate())
+                .filter(|(_, at)| at.load(Ordering::Relaxed) != ACKED)
+                .map(|(i, _)| i)
+                .collect();
+            let first: Vec<String> = waiting.iter().take(5).map(|i| format!("{prefix}{i}")).collect();
+            bail!(
+                "the exchange logged the session out: {} ({} of {want} messages unanswered, first {})",
+                m.text(58).unwrap_or(""),
+                waiting.len(),
+                first.join(", ")
+            );
         }
         let exec_type = m.get(150).unwrap_or_default();
         let counted = match kind {
