@@ -1125,6 +1125,57 @@ fn requests_in_flight_for_one_order_are_each_answered() {
     s.stop();
 }
 
+/// A replace of a stop-limit order that has triggered may repeat its StopPx
+/// (clients send the order's fields whole); a different one is refused.
+#[test]
+fn a_triggered_stop_limit_is_replaced_with_its_stop_price_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let (alice, bob) = (broker(&s, "alice"), broker(&s, "bob"));
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[]);
+    let stop_limit = |cl: &'static str, orig: Option<&'static str>, qty: &'static str, stop: &'static str| {
+        let mut m = vec![(11, cl), (55, "ACME"), (54, "1"), (38, qty), (40, "4"), (99, stop), (44, "1.20")];
+        m.extend(orig.map(|o| (41, o)));
+        m
+    };
+    a.send("D", &stop_limit("s1", None, "5", "1.10"));
+    let id = text(&report(&mut a), 37).to_owned();
+    // A trade at 1.10 (bob sells, alice buys over REST) triggers it.
+    for (api, side) in [(&bob, "SELL"), (&alice, "BUY")] {
+        let (st, b) = api.post(
+            "/atlas/api/order",
+            json!({"productId": 1, "side": side, "type": "LIMIT", "quantity": 1, "price": "1.10"}),
+        );
+        assert_eq!(st, StatusCode::CREATED, "{b}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while order(&alice, &id)["bookedQuantity"] != 5 {
+        assert!(Instant::now() < deadline, "not triggered: {}", order(&alice, &id));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The answer to `cl` (the trade's reports come first).
+    let answer = |c: &mut FixClient, cl: &str| loop {
+        let m = c.recv();
+        if matches!(m.msg_type(), b"8" | b"9") && text(&m, 11) == cl {
+            break m;
+        }
+    };
+    a.send("G", &stop_limit("s2", Some("s1"), "4", "1.10"));
+    let r = answer(&mut a, "s2");
+    assert_eq!((r.msg_type(), text(&r, 150), text(&r, 38)), (&b"8"[..], "5", "4"), "{}", show(&r));
+    a.send("G", &stop_limit("s3", Some("s2"), "3", "1.05"));
+    let r = answer(&mut a, "s3");
+    assert_eq!(
+        (r.msg_type(), text(&r, 434), text(&r, 58)),
+        (&b"9"[..], "2", "a stop price is not allowed for this order type, or once it has triggered"),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(order(&alice, &id)["originalQuantity"].as_i64(), Some(4));
+    s.stop();
+}
+
 /// A garbled Logon (a wrong CheckSum, a wrong BeginString) ends the
 /// connection at once and without an answer, as the specification says: a
 /// valid Logon right behind it in the same write is never read. (Dropped

@@ -41,7 +41,7 @@ pub enum Reject {
     #[error("a stop price is required for this order type")]
     MissingStopPrice,
     /// A stop price is not allowed for this order type or state.
-    #[error("a stop price is not allowed for this order type")]
+    #[error("a stop price is not allowed for this order type, or once it has triggered")]
     UnexpectedStopPrice,
     /// Post-only needs a LIMIT order that may rest (GTC or DAY).
     #[error("post-only needs a GTC or DAY limit order")]

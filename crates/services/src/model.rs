@@ -261,7 +261,9 @@ pub fn reject(r: Reject) -> ApiError {
         Reject::PriceNotOnTick => "price is not a multiple of the tick size",
         Reject::PostOnlyWouldTrade => "a post-only order would have traded",
         Reject::CapacityExhausted => "the book is full",
-        _ => "the order was rejected",
+        // The engine's own words, which name the reason (a replace's stop
+        // price, a quantity below what executed, ...).
+        other => return ApiError::new(status, r.code(), other.to_string()),
     };
     ApiError::new(status, r.code(), detail)
 }

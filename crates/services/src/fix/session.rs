@@ -1438,10 +1438,12 @@ impl Session {
             order_id: order,
             participant: Some(self.me),
             // The terms in full, not as changes from `row`: a replace in
-            // flight ahead of this one may have changed them since.
+            // flight ahead of this one may have changed them since. Once a
+            // stop has triggered its StopPx is history, which a client
+            // repeating the order's fields may send unchanged.
             quantity: Some(Qty(quantity)),
             price,
-            stop_price: stop,
+            stop_price: stop.filter(|p| !row.triggered || Some(*p) != row.stop_price),
         };
         let after = crate::orders::after_amend(&row, &amend);
         if let Err(e) = crate::risk::check_order(&self.app, &after, &product).await {
