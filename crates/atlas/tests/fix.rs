@@ -425,6 +425,56 @@ fn sequence_numbers_persist_and_gaps_are_filled() {
     s.stop();
 }
 
+/// The next expected number is written with what the session sends (and when
+/// it ends), not after every message read: after a crash, what was read and not
+/// answered is asked for again, like any gap, and the session goes on.
+#[test]
+fn after_a_crash_messages_read_and_not_answered_are_asked_for_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, keys) = setup(dir.path());
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.logon(&[(141, "Y")]);
+    a.send("D", &[(11, "before-crash"), (55, "ACME"), (54, "1"), (38, "1"), (40, "2"), (44, "1.00")]);
+    report(&mut a);
+    // A connection that drops: the session's end writes what it read (here a
+    // heartbeat, which gets no answer), so nothing is asked for again.
+    a.send("0", &[]);
+    let next = a.next_out;
+    drop(a);
+    let mut a = FixClient::plain(&s.fix_plain, &keys[0]);
+    a.next_out = next;
+    a.logon(&[]);
+    a.send("1", &[(112, "reconnected")]);
+    let (h, before) = a.recv_type("0");
+    assert_eq!(text(&h, 112), "reconnected");
+    assert!(before.iter().all(|m| m.msg_type() != b"2"), "{:?}", before.iter().map(show).collect::<Vec<_>>());
+    // Another heartbeat; the exchange reads it and dies.
+    let heartbeat = a.next_out;
+    a.send("0", &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let (data, _) = s.crash();
+    let s = Server::start(&data, None);
+    let mut a2 = FixClient::plain(&s.fix_plain, &keys[0]);
+    a2.next_out = a.next_out;
+    let logon = a2.logon(&[]);
+    // Logon, report, Logon and heartbeat were sent before the crash.
+    assert_eq!(text(&logon, 34), "5", "{}", show(&logon));
+    let (rr, _) = a2.recv_type("2");
+    assert_eq!((text(&rr, 7), text(&rr, 16)), (heartbeat.to_string().as_str(), "0"), "{}", show(&rr));
+    // The client fills the gap (a heartbeat is not resent; the Logon was
+    // taken) and goes on.
+    let fill = a2.message(
+        "4",
+        heartbeat,
+        &[(43, "Y"), (122, &server::fix::now()), (123, "Y"), (36, &a2.next_out.to_string())],
+    );
+    a2.raw(&fill);
+    a2.send("1", &[(112, "after-crash")]);
+    let (h, _) = a2.recv_type("0");
+    assert_eq!(text(&h, 112), "after-crash");
+    s.stop();
+}
+
 /// A client may cancel an order before its acknowledgement: the exchange has
 /// the New ahead of the Cancel on the same session, so the cancel applies.
 #[test]

@@ -95,6 +95,13 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGKILL: the process dies wherever it is, as in a crash.
+    pub fn crash(mut self) -> (PathBuf, Option<String>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.data_dir.clone(), self.database_url.clone())
+    }
+
     pub fn stop(mut self) -> (PathBuf, Option<String>) {
         // SIGTERM: a clean shutdown.
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();

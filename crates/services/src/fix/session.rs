@@ -330,6 +330,10 @@ where
     } else {
         let _ = s.write_out(&mut wr).await;
     }
+    // The next expected number, which is written with what is sent only.
+    if let Err(e) = s.store.save() {
+        tracing::error!(error = %e, "FIX session store write failed");
+    }
     s.cancel_on_disconnect().await;
 }
 
